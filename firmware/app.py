@@ -1,0 +1,456 @@
+# Main loop and device state: one cooperative loop, nothing blocks, so the button, the
+# LED and the watchdog are served while the link is down or slow.
+import gc
+import random
+import select
+import sys
+from time import ticks_ms, ticks_diff, ticks_add
+
+import gesture
+import mqtt
+import outbox
+import proto
+from hmac256 import HMAC
+
+# Ack stage -> rank (a late "received" must not undo "dispatched") and LED pattern.
+_RANK = {"received": 1, "acknowledged": 2, "dispatched": 3, "on_scene": 4,
+         "resolved": 5, "cancelled": 5, "rejected": 5}
+_LED = {"received": "received", "acknowledged": "received", "dispatched": "dispatched",
+        "on_scene": "on_scene"}
+_GC_MS = 500
+
+
+class App:
+    def __init__(self, board):
+        self.b = board
+        self.running = True
+        self.rc = 0
+        self.cfg = None
+        self.poller = select.poll()
+        self.t0 = ticks_ms()
+        self.peak = 0
+        self.led = None
+        self.buzz = None
+        self.mq = None
+        self.gps = None
+        self.active = None    # id of the alert whose progress the LED shows
+        self.stage = None
+        self.t_active = 0
+        self.last = None      # id of the most recent panic/test (what "cancel" refers to)
+        self._t_gc = 0
+
+    # ---- output ----
+    def emit(self, ev, **kw):
+        kw["ev"] = ev
+        self.b.emit(kw)
+
+    def log(self, msg):
+        self.emit("log", msg=msg)
+
+    def _set_led(self, p):
+        if p != self.led:
+            self.led = p
+            self.b.led(p)
+            self.emit("led", pattern=p)
+
+    def _set_buzz(self, p):
+        if p != self.buzz:
+            self.buzz = p
+            self.b.buzzer(p)
+            self.emit("buzzer", pattern=p)
+
+    def heap(self):
+        gc.collect()
+        a = gc.mem_alloc()
+        if a > self.peak:
+            self.peak = a
+        self.emit("heap", alloc=a, free=gc.mem_free(), peak=self.peak)
+
+    # ---- boot ----
+    def _setup(self):
+        b = self.b
+        import config
+        c, err = config.load(b.flash + "/config.json")
+        # Validation code is needed once per boot: unloading it returns its RAM.
+        del config
+        sys.modules.pop("config", None)
+        gc.collect()
+        self.ob = outbox.Outbox(b.flash, c["outbox_max"] if c else 32, self.log)
+        self.boot = outbox.next_boot(b.flash, self.ob.max_boot)
+        self.seq = 0
+        self.emit("boot", dev=c["dev"] if c else None, boot=self.boot, fw=proto.FW,
+                  outbox=len(self.ob))
+        if err:
+            self.emit("config_error", msg=err)
+            self._set_led("config_error")
+            self._set_buzz("config_error")
+            b.register(self.poller)
+            return False
+        self.cfg = c
+        self.dev = c["dev"]
+        self.mac = HMAC(c["secret"])
+        root = c["topic_root"] + "/" + self.dev
+        self.t_alert = root + "/alert"
+        self.t_status = root + "/status"
+        self.t_ack = root + "/ack"
+        self.gest = gesture.Gesture(c["trigger"], c["long_press_ms"], c["triple_window_ms"],
+                                    c["cancel_hold_ms"])
+        if c["gps"]:
+            self.gps_on()
+        self.mq = mqtt.Client(self.dev, c["mqtt_user"], c["mqtt_password"], c["keepalive_s"],
+                              self.t_status, proto.will_body(self.dev), self._on_msg, self.log)
+        self.mq.attach(self.poller)
+        self.bi = 0                       # broker index: primary, then backups
+        self.rc_delay = c["reconnect_min_ms"]
+        self.rc_due = ticks_ms()
+        self.t_hb = ticks_ms()
+        self.was_up = False
+        now = ticks_ms()
+        for r in self.ob.recs:
+            # Alerts from before this boot: sent again at once, oldest first.
+            r["_n"] = 0
+            r["_due"] = now
+            self.last = r["ref"] if r["kind"] == "cancel" else r["id"]
+        if self.ob.recs:
+            self.active = self.last
+            self.t_active = now
+            self.gest.active = True
+        b.setup(self)
+        b.register(self.poller)
+        return True
+
+    # ---- inputs (called by the board) ----
+    def gps_on(self):
+        # Imported only when a GPS is configured or fed: RAM is scarce on a 64K heap.
+        if self.gps is None and self.cfg is not None:
+            from gps import GPS
+            g = self.cfg["gps"]
+            self.gps = GPS(g["fix_timeout_s"] if g else 30)
+        return self.gps
+
+    def button(self, pressed, t=None):
+        if self.cfg is None:
+            return
+        t = ticks_ms() if t is None else t
+        ev = self.gest.edge(pressed, t)
+        if ev:
+            self._gesture(ev, t)
+
+    def _gesture(self, ev, t):
+        if ev == gesture.TRIGGER:
+            self.trigger("test" if self.cfg["drill"] else "panic", t)
+        elif ev == gesture.CANCEL:
+            self.cancel(t)
+
+    def trigger(self, kind="panic", tk=None):
+        if self.cfg is None:
+            self.log("trigger ignored: no valid config")
+            return None
+        tk = ticks_ms() if tk is None else tk
+        c = self.cfg
+        self.seq += 1
+        lat, lon, acc, src = c["lat6"], c["lon6"], c["acc"], "fixed"
+        fx = self.gps.fix() if self.gps else None
+        if fx:
+            lat, lon, acc = fx
+            src = "gps"
+        w = self.b.wall_ms()
+        if w is not None:
+            w -= ticks_diff(ticks_ms(), tk)
+        rec = {"id": "%s:%d:%d" % (self.dev, self.boot, self.seq), "boot": self.boot,
+               "seq": self.seq, "kind": kind, "t": w, "lat6": lat, "lon6": lon, "acc": acc,
+               "src": src}
+        if kind == "cancel":
+            rec["ref"] = self.last
+        # Into flash before it goes on the air: a power cut from here on cannot lose it.
+        ev = self.ob.add(rec)
+        if ev is not None:
+            self.log("outbox full: dropped %s" % ev["id"])
+        rec["_tk"] = tk
+        rec["_n"] = 0
+        rec["_due"] = tk
+        if kind == "cancel":
+            self._set_buzz("cancelled")
+        else:
+            self.last = rec["id"]
+            self.active = rec["id"]
+            self.stage = None
+            self.t_active = tk
+            self.gest.active = True
+            self._set_buzz("sending")
+        if self.mq.state == mqtt.UP:
+            self._send(rec, ticks_ms())
+        else:
+            # A press is the best reason to try the link now rather than after backoff.
+            self.rc_delay = c["reconnect_min_ms"]
+            self.rc_due = ticks_ms()
+        self._update_led(ticks_ms())
+        return rec["id"]
+
+    def cancel(self, tk=None):
+        if self.last is None:
+            self.log("cancel ignored: no alert to cancel")
+            return None
+        return self.trigger("cancel", tk)
+
+    def status(self):
+        if self.mq and self.mq.state == mqtt.UP:
+            self._status()
+        else:
+            self.log("status not sent: link down")
+        self.heap()
+
+    def link_lost(self, why):
+        """Board reports the network is gone (WiFi off)."""
+        if self.mq and self.mq.sock is not None:
+            self.mq.close(why)
+
+    def stop(self):
+        self.running = False
+
+    # ---- network ----
+    def _on_msg(self, topic, payload):
+        if topic != self.t_ack:
+            self.log("unexpected topic " + topic)
+            return
+        why, d = proto.verify_ack(self.mac, payload)
+        if why:
+            self.emit("bad_ack", reason=why)
+            return
+        aid = d["id"]
+        st = d["stage"]
+        self.emit("ack", id=aid, stage=st, inc=d.get("inc"))
+        now = d.get("now")
+        if now is not None and not self.b.synced():
+            self.b.set_clock(now)
+        rec = self.ob.get(aid)
+        if rec is not None:
+            if rec.get("_pid"):
+                self.mq.forget(rec["_pid"])
+            self.ob.done(aid)
+            if rec["kind"] == "cancel" and rec.get("ref") == self.active and st != "rejected":
+                self._end_active("cancelled")
+        if aid == self.active:
+            if _RANK[st] >= 5:
+                self._end_active(st)
+            elif self.stage is None or _RANK[st] > _RANK[self.stage]:
+                self.stage = st
+                if _LED[st] != self.buzz:
+                    self._set_buzz(_LED[st])
+        self._update_led(ticks_ms())
+
+    def _end_active(self, st):
+        self.active = None
+        self.stage = None
+        self.gest.active = False
+        self._set_buzz("cancelled" if st == "cancelled" else "off")
+
+    def _age(self, rec, now):
+        tk = rec.get("_tk")
+        if tk is not None:
+            return ticks_diff(now, tk)
+        w = self.b.wall_ms()
+        if rec["t"] is not None and w is not None:
+            return max(0, w - rec["t"])
+        # From an earlier boot without a clock: time since this boot is a lower bound.
+        return ticks_diff(now, self.t0)
+
+    def _send(self, rec, now):
+        c = self.cfg
+        age = self._age(rec, now)
+        body = proto.alert(self.mac, self.dev, rec, age, self.b.battery(), self.b.rssi())
+        if rec.get("_pid"):
+            self.mq.forget(rec["_pid"])   # superseded by this re-signed copy
+        rec["_pid"] = self.mq.publish(self.t_alert, body, False, False)
+        n = rec["_n"] + 1
+        rec["_n"] = n
+        rec["_due"] = ticks_add(now, min(c["retry_ms"] << min(n - 1, 10), c["retry_max_ms"]))
+        tk = rec.get("_tk")
+        self.emit("alert", id=rec["id"], kind=rec["kind"], **{
+            "try": n, "pub_ms": ticks_diff(ticks_ms(), tk) if tk is not None else age})
+
+    def _status(self, state="online"):
+        b = self.b
+        body = proto.status_body(self.dev, state, self.boot,
+                                 ticks_diff(ticks_ms(), self.t0) // 1000, b.battery(),
+                                 b.rssi(), len(self.ob))
+        self.t_hb = ticks_ms()
+        return self.mq.publish(self.t_status, body, True, True)
+
+    def _broker(self):
+        return self.cfg["brokers"][self.bi]
+
+    def _connect(self, now):
+        c = self.cfg
+        br = self._broker()
+        tls = None
+        if br["tls"]:
+            tls = {"ca": self.b.read_ca(br.get("ca")), "server_hostname": br.get("server_hostname")}
+        try:
+            self.b.feed()
+            self.mq.start(br["host"], br["port"], tls)
+        except Exception as e:  # noqa: BLE001 -- any failure is just "try later"
+            self.mq.close()
+            self._connect_failed(now, "connect %s:%d: %s" % (br["host"], br["port"], e))
+
+    def _connect_failed(self, now, why):
+        c = self.cfg
+        self.log(why)
+        self.bi = (self.bi + 1) % len(c["brokers"])
+        if self.bi == 0:
+            # Whole list failed: exponential backoff with jitter, so a thousand buttons
+            # coming back after a city-wide outage do not hit the broker in lockstep.
+            d = self.rc_delay
+            self.rc_delay = min(d * 2, c["reconnect_max_ms"])
+            d = d // 2 + random.getrandbits(16) % (d // 2 + 1)
+            self.rc_due = ticks_add(now, d)
+        else:
+            self.rc_due = now   # a backup broker is a second path: try it at once
+
+    def _link(self, now):
+        mq = self.mq
+        if not self.b.net_up():
+            if mq.sock is not None:
+                mq.close("network down")
+        elif mq.state == mqtt.CLOSED and ticks_diff(now, self.rc_due) >= 0:
+            self._connect(now)
+        if mq.service():
+            self._on_up()
+        elif self.was_up and mq.state != mqtt.UP:
+            self.was_up = False
+            br = self._broker()
+            self.emit("link", state="down", broker="%s:%d" % (br["host"], br["port"]),
+                      reason=mq.err)
+            mq.err = None
+            self.rc_delay = self.cfg["reconnect_min_ms"]
+            self.rc_due = ticks_add(now, self.rc_delay)
+        elif not self.was_up and mq.state == mqtt.CLOSED and mq.err:
+            err = mq.err
+            mq.err = None
+            self._connect_failed(now, err)
+
+    def _on_up(self):
+        self.was_up = True
+        now = ticks_ms()
+        br = self._broker()
+        self.rc_delay = self.cfg["reconnect_min_ms"]
+        self.emit("link", state="up", broker="%s:%d" % (br["host"], br["port"]))
+        self.mq.subscribe(self.t_ack)
+        # Drain oldest first, right away: a reconnect is when the backlog matters most.
+        for r in self.ob.recs:
+            r["_due"] = now
+        self._drain(now)
+        self._status()
+
+    def _drain(self, now):
+        if self.mq.state != mqtt.UP:
+            return
+        for r in self.ob.recs:
+            if ticks_diff(now, r["_due"]) >= 0:
+                self._send(r, now)
+                if self.mq.state != mqtt.UP:
+                    return
+
+    # ---- feedback ----
+    def _update_led(self, now):
+        c = self.cfg
+        pend = self.ob.recs
+        p = None
+        if self.active is not None and self.stage is not None:
+            p = _LED[self.stage]
+            # Nothing more after a long while: back to normal, the cancel window closes.
+            if ticks_diff(now, self.t_active) > c["cancel_window_s"] * 1000:
+                self._end_active("expired")
+                p = None
+        if p is None and pend:
+            oldest = pend[0]
+            tk = oldest.get("_tk", self.t0)
+            # Still retrying, but the user must know the call has not got through.
+            if ticks_diff(now, tk) > c["fail_ms"]:
+                p = "failed"
+                if self.buzz == "sending":
+                    self._set_buzz("failed")
+            else:
+                p = "sending"
+        if p is None:
+            if self.mq.state != mqtt.UP:
+                p = "offline"
+            elif self.b.battery() < c["batt_low"]:
+                p = "low_battery"
+            else:
+                p = "idle"
+        self._set_led(p)
+
+    # ---- loop ----
+    def _timeout(self, now):
+        t = 1000
+        if self.cfg is None:
+            return t
+        g = self.gest.due(now)
+        if g is not None:
+            t = min(t, g)
+        mq = self.mq
+        if mq.state == mqtt.TCP or mq.wbuf:
+            t = min(t, 5)
+        elif mq.state == mqtt.CLOSED:
+            t = min(t, max(0, ticks_diff(self.rc_due, now)))
+        elif mq.state == mqtt.UP:
+            for r in self.ob.recs:
+                t = min(t, max(0, ticks_diff(r["_due"], now)))
+        return min(t, self.b.tick_ms)
+
+    def run(self):
+        ok = self._setup()
+        self.emit("ready")
+        b = self.b
+        while self.running:
+            now = ticks_ms()
+            self.poller.poll(self._timeout(now))
+            b.feed()
+            b.service(self)
+            if not self.running or not ok:
+                continue
+            now = ticks_ms()
+            ev = self.gest.tick(now)
+            if ev:
+                self._gesture(ev, now)
+            self._link(now)
+            now = ticks_ms()
+            self._drain(now)
+            if self.mq.state == mqtt.UP and \
+                    ticks_diff(now, self.t_hb) >= self.cfg["heartbeat_s"] * 1000:
+                self._status()
+            self._update_led(now)
+            b.led_tick(now)
+            if ticks_diff(now, self._t_gc) >= _GC_MS:
+                self._t_gc = now
+                gc.collect()
+                a = gc.mem_alloc()
+                if a > self.peak:
+                    self.peak = a
+            if self.cfg["sleep"] and b.can_sleep:
+                self._maybe_sleep(now)
+        if self.mq is not None:
+            self.mq.close()
+        self.heap()
+        return self.rc
+
+    def _maybe_sleep(self, now):
+        # Battery variant: stay awake while an alert is unacked (bounded by awake_s) or the
+        # button is held, then tell the gateway we sleep (not silent) and deep-sleep with
+        # wake on the button and a timer for the next heartbeat.
+        c = self.cfg
+        awake = ticks_diff(now, self.t0)
+        if self.gest.down or awake < 3000:
+            return
+        if (self.ob.recs or self.mq.state != mqtt.UP) and awake < c["awake_s"] * 1000:
+            return
+        if self.mq.state == mqtt.UP:
+            pid = self._status("sleeping")
+            end = ticks_add(ticks_ms(), 2000)
+            while pid in self.mq.inflight and ticks_diff(end, ticks_ms()) > 0:
+                self.poller.poll(20)
+                self.b.feed()
+                self.mq.service()
+            self.mq.close()
+        self.b.deepsleep(c["heartbeat_s"] * 1000)

@@ -1,0 +1,154 @@
+# Simulator board for the unix port. The "flash" is the folder in $PANIC_FLASH; the
+# simulator drives the button, WiFi, battery and GPS through stdin (one command a line)
+# and reads events from stdout (one JSON object a line). docs/firmware.md has the contract.
+import json
+import os
+import select
+import sys
+import time
+from time import ticks_ms
+
+
+class Board:
+    name = "sim"
+    can_sleep = False
+    tick_ms = 1000     # no LED to blink here: wake only for real work
+
+    def __init__(self):
+        self.flash = os.getenv("PANIC_FLASH") or "flash"
+        self.wifi = True
+        self.batt = 100
+        self._in = sys.stdin.buffer
+        self._p = select.poll()
+        self._p.register(self._in, select.POLLIN)
+        self._line = bytearray()
+        self._out = sys.stdout
+
+    # -- hooks used by the app --
+    def setup(self, app):
+        pass
+
+    def register(self, poller):
+        poller.register(self._in, select.POLLIN)
+
+    def emit(self, d):
+        self._out.write(json.dumps(d))
+        self._out.write("\n")
+
+    def led(self, pattern):
+        pass
+
+    def buzzer(self, pattern):
+        pass
+
+    def led_tick(self, now):
+        pass
+
+    def feed(self):
+        pass
+
+    def battery(self):
+        return self.batt
+
+    def rssi(self):
+        return -55 if self.wifi else None
+
+    def net_up(self):
+        return self.wifi
+
+    def synced(self):
+        return True
+
+    def wall_ms(self):
+        # The host clock is NTP-disciplined: the simulated device counts as synced.
+        return time.time_ns() // 1000000
+
+    def set_clock(self, ms):
+        pass
+
+    def read_ca(self, path):
+        if not path:
+            return None
+        with open(path, "rb") as f:
+            d = f.read()
+        return pem_to_der(d)
+
+    def deepsleep(self, ms):
+        pass
+
+    def crashed(self, e):
+        pass
+
+    # -- stdin commands --
+    def service(self, app):
+        # Byte by byte: the unix port's stream reads loop until their buffer is full, so
+        # only a 1-byte read after a successful poll is guaranteed not to block.
+        while True:
+            ev = self._p.poll(0)
+            if not ev:
+                return
+            if ev[0][1] & select.POLLIN:
+                b = self._in.read(1)
+            else:
+                b = b""
+            if not b:
+                if self._line:
+                    self._cmd(app, bytes(self._line))
+                    self._line = bytearray()
+                app.stop()        # EOF: the simulator went away
+                return
+            if b == b"\n":
+                ln = bytes(self._line)
+                self._line = bytearray()
+                self._cmd(app, ln)
+                return            # one command per loop turn keeps each one's latency
+            self._line.extend(b)
+            if len(self._line) > 512:
+                self._line = bytearray()
+
+    def _cmd(self, app, ln):
+        tk = ticks_ms()
+        try:
+            s = ln.decode().strip()
+        except Exception:
+            app.log("bad command bytes")
+            return
+        if not s:
+            return
+        cmd, _, arg = s.partition(" ")
+        if cmd == "trigger":
+            app.trigger(arg or "panic", tk) if arg in ("", "panic", "test") else \
+                app.log("unknown trigger kind " + arg)
+        elif cmd == "cancel":
+            app.cancel(tk)
+        elif cmd == "down":
+            app.button(True, tk)
+        elif cmd == "up":
+            app.button(False, tk)
+        elif cmd == "wifi":
+            self.wifi = arg != "off"
+            if not self.wifi:
+                app.link_lost("wifi off")
+        elif cmd == "battery":
+            try:
+                self.batt = max(0, min(100, int(arg)))
+            except ValueError:
+                app.log("battery needs an integer percent")
+        elif cmd == "gps":
+            g = app.gps_on()
+            if g is not None and not g.feed(arg):
+                app.log("gps sentence ignored (bad checksum/format or no fix)")
+        elif cmd == "status":
+            app.status()
+        elif cmd == "quit":
+            app.stop()
+        else:
+            app.log("unknown command " + s)
+
+
+def pem_to_der(d):
+    if not d.startswith(b"-----"):
+        return d
+    from binascii import a2b_base64
+    body = b"".join(ln for ln in d.split(b"\n") if ln and not ln.startswith(b"-----"))
+    return a2b_base64(body)

@@ -1,0 +1,68 @@
+# Wire protocol v1 (docs/protocol.md): signed alert out, signed ack in.
+# A signed payload is: body bytes, b"\n", lowercase hex HMAC-SHA256(secret, body).
+import json
+from micropython import const
+from hmac256 import equal
+
+MAX_PAYLOAD = const(1024)
+FW = "1.0.0"
+STAGES = ("received", "acknowledged", "dispatched", "on_scene", "resolved", "cancelled",
+          "rejected")
+
+
+def sign(mac, body):
+    return body + b"\n" + mac.hexdigest(body)
+
+
+def alert_body(dev, rec, age, batt, rssi):
+    d = {"v": 1, "dev": dev, "id": rec["id"], "boot": rec["boot"],
+         "seq": rec["seq"], "kind": rec["kind"], "t": rec["t"], "age": age,
+         "lat6": rec["lat6"], "lon6": rec["lon6"], "acc": rec["acc"], "src": rec["src"],
+         "batt": batt, "rssi": rssi}
+    if rec.get("ref"):
+        d["ref"] = rec["ref"]
+    return json.dumps(d).encode()
+
+
+def alert(mac, dev, rec, age, batt, rssi):
+    return sign(mac, alert_body(dev, rec, age, batt, rssi))
+
+
+def status_body(dev, state, boot, up, batt, rssi, outbox):
+    return json.dumps({"v": 1, "dev": dev, "state": state, "fw": FW, "boot": boot,
+                       "up": up, "batt": batt, "rssi": rssi, "outbox": outbox}).encode()
+
+
+def will_body(dev):
+    return json.dumps({"v": 1, "dev": dev, "state": "offline"}).encode()
+
+
+def verify_ack(mac, payload):
+    """Check a signed ack. Returns (None, ack_dict) or (reason, None); never raises:
+    anything from the network is hostile until checked."""
+    if len(payload) > MAX_PAYLOAD:
+        return "size", None
+    i = payload.rfind(b"\n")
+    if i < 0:
+        return "format", None
+    body = payload[:i]
+    sig = payload[i + 1:]
+    if len(sig) != 64:
+        return "mac", None
+    if not equal(mac.hexdigest(body), sig):
+        return "mac", None
+    try:
+        d = json.loads(body)
+    except Exception:
+        return "json", None
+    if not isinstance(d, dict) or d.get("v") != 1:
+        return "version", None
+    aid = d.get("id")
+    if not isinstance(aid, str) or not aid:
+        return "field", None
+    if d.get("stage") not in STAGES:
+        return "stage", None
+    now = d.get("now")
+    if now is not None and not isinstance(now, int):
+        return "field", None
+    return None, d

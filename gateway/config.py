@@ -1,0 +1,123 @@
+"""Gateway configuration, read from one TOML file.
+
+Relative paths in the file are taken relative to the file's own folder, so a
+state folder can be moved as a whole.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+DEFAULT_PATH = Path("var/gateway.toml")
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 18830
+    username: str = "gateway"
+    password: str = ""
+    client_id: str = "gateway-1"
+    group: str = "gateways"
+
+
+@dataclass
+class BrokerConfig:
+    dir: Path = Path("broker")
+    device_port: int = 18830
+    tls_port: int = 0  # 0: no TLS listener
+    public_host: str = "127.0.0.1"  # the host name devices are given in their config
+
+
+@dataclass
+class StoreConfig:
+    kind: str = "sqlite"
+    path: Path = Path("gateway.db")
+    dsn: str = ""
+
+
+@dataclass
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass
+class WebhookConfig:
+    url: str
+    secret: str = ""
+    name: str = ""
+
+
+@dataclass
+class Config:
+    path: Path
+    topic_root: str = "panic/v1"
+    max_payload: int = 1024
+    stale_past_s: int = 24 * 3600
+    stale_future_s: int = 300
+    escalate_after_s: int = 60
+    forward_dead_after_s: int = 24 * 3600
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    webhooks: list[WebhookConfig] = field(default_factory=list)
+
+
+def _section(cls, data: dict, base: Path, name: str):
+    known = cls.__dataclass_fields__
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"[{name}]: unknown keys {sorted(unknown)}")
+    values = {}
+    for key, value in data.items():
+        default = known[key].default
+        if isinstance(default, Path):
+            value = Path(value)
+            value = value if value.is_absolute() else base / value
+        elif isinstance(default, int) and not isinstance(value, int):
+            raise ConfigError(f"[{name}] {key}: expected an integer, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    path = Path(path or os.environ.get("PANIC_CONFIG") or DEFAULT_PATH).resolve()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no config at {path}: run `panic-gateway init` or pass --config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    base = path.parent
+    gw = dict(raw.get("gateway", {}))
+    cfg = Config(path=path)
+    for key, value in gw.items():
+        if key not in Config.__dataclass_fields__ or key in ("path", "mqtt", "broker", "store", "api", "webhooks"):
+            raise ConfigError(f"[gateway]: unknown key {key!r}")
+        setattr(cfg, key, value)
+    cfg.mqtt = _section(MqttConfig, raw.get("mqtt", {}), base, "mqtt")
+    cfg.broker = _section(BrokerConfig, raw.get("broker", {}), base, "broker")
+    cfg.store = _section(StoreConfig, raw.get("store", {}), base, "store")
+    cfg.api = _section(ApiConfig, raw.get("api", {}), base, "api")
+    cfg.webhooks = [_section(WebhookConfig, w, base, "webhooks") for w in raw.get("webhooks", [])]
+    if cfg.store.kind not in ("sqlite", "postgres"):
+        raise ConfigError(f"[store] kind must be sqlite or postgres, not {cfg.store.kind!r}")
+    return cfg
+
+
+def write(data: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The file holds the gateway's broker password: owner only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        tomli_w.dump(data, f)

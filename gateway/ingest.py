@@ -1,0 +1,194 @@
+"""Alert ingest: broker → validate → store (group commit) → signed ack → forwarders.
+
+paho's network thread only queues messages; one worker drains the queue in batches,
+commits each batch in one transaction, and only then acks the device and PUBACKs the
+broker (manual ack), so an ack always means the incident is on disk.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from . import metrics, signing
+from .config import Config
+from .models import Alert, Device, Incident, Outcome
+from .store import Store
+from .validate import Rejection, check_alert
+
+log = logging.getLogger("panic.ingest")
+
+BATCH_MAX = 256
+REGISTRY_TTL_S = 2.0
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Registry:
+    """Device lookups with a short cache: the CLI edits the registry from other processes."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[str, tuple[float, Device | None]] = {}
+
+    def __call__(self, dev: str) -> Device | None:
+        hit = self._cache.get(dev)
+        now = time.monotonic()
+        if hit and now - hit[0] < REGISTRY_TTL_S:
+            return hit[1]
+        device = self.store.get_device(dev)
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[dev] = (now, device)
+        return device
+
+
+def ack_body(alert_id: str, stage: str, inc: str | None, reason: str | None) -> bytes:
+    return json.dumps({"v": 1, "id": alert_id, "stage": stage, "inc": inc, "reason": reason,
+                       "now": now_ms()}, separators=(",", ":")).encode()
+
+
+class Ingest:
+    def __init__(self, cfg: Config, store: Store, sinks: list[str],
+                 on_stored: Callable[[], None] = lambda: None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.sinks = sinks
+        self.on_stored = on_stored
+        self.registry = Registry(store)
+        self.root = cfg.topic_root
+        self.queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self.connected = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.mqtt.client_id,
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
+        self.client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_socket_open = self._on_socket_open
+        self.client.reconnect_delay_set(0.2, 5)
+        self._worker = threading.Thread(target=self._work, name="ingest", daemon=True)
+
+    # --- MQTT callbacks (paho's thread) ----------------------------------------------
+    def _on_socket_open(self, client, userdata, sock) -> None:
+        # paho leaves Nagle on: every ack would wait for the peer's delayed ACK (~40 ms).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            log.error("broker refused the gateway: %s", reason)
+            return
+        client.subscribe(f"$share/{self.cfg.mqtt.group}/{self.root}/+/alert", qos=1)
+        self.connected.set()
+        metrics.mqtt_connected.set(1)
+        log.info("connected to broker %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+        self.connected.clear()
+        metrics.mqtt_connected.set(0)
+        log.warning("disconnected from broker: %s", reason)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        self.queue.put(msg)
+
+    # --- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        # A persistent session: alerts published while the gateway restarts wait for it.
+        props.SessionExpiryInterval = 3600
+        self._worker.start()
+        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=15,
+                                  clean_start=False, properties=props)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self._worker.join(timeout=5)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # --- the worker ----------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            msg = self.queue.get()
+            if msg is None:
+                return
+            batch = [msg]
+            while len(batch) < BATCH_MAX:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self.queue.put(None)
+                    break
+                batch.append(nxt)
+            try:
+                self._process(batch)
+            except Exception:
+                # Nothing is PUBACKed: the broker redelivers and the device retransmits.
+                log.exception("ingest batch of %d failed; left for redelivery", len(batch))
+                time.sleep(0.5)
+
+    def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
+        now = now_ms()
+        valid: list[Alert] = []
+        for msg in batch:
+            metrics.alerts_received.inc()
+            result = check_alert(msg.topic, msg.payload, root=self.root, max_payload=self.cfg.max_payload,
+                                 device=self.registry, now_ms=now,
+                                 stale_past_ms=self.cfg.stale_past_s * 1000,
+                                 stale_future_ms=self.cfg.stale_future_s * 1000)
+            if isinstance(result, Rejection):
+                self._rejected(result)
+            else:
+                valid.append(result)
+        outcomes = self.store.ingest(valid, self.sinks) if valid else []
+        if outcomes:
+            metrics.ingest_batch.observe(len(outcomes))
+        for out in outcomes:
+            self._acked(out)
+        for msg in batch:
+            self.client.ack(msg.mid, msg.qos)
+        if any(o.created or not o.duplicate for o in outcomes):
+            self.on_stored()
+
+    def _acked(self, out: Outcome) -> None:
+        a = out.alert
+        inc: Incident | None = out.incident
+        if out.duplicate:
+            metrics.alerts_duplicate.inc()
+        if out.created and inc is not None:
+            metrics.incidents_created.labels(a.kind).inc()
+            metrics.latency.labels("press_to_received").observe(max(0, inc.received_ms - inc.press_ms) / 1000)
+            log.info("incident %s from %s (%s) press->received %d ms", inc.id, a.dev, a.kind,
+                     inc.received_ms - inc.press_ms)
+        device = self.registry(a.dev)
+        if device is not None:
+            self.send_ack(device, a.id, out.stage, inc.id if inc else None, out.reason)
+
+    def _rejected(self, r: Rejection) -> None:
+        metrics.alerts_rejected.labels(r.reason).inc()
+        log.warning("rejected alert: %s (%s) dev=%s id=%s", r.reason, r.detail, r.dev, r.alert_id)
+        # A device whose MAC verified but whose alert can never be accepted is told so,
+        # or it would retransmit forever; unauthenticated senders get nothing back.
+        if r.alert_id and r.dev and r.reason in ("schema", "stale"):
+            device = self.registry(r.dev)
+            if device is not None:
+                self.send_ack(device, r.alert_id, "rejected", None, r.reason)
+
+    def send_ack(self, device: Device, alert_id: str, stage: str, inc: str | None, reason: str | None) -> None:
+        payload = signing.sign(ack_body(alert_id, stage, inc, reason), device.secret)
+        self.client.publish(f"{self.root}/{device.id}/ack", payload, qos=1)
+        metrics.acks_sent.labels(stage).inc()

@@ -1,0 +1,115 @@
+"""Plain records passed between the gateway's parts."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+# Incident lifecycle, in order; cancelled may follow any state before resolved.
+STAGES = ("new", "acknowledged", "dispatched", "on_scene", "resolved")
+FINAL = ("resolved", "cancelled")
+# Stage name carried in the device ack for each incident state.
+ACK_STAGE = {"new": "received", "acknowledged": "acknowledged", "dispatched": "dispatched",
+             "on_scene": "on_scene", "resolved": "resolved", "cancelled": "cancelled"}
+
+
+@dataclass
+class Device:
+    id: str
+    secret: str
+    mqtt_password: str
+    kelurahan: str = ""
+    kecamatan: str = "Klojen"
+    rw: int = 0
+    rt: int = 0
+    lat6: int = 0
+    lon6: int = 0
+    holder: str = ""
+    phone: str = ""
+    address: str = ""
+    status: str = "active"  # active | suspended
+    created_ms: int = 0
+
+    def public(self) -> dict:
+        """What the API may show: everything but credentials."""
+        d = asdict(self)
+        d.pop("secret")
+        d.pop("mqtt_password")
+        return d
+
+
+@dataclass
+class Alert:
+    """A validated alert, as the gateway received it."""
+    id: str
+    dev: str
+    boot: int
+    seq: int
+    kind: str
+    t: int | None
+    age: int
+    lat6: int
+    lon6: int
+    acc: int
+    src: str
+    batt: int | None
+    rssi: int | None
+    ref: str | None
+    received_ms: int
+    body: str
+
+    @property
+    def press_ms(self) -> int:
+        # The device clock when it was synced, else our clock less the device's age.
+        return self.t if self.t is not None else self.received_ms - self.age
+
+
+@dataclass
+class Incident:
+    id: str
+    alert_id: str
+    dev: str
+    kind: str
+    state: str
+    press_ms: int
+    received_ms: int
+    lat6: int
+    lon6: int
+    acc: int
+    src: str
+    batt: int | None = None
+    rssi: int | None = None
+    clock: str = "device"  # device: press time from the device clock; age: from received - age
+    acknowledged_ms: int | None = None
+    dispatched_ms: int | None = None
+    on_scene_ms: int | None = None
+    resolved_ms: int | None = None
+    cancelled_ms: int | None = None
+    unit: str | None = None
+    escalated: int = 0
+    updated_ms: int = 0
+    device: dict | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["latency_ms"] = self.latencies()
+        return d
+
+    def latencies(self) -> dict:
+        def diff(a, b):
+            return None if a is None or b is None else a - b
+        return {
+            "press_to_received": diff(self.received_ms, self.press_ms),
+            "received_to_acknowledged": diff(self.acknowledged_ms, self.received_ms),
+            "received_to_dispatched": diff(self.dispatched_ms, self.received_ms),
+            "press_to_on_scene": diff(self.on_scene_ms, self.press_ms),
+        }
+
+
+@dataclass
+class Outcome:
+    """What ingesting one alert did: the incident it belongs to and the ack stage owed."""
+    alert: Alert
+    incident: Incident | None
+    created: bool
+    duplicate: bool
+    stage: str
+    reason: str | None = None

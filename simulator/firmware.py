@@ -1,0 +1,137 @@
+"""One simulated button: the project's real firmware running under `micropython`.
+
+The sim board of the firmware reads commands on stdin and writes one JSON event per
+line on stdout (docs/firmware.md); this class is the host side of that pipe.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE_MAIN = ROOT / "firmware" / "main.py"
+DEFAULT_HEAP = "96K"
+
+
+def micropython_binary() -> str:
+    here = Path(sys.executable).parent / "micropython"
+    found = str(here) if here.exists() else shutil.which("micropython")
+    if not found:
+        raise RuntimeError("micropython not found: run `make setup`")
+    return found
+
+
+class FirmwareDevice:
+    """Start, command and power-cut one firmware process; its flash is a folder."""
+
+    def __init__(self, flash_dir: Path, config: dict | None = None, heap: str = DEFAULT_HEAP,
+                 on_event: Callable[["FirmwareDevice", dict], None] | None = None) -> None:
+        self.flash = Path(flash_dir)
+        self.flash.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            (self.flash / "config.json").write_text(json.dumps(config))
+        self.dev = json.loads((self.flash / "config.json").read_text())["dev"]
+        self.heap = heap
+        self.on_event = on_event
+        self.events: queue.Queue[dict] = queue.Queue()
+        self.history: list[dict] = []
+        self.proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self.stderr_path = self.flash / "stderr.log"
+
+    # --- process -------------------------------------------------------------------
+    def start(self, wait_ready: float = 10.0) -> "FirmwareDevice":
+        env = dict(os.environ, PANIC_FLASH=str(self.flash))
+        self.proc = subprocess.Popen(
+            [micropython_binary(), "-X", f"heapsize={self.heap}", str(FIRMWARE_MAIN)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.stderr_path, "ab"),
+            env=env, bufsize=0)
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True,
+                                        name=f"fw-{self.dev}")
+        self._reader.start()
+        if wait_ready:
+            self.wait_for(lambda e: e.get("ev") == "ready", wait_ready)
+        return self
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = {"ev": "raw", "line": line.decode(errors="replace").rstrip()}
+            event["host_ms"] = time.time_ns() // 1_000_000
+            event["host_t"] = time.perf_counter()
+            self.history.append(event)
+            self.events.put(event)
+            if self.on_event:
+                self.on_event(self, event)
+        self.events.put({"ev": "exit", "host_t": time.perf_counter()})
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, command: str) -> float:
+        """Write one command line; returns the host time it was written."""
+        assert self.proc is not None and self.proc.stdin is not None
+        t = time.perf_counter()
+        self.proc.stdin.write(command.encode() + b"\n")
+        return t
+
+    def power_cut(self) -> None:
+        """SIGKILL: no flush, no goodbye, exactly what pulling the battery does."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self._join()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.send("quit")
+                self.proc.wait(timeout)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self._join()
+
+    def _join(self) -> None:
+        if self._reader:
+            self._reader.join(timeout=2)
+
+    # --- events --------------------------------------------------------------------
+    def wait_for(self, match: Callable[[dict], bool], timeout: float) -> dict:
+        """Next event (from the queue, in order) that matches; earlier ones are consumed."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError(f"{self.dev}: no matching event within {timeout}s; "
+                                   f"last events: {self.history[-8:]}")
+            try:
+                event = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if match(event):
+                return event
+            if event["ev"] == "exit" and not match(event):
+                raise RuntimeError(f"{self.dev}: firmware exited; stderr: {self.stderr_tail()}")
+
+    def stderr_tail(self, n: int = 2000) -> str:
+        try:
+            return self.stderr_path.read_bytes()[-n:].decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def seen(self, ev: str, **fields) -> list[dict]:
+        return [e for e in self.history if e.get("ev") == ev and all(e.get(k) == v for k, v in fields.items())]

@@ -1,0 +1,167 @@
+"""The system under test or demo: the project's own mosquitto and gateway as processes.
+
+Used by the tests, `make up`, the demo and `panic-sim`: everything goes through the
+gateway's own CLI and config, exactly as an operator would run it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+class Stack:
+    def __init__(self, state: Path, broker_port: int | None = None, api_port: int | None = None,
+                 webhooks: list[str] | None = None, store: str = "sqlite", dsn: str = "") -> None:
+        self.state = Path(state).resolve()
+        self.broker_port = broker_port or free_port()
+        self.api_port = api_port or free_port()
+        self.webhooks = webhooks or []
+        self.store, self.dsn = store, dsn
+        self.config = self.state / "gateway.toml"
+        self.broker: subprocess.Popen | None = None
+        self.gateways: list[subprocess.Popen] = []
+        self._tokens: dict[str, str] = {}
+
+    # --- CLI -----------------------------------------------------------------------
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PANIC_CONFIG=str(self.config))
+        proc = subprocess.run([str(BIN / "panic-gateway"), *args], capture_output=True, text=True, env=env)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"panic-gateway {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def init(self) -> None:
+        args = ["init", "--state", str(self.state), "--broker-port", str(self.broker_port),
+                "--api-port", str(self.api_port), "--store", self.store, "--dsn", self.dsn]
+        for url in self.webhooks:
+            args += ["--webhook", url]
+        self.cli(*args)
+
+    def add_device(self, dev: str, lat6: int, lon6: int, **fields) -> dict:
+        args = ["device", "add", dev, "--lat6", str(lat6), "--lon6", str(lon6), "--json"]
+        for key, value in fields.items():
+            args += [f"--{key}", str(value)]
+        return json.loads(self.cli(*args).stdout)
+
+    def token(self, role: str = "operator") -> str:
+        if role not in self._tokens:
+            self._tokens[role] = self.cli("token", "create", "--role", role).stdout.strip()
+        return self._tokens[role]
+
+    # --- processes -----------------------------------------------------------------
+    def start_broker(self) -> None:
+        log = open(self.state / "mosquitto.log", "ab")
+        self.broker = subprocess.Popen(["mosquitto", "-c", str(self.state / "broker" / "mosquitto.conf")],
+                                       stdout=log, stderr=log)
+        wait_port(self.broker_port)
+
+    def stop_broker(self) -> None:
+        if self.broker and self.broker.poll() is None:
+            self.broker.terminate()
+            self.broker.wait(10)
+        self.broker = None
+
+    def start_gateway(self, config: Path | None = None, wait: bool = True) -> subprocess.Popen:
+        log = open(self.state / f"gateway{len(self.gateways)}.log", "ab")
+        gw = subprocess.Popen([str(BIN / "panic-gateway"), "run", "--config", str(config or self.config)],
+                              stdout=log, stderr=log)
+        self.gateways.append(gw)
+        if wait:
+            self.wait_healthy()
+        return gw
+
+    def kill_gateway(self, gw: subprocess.Popen | None = None) -> None:
+        gw = gw or self.gateways[-1]
+        gw.send_signal(signal.SIGKILL)
+        gw.wait()
+        self.gateways.remove(gw)
+
+    def wait_healthy(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(f"{self.api}/healthz", timeout=1)
+                if r.status_code == 200:
+                    return
+                last = r.text
+            except httpx.HTTPError as exc:
+                last = exc
+            time.sleep(0.05)
+        raise TimeoutError(f"gateway not healthy after {timeout}s: {last}")
+
+    def up(self) -> "Stack":
+        self.init()
+        self.start_broker()
+        self.start_gateway()
+        return self
+
+    def down(self) -> None:
+        for gw in list(self.gateways):
+            if gw.poll() is None:
+                gw.terminate()
+                try:
+                    gw.wait(10)
+                except subprocess.TimeoutExpired:
+                    gw.kill()
+            self.gateways.remove(gw)
+        self.stop_broker()
+
+    # --- API -----------------------------------------------------------------------
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def get(self, path: str, role: str = "operator", **params) -> dict:
+        r = httpx.get(self.api + path, params=params, headers={"Authorization": f"Bearer {self.token(role)}"},
+                      timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def post(self, path: str, role: str = "operator", **body) -> httpx.Response:
+        return httpx.post(self.api + path, json=body, headers={"Authorization": f"Bearer {self.token(role)}"},
+                          timeout=10)
+
+    def incidents(self, **params) -> list[dict]:
+        return self.get("/api/incidents", limit=5000, **params)["incidents"]
+
+    def metrics(self) -> dict[str, float]:
+        """Counters and gauges as {'name{label="v"}': value}, from the live /metrics."""
+        text = httpx.get(self.api + "/metrics", timeout=5).text
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+        return out
+
+    def rejected(self, reason: str) -> float:
+        return self.metrics().get(f'panic_alerts_rejected_total{{reason="{reason}"}}', 0.0)

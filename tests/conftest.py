@@ -1,0 +1,93 @@
+"""Fixtures on real parts: the project's mosquitto and gateway as processes, a real
+HTTP server as the dispatch webhook, and the firmware under `micropython`."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from simulator.firmware import FirmwareDevice
+from simulator.stack import Stack
+
+KAUMAN = (-7982600, 112627000)
+
+
+class Webhook:
+    """A dispatch system on loopback that records every POST; can fail for a while."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict] = []
+        self.fail_next = 0
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if hook.fail_next > 0:
+                    hook.fail_next -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                hook.posts.append({"headers": dict(self.headers), "raw": body, "json": json.loads(body)})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/dispatch"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, n: int, timeout: float = 10.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while len(self.posts) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.posts
+
+
+@pytest.fixture
+def webhook():
+    hook = Webhook()
+    yield hook
+    hook.server.shutdown()
+
+
+@pytest.fixture
+def stack(tmp_path, webhook):
+    s = Stack(tmp_path / "state", webhooks=[webhook.url])
+    s.up()
+    s.webhook = webhook
+    yield s
+    s.down()
+
+
+@pytest.fixture
+def make_device(stack, tmp_path):
+    """Register a button with the gateway's CLI and run the real firmware for it."""
+    started: list[FirmwareDevice] = []
+
+    def make(dev: str = "klj-kauman-rw05-rt03", lat_lon=KAUMAN, start: bool = True, **config) -> FirmwareDevice:
+        creds = stack.add_device(dev, *lat_lon, kelurahan="Kauman", rw=5, rt=3)
+        cfg = dict(creds["config"], **config)
+        fw = FirmwareDevice(tmp_path / "flash" / dev, cfg)
+        fw.creds = creds
+        started.append(fw)
+        return fw.start() if start else fw
+
+    yield make
+    for fw in started:
+        fw.stop()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"condition not met within {timeout}s")

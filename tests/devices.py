@@ -1,0 +1,59 @@
+"""A protocol-level device in Python (paho): lets tests send exactly the bytes they want,
+including hostile ones, with a device's real broker credentials."""
+from __future__ import annotations
+
+import json
+import queue
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway import signing
+
+
+class RawDevice:
+    def __init__(self, creds: dict, port: int, root: str = "panic/v1", subscribe_ack: bool = True) -> None:
+        self.dev = creds["id"]
+        self.secret = creds["secret"]
+        self.root = root
+        self.acks: queue.Queue[bytes] = queue.Queue()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{self.dev}")
+        self.client.username_pw_set(creds["mqtt_username"], creds["mqtt_password"])
+        self.client.on_message = lambda c, u, m: self.acks.put(m.payload)
+        self.subacks: queue.Queue = queue.Queue()
+        self.client.on_subscribe = lambda c, u, mid, codes, p: self.subacks.put(codes)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if subscribe_ack:
+            self.subscribe(f"{root}/{self.dev}/ack")
+
+    def subscribe(self, topic: str) -> list:
+        self.client.subscribe(topic, qos=1)
+        return self.subacks.get(timeout=5)
+
+    def body(self, seq: int = 1, boot: int = 1, **over) -> bytes:
+        b = {"v": 1, "dev": self.dev, "id": f"{self.dev}:{boot}:{seq}", "boot": boot, "seq": seq,
+             "kind": "panic", "t": time.time_ns() // 1_000_000, "age": 3, "lat6": -7982600,
+             "lon6": 112627000, "acc": 25, "src": "fixed", "batt": 87, "rssi": -61}
+        b.update(over)
+        return json.dumps(b).encode()
+
+    def publish(self, payload: bytes, topic: str | None = None) -> None:
+        info = self.client.publish(topic or f"{self.root}/{self.dev}/alert", payload, qos=1)
+        info.wait_for_publish(5)
+
+    def send(self, seq: int = 1, **over) -> bytes:
+        body = self.body(seq, **over)
+        self.publish(signing.sign(body, self.secret))
+        return body
+
+    def ack(self, timeout: float = 5.0) -> dict:
+        payload = self.acks.get(timeout=timeout)
+        parts = signing.split(payload)
+        assert parts and signing.verify(parts[0], parts[1], self.secret), "ack MAC must verify"
+        return json.loads(parts[0])
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
