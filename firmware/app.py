@@ -98,7 +98,8 @@ class App:
         if c["gps"]:
             self.gps_on()
         self.mq = mqtt.Client(self.dev, c["mqtt_user"], c["mqtt_password"], c["keepalive_s"],
-                              self.t_status, proto.will_body(self.dev), self._on_msg, self.log)
+                              self.t_status, proto.will_body(self.dev), self._on_msg,
+                              self._on_up, self.log)
         self.mq.attach(self.poller)
         self.bi = 0                       # broker index: primary, then backups
         self.rc_delay = c["reconnect_min_ms"]
@@ -314,9 +315,8 @@ class App:
                 mq.close("network down")
         elif mq.state == mqtt.CLOSED and ticks_diff(now, self.rc_due) >= 0:
             self._connect(now)
-        if mq.service():
-            self._on_up()
-        elif self.was_up and mq.state != mqtt.UP:
+        mq.service()
+        if self.was_up and mq.state != mqtt.UP:
             self.was_up = False
             br = self._broker()
             self.emit("link", state="down", broker="%s:%d" % (br["host"], br["port"]),
@@ -347,6 +347,10 @@ class App:
             return
         for r in self.ob.recs:
             if ticks_diff(now, r["_due"]) >= 0:
+                if gc.mem_free() < 12288:
+                    # Collect before the heap is exhausted: a drain of a full outbox on a
+                    # 64K heap otherwise fails on fragmentation, not on live data.
+                    gc.collect()
                 self._send(r, now)
                 if self.mq.state != mqtt.UP:
                     return

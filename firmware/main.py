@@ -12,18 +12,22 @@ def _fix_path():
         sys.path.insert(0, f[:i])
 
 
+def _main():
+    b = None
+    try:
+        import board
+        b = board.make()
+        import app
+        return app.App(b).run()
+    except Exception as e:  # noqa: BLE001
+        # stdout carries only JSON events; the unix port would print tracebacks there.
+        sys.print_exception(e, sys.stderr)
+        if b is not None:
+            b.crashed(e)   # on hardware: reset; the outbox is in flash and survives
+        return 1
+
+
 _fix_path()
-
-import board  # noqa: E402
-import app  # noqa: E402
-
-b = board.make()
-try:
-    rc = app.App(b).run()
-except Exception as e:  # noqa: BLE001
-    sys.print_exception(e, sys.stderr)
-    # On hardware a crash resets the board; the outbox is in flash and survives.
-    b.crashed(e)
-    rc = 1
-if rc:
-    sys.exit(rc)
+_rc = _main()
+if _rc:
+    sys.exit(_rc)

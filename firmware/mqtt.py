@@ -19,7 +19,7 @@ _DISCONNECT = b"\xe0\x00"
 
 # Incoming packets bigger than this are a protocol violation for us (signed payloads are
 # capped at 1 KiB); refusing them bounds the receive buffer.
-MAX_IN = const(2048)
+MAX_IN = const(1280)
 # Unsent bytes beyond this mean the peer stopped reading: drop the link and reconnect.
 MAX_OUT = const(8192)
 
@@ -137,7 +137,7 @@ def parse_publish(first, body):
 # ---- client ----
 
 class Client:
-    def __init__(self, cid, user, pw, keepalive_s, will_topic, will_msg, on_msg, log):
+    def __init__(self, cid, user, pw, keepalive_s, will_topic, will_msg, on_msg, on_up, log):
         self.cid = cid
         self.user = user
         self.pw = pw
@@ -145,6 +145,7 @@ class Client:
         self.will_topic = will_topic
         self.will_msg = will_msg
         self.on_msg = on_msg     # on_msg(topic, payload)
+        self.on_up = on_up       # called on CONNACK, before any queued message is handled
         self.log = log
         self.sock = None
         self.state = CLOSED
@@ -422,5 +423,6 @@ class Client:
             self.session = bool(body[0] & 1)
             self.state = UP
             self._resend_dup()
+            self.on_up()
             return True
         return False

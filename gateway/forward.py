@@ -18,16 +18,13 @@ from typing import Callable
 import httpx
 
 from . import metrics
+from .timeutil import now_ms
 from .config import WebhookConfig
 from .store import Store
 
 log = logging.getLogger("panic.forward")
 
 BACKOFF_MAX_S = 300
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def signature(body: bytes, secret: str) -> str:

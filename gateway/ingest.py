@@ -20,6 +20,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
 from . import metrics, signing
+from .timeutil import now_ms
 from .config import Config
 from .models import Alert, Device, Incident, Outcome
 from .store import Store
@@ -29,10 +30,6 @@ log = logging.getLogger("panic.ingest")
 
 BATCH_MAX = 256
 REGISTRY_TTL_S = 2.0
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Registry:

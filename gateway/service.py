@@ -9,6 +9,7 @@ from .api import create_app
 from .config import Config
 from .forward import Forwarder, mqtt_deliverer, sink_names, webhook_deliverer
 from .ingest import Ingest
+from .models import ACK_STAGE
 from .store import open_store
 
 log = logging.getLogger("panic.gateway")
@@ -37,7 +38,14 @@ def run(cfg: Config) -> None:
     ingest.start()
     for f in forwarders:
         f.start()
-    app = create_app(store, health)
+    def on_change(inc) -> None:
+        """An operator or responder moved an incident: tell the button and the sinks."""
+        device = ingest.registry(inc.dev)
+        if device is not None:
+            ingest.send_ack(device, inc.alert_id, ACK_STAGE[inc.state], inc.id, None)
+        wake_forwarders()
+
+    app = create_app(store, health, sinks, on_change)
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port,
                                            log_level="warning", access_log=False))
     log.info("API on http://%s:%d", cfg.api.host, cfg.api.port)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..config import Config
-from .base import Store
+from .base import Store, TransitionError
 
 
 def open_store(cfg: Config) -> Store:
@@ -13,4 +13,4 @@ def open_store(cfg: Config) -> Store:
     return SqliteStore(cfg.store.path)
 
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "TransitionError", "open_store"]

@@ -12,11 +12,15 @@ from dataclasses import fields
 from typing import Iterator
 
 from ..ids import incident_id
-from ..models import ACK_STAGE, FINAL, Alert, Device, Incident, Outcome
+from ..models import ACK_STAGE, FINAL, STAGES, Alert, Device, Incident, Outcome
 from .schema import MIGRATIONS
 
 DEVICE_COLS = [f.name for f in fields(Device)]
 INCIDENT_COLS = [f.name for f in fields(Incident) if f.name != "device"]
+
+
+class TransitionError(Exception):
+    """An action that does not fit the incident's state (HTTP 409)."""
 
 
 class Store:
@@ -172,6 +176,47 @@ class Store:
         rows = self._rows("SELECT stage, at_ms, actor, note FROM events WHERE incident_id = ? ORDER BY id",
                           (inc_id,))
         return [dict(stage=s, at_ms=t, actor=a, note=n) for s, t, a, n in rows]
+
+    def transition(self, inc_id: str, action: str, actor: str, at_ms: int, sinks: list[str],
+                   note: str | None = None, unit: str | None = None) -> Incident:
+        """Apply an operator's or responder's action; raise TransitionError when it does not fit."""
+        with self._tx() as cur:
+            inc = self._incident(cur, inc_id)
+            if inc is None:
+                raise LookupError(inc_id)
+            if inc.state in FINAL:
+                raise TransitionError(f"incident is {inc.state}")
+            order = STAGES.index(inc.state)
+            if action == "acknowledge":
+                if inc.state != "new":
+                    raise TransitionError(f"already {inc.state}")
+                return self._set_state(cur, inc, "acknowledged", at_ms, actor, note, sinks)
+            if action == "dispatch":
+                if not unit:
+                    raise TransitionError("dispatch needs a unit")
+                if order >= STAGES.index("on_scene"):
+                    raise TransitionError(f"already {inc.state}")
+                if inc.acknowledged_ms is None:
+                    # Dispatching is acknowledging: the receive->acknowledge clock stops too.
+                    inc.acknowledged_ms = at_ms
+                    self._exec(cur, "UPDATE incidents SET acknowledged_ms = ? WHERE id = ?", (at_ms, inc.id))
+                inc.unit = unit
+                self._exec(cur, "UPDATE incidents SET unit = ? WHERE id = ?", (unit, inc.id))
+                return self._set_state(cur, inc, "dispatched", at_ms, actor, note, sinks)
+            if action == "en_route":
+                if inc.state != "dispatched":
+                    raise TransitionError(f"not dispatched but {inc.state}")
+                self._event(cur, inc, "en_route", at_ms, actor, note, sinks)
+                return inc
+            if action == "on_scene":
+                if order >= STAGES.index("on_scene"):
+                    raise TransitionError(f"already {inc.state}")
+                return self._set_state(cur, inc, "on_scene", at_ms, actor, note, sinks)
+            if action == "resolve":
+                return self._set_state(cur, inc, "resolved", at_ms, actor, note, sinks)
+            if action == "false_alarm":
+                return self._set_state(cur, inc, "cancelled", at_ms, actor, note or "false alarm", sinks)
+            raise TransitionError(f"unknown action {action!r}")
 
     def _set_state(self, cur, inc: Incident, state: str, at_ms: int, actor: str,
                    note: str | None, sinks: list[str]) -> Incident:
