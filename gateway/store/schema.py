@@ -38,4 +38,8 @@ MIGRATIONS: list[list[str]] = [
             hash TEXT PRIMARY KEY, role TEXT NOT NULL, name TEXT NOT NULL,
             created_ms BIGINT NOT NULL)""",
     ],
+    [  # 2: reserved for the gateway's registry, health, escalation and false-alarm policy (issue 4)
+    ],
+    [  # 3: reserved for the dispatch console: operator accounts and sessions (issue 5)
+    ],
 ]
