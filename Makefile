@@ -81,3 +81,7 @@ flash: firmware
 
 clean:
 	rm -rf build .pytest_cache
+
+.PHONY: fuzz
+fuzz: setup   ## 100,000 fuzzed alerts through the gateway's parser and validator
+	$(BIN)/python -m tests.fuzz_gateway -n $${FUZZ_N:-100000}

@@ -8,6 +8,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from pathlib import Path
 
 from simulator.firmware import FirmwareDevice
 from simulator.stack import Stack
@@ -56,6 +57,30 @@ def webhook():
     hook.server.shutdown()
 
 
+def secrets_of(stack: Stack) -> set[str]:
+    """Every secret the stack handed out: none may ever appear in a log line."""
+    from gateway import config
+    from gateway.store import open_store
+    cfg = config.load(stack.config)
+    found = {cfg.mqtt.password, *(w.secret for w in cfg.webhooks), *stack._tokens.values()}
+    store = open_store(cfg)
+    try:
+        for d in store.list_devices():
+            found |= {d.secret, d.mqtt_password}
+    finally:
+        store.close()
+    return {s for s in found if s}
+
+
+def assert_no_secrets_in_logs(stack: Stack, extra_dirs=()) -> None:
+    secrets = secrets_of(stack)
+    logs = [p for d in (stack.state, *extra_dirs) for p in Path(d).rglob("*.log")]
+    for path in logs:
+        text = path.read_text(errors="replace")
+        for secret in secrets:
+            assert secret not in text, f"a secret appears in {path}"
+
+
 @pytest.fixture
 def stack(tmp_path, webhook):
     s = Stack(tmp_path / "state", webhooks=[webhook.url])
@@ -63,6 +88,7 @@ def stack(tmp_path, webhook):
     s.webhook = webhook
     yield s
     s.down()
+    assert_no_secrets_in_logs(s, extra_dirs=[tmp_path])
 
 
 @pytest.fixture
@@ -83,11 +109,11 @@ def make_device(stack, tmp_path):
         fw.stop()
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise TimeoutError(f"condition not met within {timeout}s")
+    raise TimeoutError(f"{what} not met within {timeout}s")
