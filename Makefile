@@ -11,7 +11,8 @@ API_PORT    ?= 8080
 HEAP        ?= 96K
 PYTEST_ARGS ?=
 
-APT_PACKAGES := mosquitto mosquitto-clients openssl
+# chromium: the console's browser tests (Playwright drives /usr/bin/chromium; no browser download)
+APT_PACKAGES := mosquitto mosquitto-clients openssl chromium
 FIRMWARE_SRC := $(wildcard firmware/*.py)
 
 .PHONY: help setup system-packages test demo up down firmware flash clean
@@ -85,3 +86,7 @@ clean:
 .PHONY: fuzz
 fuzz: setup   ## 100,000 fuzzed alerts through the gateway's parser and validator
 	$(BIN)/python -m tests.fuzz_gateway -n $${FUZZ_N:-100000}
+
+.PHONY: chaos
+chaos: setup firmware   ## 10,000 alerts through gateway kills, broker restarts, power cuts; writes docs/reliability.md
+	$(BIN)/python -m tests.chaos --json bench/chaos.json --report docs/reliability.md
