@@ -40,6 +40,8 @@ def test_alert_becomes_incident_ack_and_webhook(stack, device):
     secret = config.load(stack.config).webhooks[0].secret
     expected = "sha256=" + hmac.new(secret.encode(), post["raw"], hashlib.sha256).hexdigest()
     assert post["headers"]["X-Panic-Signature"] == expected
+    forged = "sha256=" + hmac.new(b"some-other-secret", post["raw"], hashlib.sha256).hexdigest()
+    assert not hmac.compare_digest(post["headers"]["X-Panic-Signature"], forged)
 
 
 def test_duplicate_delivery_makes_one_incident(stack, device):
