@@ -1,3 +1,5 @@
+# pyright: reportOptionalMemberAccess=false, reportOptionalSubscript=false
+# (cfg/mq are set in _setup; the loop only touches them after a successful setup)
 # Main loop and device state: one cooperative loop, nothing blocks, so the button, the
 # LED and the watchdog are served while the link is down or slow.
 import gc
@@ -75,17 +77,24 @@ class App:
         del config
         sys.modules.pop("config", None)
         gc.collect()
-        self.ob = outbox.Outbox(b.flash, c["outbox_max"] if c else 32, self.log)
-        self.boot = outbox.next_boot(b.flash, self.ob.max_boot)
-        self.seq = 0
-        self.emit("boot", dev=c["dev"] if c else None, boot=self.boot, fw=proto.FW,
-                  outbox=len(self.ob))
         if err:
+            self.ob = outbox.Outbox(b.flash, 32, self.log)
+            self.boot = outbox.next_boot(b.flash, self.ob.max_boot)
+            self.emit("boot", dev=None, boot=self.boot, fw=proto.FW, outbox=len(self.ob))
             self.emit("config_error", msg=err)
             self._set_led("config_error")
             self._set_buzz("config_error")
             b.register(self.poller)
             return False
+        # Long-lived buffers first, while the heap is still unfragmented.
+        self.mq = mqtt.Client(c["dev"], c["mqtt_user"], c["mqtt_password"], c["keepalive_s"],
+                              c["topic_root"] + "/" + c["dev"] + "/status",
+                              proto.will_body(c["dev"]), self._on_msg, self._on_up, self.log)
+        self.ob = outbox.Outbox(b.flash, c["outbox_max"], self.log)
+        gc.collect()
+        self.boot = outbox.next_boot(b.flash, self.ob.max_boot)
+        self.seq = 0
+        self.emit("boot", dev=c["dev"], boot=self.boot, fw=proto.FW, outbox=len(self.ob))
         self.cfg = c
         self.dev = c["dev"]
         self.mac = HMAC(c["secret"])
@@ -97,9 +106,7 @@ class App:
                                     c["cancel_hold_ms"])
         if c["gps"]:
             self.gps_on()
-        self.mq = mqtt.Client(self.dev, c["mqtt_user"], c["mqtt_password"], c["keepalive_s"],
-                              self.t_status, proto.will_body(self.dev), self._on_msg,
-                              self._on_up, self.log)
+        self.loc = (c["lat6"], c["lon6"], c["acc"])
         self.mq.attach(self.poller)
         self.bi = 0                       # broker index: primary, then backups
         self.rc_delay = c["reconnect_min_ms"]
@@ -150,17 +157,16 @@ class App:
         tk = ticks_ms() if tk is None else tk
         c = self.cfg
         self.seq += 1
-        lat, lon, acc, src = c["lat6"], c["lon6"], c["acc"], "fixed"
-        fx = self.gps.fix() if self.gps else None
-        if fx:
-            lat, lon, acc = fx
-            src = "gps"
         w = self.b.wall_ms()
         if w is not None:
             w -= ticks_diff(ticks_ms(), tk)
         rec = {"id": "%s:%d:%d" % (self.dev, self.boot, self.seq), "boot": self.boot,
-               "seq": self.seq, "kind": kind, "t": w, "lat6": lat, "lon6": lon, "acc": acc,
-               "src": src}
+               "seq": self.seq, "kind": kind, "t": w}
+        fx = self.gps.fix() if self.gps else None
+        if fx:
+            # Only a GPS position is stored: the fixed one is in the config, and every
+            # byte per record counts when a full outbox must load on a small heap.
+            rec["lat6"], rec["lon6"], rec["acc"] = fx
         if kind == "cancel":
             rec["ref"] = self.last
         # Into flash before it goes on the air: a power cut from here on cannot lose it.
@@ -214,6 +220,9 @@ class App:
         if topic != self.t_ack:
             self.log("unexpected topic " + topic)
             return
+        if payload is None:
+            self.emit("bad_ack", reason="size")
+            return
         why, d = proto.verify_ack(self.mac, payload)
         if why:
             self.emit("bad_ack", reason=why)
@@ -259,7 +268,8 @@ class App:
     def _send(self, rec, now):
         c = self.cfg
         age = self._age(rec, now)
-        body = proto.alert(self.mac, self.dev, rec, age, self.b.battery(), self.b.rssi())
+        body = proto.alert(self.mac, self.dev, rec, age, self.b.battery(), self.b.rssi(),
+                           self.loc)
         if rec.get("_pid"):
             self.mq.forget(rec["_pid"])   # superseded by this re-signed copy
         rec["_pid"] = self.mq.publish(self.t_alert, body, False, False)
@@ -351,7 +361,13 @@ class App:
                     # Collect before the heap is exhausted: a drain of a full outbox on a
                     # 64K heap otherwise fails on fragmentation, not on live data.
                     gc.collect()
-                self._send(r, now)
+                try:
+                    self._send(r, now)
+                except MemoryError:
+                    # Out of RAM mid-drain: the rest stays in flash and goes next turn;
+                    # crashing here would only reboot into the same full outbox.
+                    gc.collect()
+                    return
                 if self.mq.state != mqtt.UP:
                     return
 
@@ -379,7 +395,7 @@ class App:
         if p is None:
             if self.mq.state != mqtt.UP:
                 p = "offline"
-            elif self.b.battery() < c["batt_low"]:
+            elif (self.b.battery() or 100) < c["batt_low"]:
                 p = "low_battery"
             else:
                 p = "idle"

@@ -106,20 +106,28 @@ def puback_pkt(pid):
     return bytes((_PUBACK, 2, pid >> 8, pid & 0xFF))
 
 
-def split(buf):
-    """Find one complete packet at the start of buf.
-    Returns (first_byte, body_start, total_len) or None when incomplete."""
+def header(buf):
+    """Fixed header at the start of buf: (first_byte, body_start, body_len) or None."""
     if len(buf) < 2:
         return None
     r = dec_len(buf, 1)
     if r is None:
         return None
-    n, start = r
+    return buf[0], r[1], r[0]
+
+
+def split(buf):
+    """Find one complete packet at the start of buf.
+    Returns (first_byte, body_start, total_len) or None when incomplete."""
+    r = header(buf)
+    if r is None:
+        return None
+    first, start, n = r
     if n > MAX_IN:
         raise ValueError("packet too big")
     if len(buf) < start + n:
         return None
-    return buf[0], start, start + n
+    return first, start, start + n
 
 
 def parse_publish(first, body):
@@ -156,6 +164,7 @@ class Client:
         self.rbuf = bytearray(MAX_IN + 8)
         self._mv = memoryview(self.rbuf)
         self.fill = 0
+        self.skip = 0            # bytes of an oversize packet still to discard
         self.wbuf = bytearray()
         self._t_io = 0           # ticks of last packet sent (keepalive)
         self._t_rx = 0           # ticks of last packet received
@@ -197,10 +206,10 @@ class Client:
             import tls as _tls
             ctx = _tls.SSLContext(_tls.PROTOCOL_TLS_CLIENT)
             if tls.get("ca"):
-                ctx.verify_mode = _tls.CERT_REQUIRED
+                ctx.verify_mode = _tls.CERT_REQUIRED  # pyright: ignore[reportAttributeAccessIssue]
                 ctx.load_verify_locations(cadata=tls["ca"])
             else:
-                ctx.verify_mode = _tls.CERT_NONE
+                ctx.verify_mode = _tls.CERT_NONE  # pyright: ignore[reportAttributeAccessIssue]
             s = ctx.wrap_socket(s, server_hostname=tls.get("server_hostname") or host)
             self.sock = s
             s.setblocking(False)
@@ -220,6 +229,7 @@ class Client:
 
     def _send_connect(self):
         self.fill = 0
+        self.skip = 0
         self.wbuf = bytearray()
         self._ping_out = False
         self.state = WAIT_ACK
@@ -269,8 +279,11 @@ class Client:
         self._t_io = time.ticks_ms()
 
     def _try_write(self, data):
+        s = self.sock
+        if s is None:
+            return None
         try:
-            n = self.sock.write(data)
+            n = s.write(data)
         except OSError as e:
             if e.errno == errno.EAGAIN:
                 return 0
@@ -381,17 +394,35 @@ class Client:
                 n = None
             pos = 0
             while self.sock is not None:
+                avail = self.fill - pos
+                if self.skip:
+                    k = min(self.skip, avail)
+                    pos += k
+                    self.skip -= k
+                    if self.skip:
+                        break
+                    continue
                 try:
-                    r = split(mv[pos:self.fill])
+                    h = header(mv[pos:self.fill])
                 except ValueError as e:
                     self.close("protocol: %s" % e)
                     return False
-                if r is None:
+                if h is None:
                     break
-                first, start, end = r
-                if self._handle(first, mv[pos + start:pos + end]):
+                first, start, blen = h
+                if blen > MAX_IN:
+                    r = self._oversize(first, mv[pos:self.fill], start)
+                    if r is None:
+                        break        # need the variable header first
+                    if not r:
+                        return False
+                    self.skip = start + blen
+                    continue
+                if avail < start + blen:
+                    break
+                if self._handle(first, mv[pos + start:pos + start + blen]):
                     up = True
-                pos += end
+                pos += start + blen
             if self.sock is None:
                 return up
             if pos:
@@ -402,6 +433,28 @@ class Client:
             if not n:
                 break
         return up
+
+    def _oversize(self, first, buf, start):
+        # Someone published more than we accept. Dropping the link would not help: with
+        # a kept session the broker redelivers it after every reconnect (a cheap denial of
+        # service). So PUBACK it, report it, and skip its bytes as they stream in.
+        if first & 0xF0 != _PUBLISH:
+            self.close("protocol: oversize packet")
+            return False
+        if len(buf) < start + 2:
+            return None
+        tl = (buf[start] << 8) | buf[start + 1]
+        end = start + 2 + tl + (2 if first & 0x06 else 0)
+        if end > len(self.rbuf):
+            self.close("protocol: oversize topic")
+            return False
+        if len(buf) < end:
+            return None
+        topic = bytes(buf[start + 2:start + 2 + tl]).decode()
+        if first & 0x06:
+            self._write(puback_pkt((buf[end - 2] << 8) | buf[end - 1]))
+        self.on_msg(topic, None)
+        return True
 
     def _handle(self, first, body):
         self._t_rx = time.ticks_ms()

@@ -14,18 +14,21 @@ def sign(mac, body):
     return body + b"\n" + mac.hexdigest(body)
 
 
-def alert_body(dev, rec, age, batt, rssi):
+def alert_body(dev, rec, age, batt, rssi, loc):
+    """loc: the fixed (lat6, lon6, acc), used when the record carries no GPS fix."""
+    gps = "lat6" in rec
     d = {"v": 1, "dev": dev, "id": rec["id"], "boot": rec["boot"],
          "seq": rec["seq"], "kind": rec["kind"], "t": rec["t"], "age": age,
-         "lat6": rec["lat6"], "lon6": rec["lon6"], "acc": rec["acc"], "src": rec["src"],
+         "lat6": rec["lat6"] if gps else loc[0], "lon6": rec["lon6"] if gps else loc[1],
+         "acc": rec["acc"] if gps else loc[2], "src": "gps" if gps else "fixed",
          "batt": batt, "rssi": rssi}
     if rec.get("ref"):
         d["ref"] = rec["ref"]
     return json.dumps(d).encode()
 
 
-def alert(mac, dev, rec, age, batt, rssi):
-    return sign(mac, alert_body(dev, rec, age, batt, rssi))
+def alert(mac, dev, rec, age, batt, rssi, loc):
+    return sign(mac, alert_body(dev, rec, age, batt, rssi, loc))
 
 
 def status_body(dev, state, boot, up, batt, rssi, outbox):
