@@ -92,7 +92,7 @@ class App:
                               proto.will_body(c["dev"]), self._on_msg, self._on_up, self.log)
         self.ob = outbox.Outbox(b.flash, c["outbox_max"], self.log)
         gc.collect()
-        self.boot = outbox.next_boot(b.flash, self.ob.max_boot)
+        self.boot = outbox.next_boot(b.flash, max(self.ob.max_boot, c["boot_floor"]))
         self.seq = 0
         self.emit("boot", dev=c["dev"], boot=self.boot, fw=proto.FW, outbox=len(self.ob))
         self.cfg = c
@@ -234,6 +234,9 @@ class App:
         if now is not None and not self.b.synced():
             self.b.set_clock(now)
         rec = self.ob.get(aid)
+        if rec is not None and st == "rejected" and d.get("reason") == "id_reuse":
+            self._rekey(rec, d.get("floor"))
+            return
         if rec is not None:
             if rec.get("_pid"):
                 self.mq.forget(rec["_pid"])
@@ -248,6 +251,33 @@ class App:
                 if _LED[st] != self.buzz:
                     self._set_buzz(_LED[st])
         self._update_led(ticks_ms())
+
+    def _rekey(self, rec, floor):
+        # The gateway already holds this id from an earlier life of the board (flash wiped,
+        # boot counter restarted): the press is new, so it goes again under a boot number
+        # above any the gateway has seen. New record first: a power cut between the two
+        # writes leaves both, and the old one is simply re-keyed again.
+        old = rec["id"]
+        if rec.get("_pid"):
+            self.mq.forget(rec["_pid"])
+        f = floor if isinstance(floor, int) else 0
+        self.boot = outbox.next_boot(self.b.flash, max(self.boot, self.ob.max_boot, f))
+        self.seq += 1
+        new = {"id": "%s:%d:%d" % (self.dev, self.boot, self.seq), "boot": self.boot, "seq": self.seq}
+        for k in rec:
+            if k not in new and k[0] != "_":
+                new[k] = rec[k]
+        self.ob.add(new)
+        self.ob.done(old)
+        if rec.get("_tk") is not None:
+            new["_tk"] = rec["_tk"]
+        new["_n"] = 0
+        new["_due"] = ticks_ms()
+        if self.active == old:
+            self.active = new["id"]
+        if self.last == old:
+            self.last = new["id"]
+        self.log("id %s reused from an earlier life: resent as %s" % (old, new["id"]))
 
     def _end_active(self, st):
         self.active = None

@@ -24,6 +24,7 @@ DEFAULTS = {
     "gps": None,
     "pins": {"button": 0, "led": 2, "buzzer": 4, "batt_adc": 34},
     "batt_low": 20,
+    "boot_floor": 0,           # from the gateway: boot numbers it has already seen (re-flash)
     "sleep": False,
     "awake_s": 30,
     "ntp": "pool.ntp.org",
@@ -34,7 +35,7 @@ _REQUIRED = ("dev", "secret", "mqtt_user", "mqtt_password", "brokers", "lat6", "
 _INTS = ("lat6", "lon6", "acc", "long_press_ms", "triple_window_ms", "cancel_hold_ms",
          "cancel_window_s", "debounce_ms", "heartbeat_s", "keepalive_s", "retry_ms",
          "retry_max_ms", "reconnect_min_ms", "reconnect_max_ms", "fail_ms", "outbox_max",
-         "batt_low", "awake_s", "wdt_ms")
+         "batt_low", "awake_s", "wdt_ms", "boot_floor")
 
 
 def _dev_ok(s):
