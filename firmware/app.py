@@ -442,7 +442,9 @@ class App:
         mq = self.mq
         if mq.state == mqtt.TCP or mq.wbuf:
             t = min(t, 5)
-        elif mq.state == mqtt.CLOSED:
+        elif mq.state == mqtt.CLOSED and self.b.net_up():
+            # Without a network there is nothing to reconnect to: the board's tick (or
+            # stdin, on the sim board) wakes the loop when WiFi returns.
             t = min(t, max(0, ticks_diff(self.rc_due, now)))
         elif mq.state == mqtt.UP:
             for r in self.ob.recs:
