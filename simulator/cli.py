@@ -1,79 +1,141 @@
-"""`panic-sim`: run the world around the system: buttons on the real firmware, and
-the people and faults around them."""
+"""`panic-sim`: run the world around the system: buttons on the real firmware, the people
+and the faults around them, and the report of what the system did.
+
+  panic-sim run SCENARIO [--devices N] [--duration S] [--speed X] [--json FILE] [--plots DIR]
+  panic-sim demo [--devices N]          # Klojen end to end, the showcase `make demo` runs
+
+Exit status: 0 when no press was lost or duplicated (and no pocket bump raised an
+incident), 1 otherwise, 2 on bad usage.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import shutil
-import statistics
 import sys
-import time
 from pathlib import Path
 
-from . import fleet, scenario
-from .stack import Stack
+import httpx
+
+from . import plots, report
+from .people import PeopleConfig
+from .run import Run, RunOptions
+from .world import WorldConfig
 
 
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+def _burst(text: str) -> tuple[float, int, float]:
+    try:
+        frac, n, within = text.split(":")
+        return float(frac), int(n), float(within)
+    except ValueError:
+        raise argparse.ArgumentTypeError("burst is FRACTION:PRESSES:WITHIN_SIM_SECONDS, e.g. 0.5:20:120") from None
+
+
+def add_run_options(p: argparse.ArgumentParser, duration: float, speed: float, devices: int | None) -> None:
+    p.add_argument("--devices", type=int, default=devices, help="the first N buttons of the scenario (default: all)")
+    p.add_argument("--duration", type=float, default=duration, help="wall seconds of the world (default %(default)s)")
+    p.add_argument("--speed", type=float, default=speed,
+                   help="time compression of human and driving intervals (default %(default)s)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--json", metavar="FILE", help="write every figure as JSON")
+    p.add_argument("--plots", metavar="DIR", help="write latency_cdf.png and incident_map.png")
+    p.add_argument("--state", help="folder for the stack and the buttons' flash (default var/sim/<scenario>)")
+    g = p.add_argument_group("a running stack (else the simulator starts its own broker and gateway)")
+    g.add_argument("--api", help="gateway API base URL, e.g. http://127.0.0.1:8080")
+    g.add_argument("--token", help="operator bearer token (default: create one with the gateway's CLI)")
+    g.add_argument("--responder-token", help="responder bearer token (default: create one)")
+    g.add_argument("--config", help="the gateway's TOML: buttons are provisioned with its CLI")
+    w = p.add_argument_group("the world (rates per simulated hour)")
+    d = WorldConfig()
+    w.add_argument("--rate", type=float, default=d.rate_per_h, help="presses per hour, Poisson (%(default)s)")
+    w.add_argument("--burst", type=_burst, action="append",
+                   help="FRACTION:PRESSES:WITHIN_S, e.g. 0.5:20:120 (default one such burst); repeatable")
+    w.add_argument("--no-burst", action="store_true")
+    w.add_argument("--bumps", type=float, default=d.bumps_per_h, help="pocket bumps per hour (%(default)s)")
+    w.add_argument("--outages", type=float, default=d.outages_per_h, help="WiFi outages per hour (%(default)s)")
+    w.add_argument("--power-cuts", type=float, default=d.power_cuts_per_h, help="idle power cuts per hour (%(default)s)")
+    w.add_argument("--broker-restarts", type=int, default=d.broker_restarts, help="(%(default)s; own stack only)")
+    w.add_argument("--long-press-ms", type=int, default=2000, help="the buttons' long_press_ms (%(default)s)")
+    pe = p.add_argument_group("the people")
+    dp = PeopleConfig()
+    pe.add_argument("--operators", type=int, default=dp.operators, help="(%(default)s)")
+    pe.add_argument("--unit-kmh", type=float, default=dp.speed_kmh, help="median driving speed (%(default)s)")
+    p.add_argument("--firmware-max", type=int, default=1000,
+                   help="buttons beyond this many run as Python protocol devices (default %(default)s; "
+                        "a firmware process costs ~6 MiB PSS)")
+    p.add_argument("--drain", type=float, default=180.0, help="max wall seconds to wait for open incidents at the end")
+    p.add_argument("--idle-probe", type=float, default=5.0, help="seconds measuring idle CPU before the world starts")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def options(args) -> RunOptions:
+    world = WorldConfig(rate_per_h=args.rate, bumps_per_h=args.bumps, outages_per_h=args.outages,
+                        power_cuts_per_h=args.power_cuts, broker_restarts=args.broker_restarts)
+    if args.no_burst:
+        world.bursts = []
+    elif args.burst:
+        world.bursts = args.burst
+    people = PeopleConfig(operators=args.operators, speed_kmh=args.unit_kmh)
+    state = Path(args.state or f"var/sim/{Path(args.scenario).stem}").resolve()
+    return RunOptions(scenario=args.scenario, devices=args.devices, duration=args.duration, speed=args.speed,
+                      seed=args.seed, state=state, api=args.api, token=args.token,
+                      responder_token=args.responder_token, config=Path(args.config) if args.config else None,
+                      firmware_max=args.firmware_max, drain=args.drain, long_press_ms=args.long_press_ms,
+                      progress=not args.no_progress, idle_probe_s=args.idle_probe, world=world, people=people)
+
+
+def execute(opts: RunOptions, json_path: str | None, plots_dir: str | None, on_ready=None) -> int:
+    if opts.api is None:
+        shutil.rmtree(opts.state, ignore_errors=True)   # own stack: start from a clean state
+    run = Run(opts)
+    if on_ready:
+        run.on_ready = on_ready
+    result = run.execute()
+    rep = report.build(run, result)
+    print(report.text(rep))
+    if plots_dir:
+        for path in plots.write(rep, run.scn, Path(plots_dir)):
+            print(f"plot: {path}")
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(rep, indent=1))
+        print(f"json: {json_path}")
+    return 1 if rep["lost"] or rep["duplicates"] or rep["bump_incidents"] else 0
+
+
+def cmd_run(args) -> int:
+    return execute(options(args), args.json, args.plots)
 
 
 def cmd_demo(args) -> int:
-    state = Path(args.state).resolve()
-    shutil.rmtree(state, ignore_errors=True)
-    stack = Stack(state, broker_port=args.broker_port, api_port=args.api_port)
-    print(f"starting broker on 127.0.0.1:{stack.broker_port} and gateway API on {stack.api}", flush=True)
-    stack.up()
-    devices = []
-    try:
-        buttons = scenario.buttons(scenario.load(args.scenario))[: args.devices]
-        creds = fleet.provision(stack, buttons)
-        print(f"provisioned {len(creds)} buttons with `panic-gateway device import`", flush=True)
-        devices = fleet.start_devices(stack, creds, state / "flash")
-        fleet.wait_links(devices)
-        print(f"{len(devices)} firmware processes (micropython -X heapsize=96K) connected; pressing each button",
-              flush=True)
-        pressed = {}
-        for fw in devices:
-            t0 = fw.send("trigger")
-            sent = fw.wait_for(lambda e: e["ev"] == "alert", 10)
-            ack = fw.wait_for(lambda e: e["ev"] == "ack", 10)
-            pressed[fw.dev] = (sent, ack, (ack["host_t"] - t0) * 1000)
-            time.sleep(args.gap)
-        by_dev = {i["dev"]: i for i in stack.incidents()}
-        where = {b.id: b for b in buttons}
-        print()
-        print(f"{'button':34} {'kelurahan':15} {'incident':18} {'press→received':>15} {'press→ack':>10}")
-        received, round_trip = [], []
-        for dev, (sent, ack, rt_ms) in pressed.items():
-            inc = by_dev.get(dev)
-            p2r = inc["latency_ms"]["press_to_received"] if inc else None
-            received.append(p2r)
-            round_trip.append(rt_ms)
-            print(f"{dev:34} {where[dev].kelurahan:15} {ack['inc']:18} {p2r:>12} ms {rt_ms:>7.1f} ms")
-        lost = len(pressed) - len(by_dev)
-        print()
-        print(f"pressed {len(pressed)}, incidents {len(by_dev)}, lost {lost}; "
-              f"press→received p50 {statistics.median(received)} ms, max {max(received)} ms; "
-              f"press→ack (host-measured) p50 {statistics.median(round_trip):.1f} ms, "
-              f"p90 {_pct(round_trip, 0.9):.1f} ms")
-        return 1 if lost else 0
-    finally:
-        for fw in devices:
-            fw.stop()
-        stack.down()
+    args.scenario = args.scenario or "klojen"
+    args.state = args.state or "var/demo"
+    args.json = args.json or f"{args.state}/report.json"
+    args.plots = args.plots or f"{args.state}/plots"
+
+    def ready(api: str) -> None:
+        print(f"\ngateway API: {api}/api/incidents   health {api}/healthz   metrics {api}/metrics", flush=True)
+        try:
+            # The operator console comes from another part of the project; show it once it exists.
+            if httpx.get(f"{api}/console/", timeout=2).status_code == 200:
+                print(f"console: {api}/console/", flush=True)
+        except httpx.HTTPError:
+            pass
+    return execute(options(args), args.json, args.plots, on_ready=ready)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="panic-sim", description=__doc__)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="panic-sim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="start a stack, run buttons on the real firmware, press each, report")
-    d.add_argument("--scenario", default="klojen")
-    d.add_argument("--devices", type=int, default=10)
-    d.add_argument("--state", default="var/demo")
-    d.add_argument("--broker-port", type=int, default=None)
-    d.add_argument("--api-port", type=int, default=None)
-    d.add_argument("--gap", type=float, default=0.2, help="seconds between presses")
+    r = sub.add_parser("run", help="run a scenario and report")
+    r.add_argument("scenario", help="klojen, malang, or a path to a scenario .json")
+    add_run_options(r, duration=180.0, speed=10.0, devices=None)
+    r.set_defaults(func=cmd_run)
+    d = sub.add_parser("demo", help="Klojen end to end: every button on the real firmware, operators, units, report")
+    d.add_argument("--scenario", default=None)
+    add_run_options(d, duration=180.0, speed=10.0, devices=None)
     d.set_defaults(func=cmd_demo)
     args = p.parse_args(argv)
     return args.func(args)

@@ -47,8 +47,11 @@ def buttons(scenario: dict) -> list[Button]:
     rng = random.Random(scenario["name"])
     spread = scenario.get("spread_m", 450)
     per_kel: list[list[Button]] = []
-    prefix = slug(scenario.get("prefix", scenario["kecamatan"]))[:3]
+    default_prefix = slug(scenario.get("prefix", scenario["kecamatan"]))[:3]
     for kel in scenario["kelurahan"]:
+        # City-wide scenarios name the kecamatan per kelurahan, with its own id prefix.
+        kecamatan = kel.get("kecamatan", scenario["kecamatan"])
+        prefix = scenario.get("prefixes", {}).get(kecamatan, default_prefix)
         out = []
         rts_per_rw = [kel["rt"] // kel["rw"] + (1 if i < kel["rt"] % kel["rw"] else 0) for i in range(kel["rw"])]
         for rw, n_rt in enumerate(rts_per_rw, start=1):
@@ -58,9 +61,27 @@ def buttons(scenario: dict) -> list[Button]:
                 lat = kel["lat"] + r * math.sin(a) / M_PER_DEG_LAT
                 lon = kel["lon"] + r * math.cos(a) / (M_PER_DEG_LAT * math.cos(math.radians(kel["lat"])))
                 out.append(Button(f"{prefix}-{slug(kel['name'])[:12]}-rw{rw:02d}-rt{rt:02d}", kel["name"],
-                                  scenario["kecamatan"], rw, rt, round(lat * 1e6), round(lon * 1e6)))
+                                  kecamatan, rw, rt, round(lat * 1e6), round(lon * 1e6)))
         per_kel.append(out)
     interleaved = []
     for i in range(max(len(k) for k in per_kel)):
         interleaved += [k[i] for k in per_kel if i < len(k)]
     return interleaved
+
+
+@dataclass
+class Post:
+    name: str
+    lat: float
+    lon: float
+    units: int
+
+
+def posts(scenario: dict) -> list[Post]:
+    """Police posts where units are stationed (Polresta Malang Kota and sector posts)."""
+    return [Post(p["name"], p["lat"], p["lon"], int(p.get("units", 1))) for p in scenario.get("posts", [])]
+
+
+def centres(scenario: dict) -> dict[str, tuple[float, float]]:
+    """Kelurahan name -> (lat, lon) of its centre, for map labels."""
+    return {k["name"]: (k["lat"], k["lon"]) for k in scenario["kelurahan"]}

@@ -165,3 +165,37 @@ class Stack:
 
     def rejected(self, reason: str) -> float:
         return self.metrics().get(f'panic_alerts_rejected_total{{reason="{reason}"}}', 0.0)
+
+    # --- configuration and more gateways (tests of policies and scale-out) ------------
+    def set_config(self, section: str = "gateway", config: Path | None = None, **values) -> None:
+        """Change keys of one section of a gateway.toml (default: this stack's own).
+        Takes effect for gateways started afterwards."""
+        import tomllib
+
+        from gateway.config import write
+        path = config or self.config
+        data = tomllib.loads(path.read_text())
+        data.setdefault(section, {}).update(values)
+        write(data, path)
+
+    def gateway_config(self, name: str, api_port: int | None = None, **gateway_values) -> tuple[Path, int]:
+        """A copy of the config for one more gateway on the same broker and store: its own
+        MQTT client id (so its own session and leases) and API port. Returns (path, api port)."""
+        import tomllib
+
+        from gateway.config import write
+        data = tomllib.loads(self.config.read_text())
+        port = api_port or free_port()
+        data["mqtt"]["client_id"] = name
+        data["api"]["port"] = port
+        data.setdefault("gateway", {}).update(gateway_values)
+        path = self.state / f"{name}.toml"
+        write(data, path)
+        return path, port
+
+    def broker_tls_port(self) -> int:
+        """Give the broker a TLS listener on a free port (call before start_broker)."""
+        port = free_port()
+        self.set_config("broker", tls_port=port, tls_bind="127.0.0.1")
+        self.cli("broker-config")
+        return port

@@ -1,0 +1,76 @@
+"""`panic-gateway user add|list|remove`: console accounts."""
+from __future__ import annotations
+
+import getpass
+import json
+import secrets
+import sys
+import time
+
+from .. import config
+from ..auth import ROLES
+from ..store import open_store
+from . import accounts
+
+
+def _store(args):
+    store = open_store(config.load(args.config))
+    accounts.ensure_tables(store)
+    return store
+
+
+def cmd_user_add(args) -> int:
+    generated = False
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif not args.generate and sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("panic-gateway: passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password, generated = secrets.token_urlsafe(12), True
+    try:
+        created = accounts.set_user(_store(args), args.name, args.role, password, args.unit,
+                                    time.time_ns() // 1_000_000)
+    except ValueError as exc:
+        print(f"panic-gateway: {exc}", file=sys.stderr)
+        return 2
+    print(f"{'added' if created else 'updated'} {args.role} {args.name}", file=sys.stderr)
+    if generated:  # the only time it is ever shown
+        print(password)
+    return 0
+
+
+def cmd_user_list(args) -> int:
+    users = accounts.list_users(_store(args))
+    if args.json:
+        print(json.dumps([u.__dict__ for u in users]))
+    else:
+        for u in users:
+            print(f"{u.name:24} {u.role:10} {u.unit:12} {'disabled' if u.disabled else ''}")
+    return 0
+
+
+def cmd_user_remove(args) -> int:
+    if not accounts.remove_user(_store(args), args.name):
+        print(f"panic-gateway: no user {args.name}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_commands(sub, command) -> None:
+    """Hook for gateway/cli.py: `command` is its helper that adds --config."""
+    users = sub.add_parser("user", help="console accounts").add_subparsers(dest="ucmd", required=True)
+    c = command(users, "add", cmd_user_add, "create or update a console account")
+    c.add_argument("name")
+    c.add_argument("--role", choices=ROLES, required=True)
+    c.add_argument("--unit", default="", help="a responder's unit, e.g. sabhara-2")
+    how = c.add_mutually_exclusive_group()
+    how.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of stdin (default: prompt on a terminal)")
+    how.add_argument("--generate", action="store_true",
+                     help="make up a password and print it on stdout (the default without a terminal)")
+    c = command(users, "list", cmd_user_list, "list console accounts")
+    c.add_argument("--json", action="store_true")
+    command(users, "remove", cmd_user_remove, "remove an account and end its sessions").add_argument("name")

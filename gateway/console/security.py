@@ -1,0 +1,150 @@
+"""Who is asking: session cookies, CSRF tokens, the login rate limit, security headers."""
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from urllib.parse import urlsplit
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from . import accounts
+from .accounts import User
+from ..timeutil import now_ms
+
+SESSION_COOKIE = "pbh_session"
+LOGIN_CSRF_COOKIE = "pbh_login"
+BASE = "/console"
+
+
+class NotLoggedIn(Exception):
+    """Turned into a redirect to the login page (or 401 for scripts and streams)."""
+
+
+class Sessions:
+    def __init__(self, store, secure: bool, ttl_ms: int) -> None:
+        self.store, self.secure, self.ttl_ms = store, secure, ttl_ms
+
+    def user(self, request: Request) -> tuple[User, str] | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token or len(token) > 100:
+            return None
+        return accounts.session(self.store, token, now_ms())
+
+    def require(self, request: Request, roles: tuple[str, ...] | None = None) -> tuple[User, str]:
+        found = self.user(request)
+        if found is None:
+            raise NotLoggedIn()
+        if roles is not None and found[0].role not in roles:
+            raise HTTPException(403, "forbidden")
+        request.state.user, request.state.csrf = found
+        return found
+
+    def set_cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
+        # HttpOnly: scripts never see it; Strict: no other site can make the browser send it.
+        response.set_cookie(name, value, max_age=max_age, path=BASE, httponly=True,
+                            samesite="strict", secure=self.secure)
+
+    def login(self, response: Response, user: str) -> None:
+        token, _ = accounts.open_session(self.store, user, now_ms(), self.ttl_ms)
+        self.set_cookie(response, SESSION_COOKIE, token, self.ttl_ms // 1000)
+
+    def logout(self, request: Request, response: Response) -> None:
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            accounts.close_session(self.store, token)
+        response.delete_cookie(SESSION_COOKIE, path=BASE)
+
+
+def same_origin(request: Request) -> bool:
+    """Browsers send Origin on every POST; one from another site is refused outright."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("host")
+
+
+def check_csrf(request: Request, expected: str, sent: str | None) -> None:
+    if not same_origin(request) or not sent or not hmac.compare_digest(sent, expected):
+        raise HTTPException(403, "csrf")
+
+
+def new_login_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class LoginLimiter:
+    """At most N failed logins per (client address, user name) and 4N per address in a window.
+
+    In memory: a restart forgets, which only ever helps the rightful user; an attacker
+    cannot restart the gateway.
+    """
+
+    def __init__(self, max_failures: int, window_s: int) -> None:
+        self.max, self.window = max_failures, window_s
+        self._fails: dict[tuple, deque] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple, now: float) -> deque:
+        q = self._fails.setdefault(key, deque())
+        while q and q[0] < now - self.window:
+            q.popleft()
+        return q
+
+    def retry_after(self, ip: str, user: str) -> int:
+        """Seconds to wait, or 0 when an attempt is allowed."""
+        now = time.monotonic()
+        with self._lock:
+            waits = []
+            for key, limit in (((ip, user.lower()), self.max), ((ip,), self.max * 4)):
+                q = self._recent(key, now)
+                if len(q) >= limit:
+                    waits.append(int(q[0] + self.window - now) + 1)
+            return max(waits, default=0)
+
+    def failed(self, ip: str, user: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._fails) > 50_000:  # bounded memory under a spray of names
+                self._fails.clear()
+            self._recent((ip, user.lower()), now).append(now)
+            self._recent((ip,), now).append(now)
+
+    def succeeded(self, ip: str, user: str) -> None:
+        with self._lock:
+            self._fails.pop((ip, user.lower()), None)
+
+
+def login_redirect(request: Request) -> RedirectResponse:
+    nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"{BASE}/login?next={nxt}", status_code=303)
+
+
+def safe_next(value: str | None) -> str:
+    """Only paths inside the console: never an open redirect."""
+    if value and value.startswith(BASE + "/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return BASE + "/"
+
+
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def csp(tile_url: str) -> str:
+    img = "'self' data:"
+    if tile_url:
+        parts = urlsplit(tile_url.replace("{s}", "a"))
+        if parts.scheme and parts.netloc:
+            img += f" {parts.scheme}://{parts.netloc.replace('a.', '*.', 1) if '{s}' in tile_url else parts.netloc}"
+    # No inline scripts at all; Leaflet sets element styles, hence style 'unsafe-inline'.
+    return (f"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src {img}; "
+            "connect-src 'self'; media-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")

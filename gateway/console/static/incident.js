@@ -1,0 +1,24 @@
+// Incident view: the map, a guard on the irreversible action, reload when someone else acts.
+(function () {
+  "use strict";
+  var inc = PBH.boot.incident, W = PBH.boot.words;
+  PBH.map(document.getElementById("map"), { lat: inc.lat6 / 1e6, lon: inc.lon6 / 1e6, acc: inc.acc, dev: inc.dev });
+
+  var form = document.getElementById("actions");
+  if (form) form.addEventListener("submit", function (ev) {
+    var action = ev.submitter && ev.submitter.dataset.action;
+    var unit = document.getElementById("unit");
+    if (action === "dispatch" && unit && !unit.value.trim()) { ev.preventDefault(); unit.focus(); return; }
+    if (action === "false_alarm" && !window.confirm(W.act_false_alarm + "?")) ev.preventDefault();
+    form.dataset.busy = "1";
+  });
+
+  // Another desk or the officer's phone moved this incident: show it, unless this desk is typing.
+  PBH.live(null, function (changed) {
+    if (changed.id !== inc.id) return;
+    var typing = form && (form.dataset.busy || ["note", "unit"].some(function (id) {
+      var e = document.getElementById(id); return e && (e.value.trim() || document.activeElement === e);
+    }));
+    if (!typing) location.replace(location.pathname);
+  });
+})();

@@ -1,0 +1,75 @@
+"""PNG plots of a report: the press->on-scene CDF with the 10-minute promise, and a map
+of incidents coloured by response time. matplotlib with the Agg backend: no display."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .report import SLA_MIN  # noqa: E402
+
+
+def cdf(rep: dict, path: Path) -> Path:
+    mins = sorted(p["min"] for p in rep["points"] if p["min"] is not None)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    if mins:
+        n = len(mins) + rep["sla"]["overall"]["not_reached"]
+        ax.step(mins, [(i + 1) / n for i in range(len(mins))], where="post", color="#1f5fa8", lw=2,
+                label=f"press -> on scene (n={n})")
+    ax.axvline(SLA_MIN, color="#c0392b", ls="--", lw=1.5, label="10-minute promise")
+    o = rep["sla"]["overall"]
+    if o["within_10_min_pct"] is not None:
+        ax.text(SLA_MIN, 0.05, f"  {o['within_10_min_pct']:.0f}% within 10 min", color="#c0392b")
+    ax.set_xlim(0, max([SLA_MIN * 1.5] + [m * 1.05 for m in mins]))
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(f"minutes (simulated; time compression x{rep['speed']:g})")
+    ax.set_ylabel("share of incidents on scene")
+    ax.set_title(f"{rep['title']}\npress -> on scene", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def incident_map(rep: dict, scn: dict, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7.5, 7), dpi=110)
+    pts = [p for p in rep["points"] if p["min"] is not None]
+    miss = [p for p in rep["points"] if p["min"] is None]
+    if pts:
+        sc = ax.scatter([p["lon6"] / 1e6 for p in pts], [p["lat6"] / 1e6 for p in pts],
+                        c=[p["min"] for p in pts], cmap="RdYlGn_r", vmin=0, vmax=SLA_MIN * 1.5, s=36,
+                        edgecolors="black", linewidths=0.3, zorder=3)
+        fig.colorbar(sc, ax=ax, shrink=0.7, label="press -> on scene, simulated minutes")
+    if miss:
+        ax.scatter([p["lon6"] / 1e6 for p in miss], [p["lat6"] / 1e6 for p in miss], marker="x", c="grey",
+                   s=40, zorder=3, label="not on scene at the end")
+    for k in scn["kelurahan"]:
+        ax.annotate(k["name"], (k["lon"], k["lat"]), fontsize=7, ha="center", color="#333", alpha=0.8, zorder=2)
+    posts = scn.get("posts", [])
+    ax.scatter([p["lon"] for p in posts], [p["lat"] for p in posts], marker="^", c="#1f3a93", s=80, zorder=4,
+               label="police posts")
+    for p in posts:
+        ax.annotate(p["name"], (p["lon"], p["lat"]), fontsize=6, xytext=(4, -9), textcoords="offset points",
+                    color="#1f3a93")
+    ax.set_aspect(1.0 / 0.99)   # ~cos(8 degrees): metres north and east look alike
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    ax.set_title(f"{rep['title']}\nincidents by press -> on scene (positions approximate)", fontsize=9)
+    ax.ticklabel_format(useOffset=False, style="plain")
+    ax.legend(loc="lower left", fontsize=7)
+    ax.grid(alpha=0.2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write(rep: dict, scn: dict, folder: Path) -> list[Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [cdf(rep, folder / "latency_cdf.png"), incident_map(rep, scn, folder / "incident_map.png")]

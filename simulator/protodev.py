@@ -1,0 +1,399 @@
+"""The light mode for city-scale runs: a button as a Python *protocol device*, many per
+process. It is not the firmware. It speaks the identical wire protocol v1 (MQTT 3.1.1,
+clean_session=false, client id = username = device id, QoS 1, HMAC-SHA256 signed alerts
+keeping their id across retransmissions until a signed ack, retained status with an
+offline will) and the same stdin command / JSON event contract as the firmware's sim
+board, so the simulator drives both alike.
+
+Why: one firmware process (the MicroPython VM inside the PyPI package's CPython launcher)
+costs about 6 MiB of PSS, so 4,278 of them do not fit a 24 GB laptop next to everything
+else; a protocol device costs tens of kB. All of them share one thread and one selector
+(paho's external-loop API), so thousands of idle buttons cost almost no CPU.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import selectors
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway import signing
+
+FW = "proto-1.0.0"
+RANK = {"received": 1, "acknowledged": 2, "dispatched": 3, "on_scene": 4,
+        "resolved": 5, "cancelled": 5, "rejected": 5}
+
+
+def _ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Hub:
+    """One thread that runs every protocol device's MQTT client and timers."""
+
+    _instance: "Hub | None" = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> "Hub":
+        with cls._lock:
+            if cls._instance is None or not cls._instance.thread.is_alive():
+                cls._instance = Hub()
+            return cls._instance
+
+    def __init__(self) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, None)
+        self.jobs: queue.Queue[Callable[[], None]] = queue.Queue()
+        self.devices: set["ProtocolDevice"] = set()
+        self.thread = threading.Thread(target=self._loop, name="protodev-hub", daemon=True)
+        self.thread.start()
+
+    def call(self, fn: Callable[[], None]) -> None:
+        """Run fn on the hub thread: paho clients are only ever touched there."""
+        self.jobs.put(fn)
+        try:
+            self.wake_w.send(b"x")
+        except OSError:
+            pass
+
+    # selector bookkeeping, called by paho's socket callbacks on the hub thread
+    def watch(self, sock, client, write: bool) -> None:
+        mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
+        try:
+            self.sel.modify(sock, mask, client)
+        except (KeyError, ValueError):
+            self.sel.register(sock, mask, client)
+
+    def forget(self, sock) -> None:
+        try:
+            self.sel.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    def _loop(self) -> None:
+        last_misc = 0.0
+        while True:
+            for key, mask in self.sel.select(timeout=0.05):
+                if key.data is None:
+                    try:
+                        self.wake_r.recv(4096)
+                    except OSError:
+                        pass
+                    continue
+                client = key.data
+                if mask & selectors.EVENT_READ:
+                    client.loop_read()
+                if mask & selectors.EVENT_WRITE:
+                    client.loop_write()
+            while True:
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                try:
+                    job()
+                except Exception:  # noqa: BLE001
+                    pass
+            now = time.monotonic()
+            for d in list(self.devices):
+                d._tick(now)
+            if now - last_misc >= 1.0:
+                last_misc = now
+                for d in list(self.devices):
+                    if d.client is not None and d.client.socket() is not None:
+                        d.client.loop_misc()
+
+
+class ProtocolDevice:
+    """Same surface as FirmwareDevice (start/send/stop/power_cut, on_event) for Run."""
+
+    proc = None   # no process of its own: it lives in the hub
+
+    def __init__(self, flash_dir: Path, config: dict,
+                 on_event: Callable[["ProtocolDevice", dict], None] | None = None) -> None:
+        self.flash = Path(flash_dir)
+        self.flash.mkdir(parents=True, exist_ok=True)
+        (self.flash / "config.json").write_text(json.dumps(config))
+        self.cfg = dict({"long_press_ms": 2000, "triple_window_ms": 3000, "cancel_hold_ms": 5000,
+                         "retry_ms": 3000, "retry_max_ms": 30000, "keepalive_s": 30, "heartbeat_s": 60,
+                         "reconnect_min_ms": 500, "reconnect_max_ms": 15000, "trigger": "long"}, **config)
+        self.dev = config["dev"]
+        self.on_event = on_event
+        self.hub = Hub.get()
+        self.client: mqtt.Client | None = None
+        self.running = False
+        self.up = False
+        self.wifi = True
+        self.batt = 100
+        self.fix: tuple[int, int, int] | None = None
+        self.outbox: dict[str, dict] = {}
+        self.active: str | None = None
+        self.last: str | None = None
+        self.down_t: float | None = None
+        self.used = False
+        self.presses: list[float] = []
+        self.reconnect_at: float | None = None
+        self.backoff = self.cfg["reconnect_min_ms"] / 1000
+        self.t_hb = 0.0
+
+    # --- the stdin-like contract -------------------------------------------------------
+    def start(self, wait_ready: float = 0) -> "ProtocolDevice":
+        self.hub.call(self._boot)
+        return self
+
+    def send(self, command: str) -> float:
+        t = time.perf_counter()
+        self.hub.call(lambda: self._command(command.strip()))
+        return t
+
+    def stop(self, timeout: float = 5.0) -> None:
+        done = threading.Event()
+
+        def halt():
+            self._halt(clean=True)
+            done.set()
+        self.hub.call(halt)
+        done.wait(timeout)
+
+    def power_cut(self) -> None:
+        done = threading.Event()
+
+        def cut():
+            self._halt(clean=False)
+            done.set()
+        self.hub.call(cut)
+        done.wait(5)
+
+    # --- hub thread ----------------------------------------------------------------------
+    def _emit(self, ev: str, **kw) -> None:
+        kw["ev"] = ev
+        kw["host_ms"] = _ms()
+        kw["host_t"] = time.perf_counter()
+        if self.on_event:
+            self.on_event(self, kw)
+
+    def _boot(self) -> None:
+        bootf = self.flash / "boot.json"
+        boot = json.loads(bootf.read_text())["boot"] + 1 if bootf.exists() else 1
+        bootf.write_text(json.dumps({"boot": boot}))
+        self.boot, self.seq = boot, 0
+        obf = self.flash / "outbox.json"
+        self.outbox = json.loads(obf.read_text()) if obf.exists() else {}
+        now = time.monotonic()
+        for r in self.outbox.values():
+            r["_n"], r["_due"] = 0, now
+        self.running = True
+        self.hub.devices.add(self)
+        self._emit("boot", dev=self.dev, boot=boot, fw=FW, outbox=len(self.outbox))
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.dev, clean_session=False,
+                        protocol=mqtt.MQTTv311)
+        c.username_pw_set(self.cfg["mqtt_user"], self.cfg["mqtt_password"])
+        root = f"{self.cfg['topic_root']}/{self.dev}"
+        self.t_alert, self.t_ack, self.t_status = root + "/alert", root + "/ack", root + "/status"
+        c.will_set(self.t_status, json.dumps({"v": 1, "dev": self.dev, "state": "offline"}), qos=1, retain=True)
+        c.on_socket_open = lambda cl, u, s: (s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
+                                             self.hub.watch(s, cl, False))
+        c.on_socket_close = lambda cl, u, s: self.hub.forget(s)
+        c.on_socket_register_write = lambda cl, u, s: self.hub.watch(s, cl, True)
+        c.on_socket_unregister_write = lambda cl, u, s: self.hub.watch(s, cl, False)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        self.client = c
+        self._emit("ready")
+        self.reconnect_at = time.monotonic()
+
+    def _halt(self, clean: bool) -> None:
+        self.running = False
+        self.hub.devices.discard(self)
+        c = self.client
+        self.client = None
+        if c is not None:
+            if clean and self.up:
+                c.disconnect()
+                c.loop_write()
+            sock = c.socket()
+            if sock is not None:
+                self.hub.forget(sock)
+                sock.close()
+        self.up = False
+
+    def _connect(self) -> None:
+        br = self.cfg["brokers"][0]
+        try:
+            self.client.connect(br["host"], br["port"], self.cfg["keepalive_s"])
+            self.reconnect_at = None
+        except OSError as exc:
+            self._emit("log", msg=f"connect: {exc}")
+            self._backoff()
+
+    def _backoff(self) -> None:
+        import random
+        self.reconnect_at = time.monotonic() + self.backoff * random.uniform(0.5, 1.0)
+        self.backoff = min(self.backoff * 2, self.cfg["reconnect_max_ms"] / 1000)
+
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            self._emit("log", msg=f"connack {reason}")
+            return
+        self.up = True
+        self.backoff = self.cfg["reconnect_min_ms"] / 1000
+        br = self.cfg["brokers"][0]
+        self._emit("link", state="up", broker=f"{br['host']}:{br['port']}")
+        client.subscribe(self.t_ack, qos=1)
+        now = time.monotonic()
+        for r in self.outbox.values():
+            r["_due"] = now
+        self._status()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+        was = self.up
+        self.up = False
+        if was:
+            br = self.cfg["brokers"][0]
+            self._emit("link", state="down", broker=f"{br['host']}:{br['port']}", reason=str(reason))
+        if self.running and client is self.client:
+            self._backoff()
+
+    def _status(self) -> None:
+        self.t_hb = time.monotonic()
+        body = {"v": 1, "dev": self.dev, "state": "online", "fw": FW, "boot": self.boot, "up": 0,
+                "batt": self.batt, "rssi": -60 if self.wifi else None, "outbox": len(self.outbox)}
+        self.client.publish(self.t_status, json.dumps(body), qos=1, retain=True)
+
+    def _save(self) -> None:
+        data = {k: {f: v for f, v in r.items() if not f.startswith("_")} for k, r in self.outbox.items()}
+        tmp = self.flash / "outbox.json.tmp"
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.flash / "outbox.json")
+
+    def _trigger(self, kind: str) -> None:
+        self.seq += 1
+        lat, lon, acc, src = self.cfg["lat6"], self.cfg["lon6"], self.cfg.get("acc", 25), "fixed"
+        if self.fix:
+            lat, lon, acc = self.fix
+            src = "gps"
+        rec = {"id": f"{self.dev}:{self.boot}:{self.seq}", "boot": self.boot, "seq": self.seq, "kind": kind,
+               "t": _ms(), "lat6": lat, "lon6": lon, "acc": acc, "src": src}
+        if kind == "cancel":
+            rec["ref"] = self.last
+        else:
+            self.last = self.active = rec["id"]
+        self.outbox[rec["id"]] = rec
+        self._save()     # in "flash" before it goes on the air, as the firmware does
+        rec["_n"], rec["_due"] = 0, time.monotonic()
+        if self.up:
+            self._send(rec)
+        elif self.wifi and self.reconnect_at is not None:
+            self.reconnect_at = time.monotonic()
+
+    def _send(self, rec: dict) -> None:
+        age = max(0, _ms() - rec["t"])
+        body = {"v": 1, "dev": self.dev, "id": rec["id"], "boot": rec["boot"], "seq": rec["seq"],
+                "kind": rec["kind"], "t": rec["t"], "age": age, "lat6": rec["lat6"], "lon6": rec["lon6"],
+                "acc": rec["acc"], "src": rec["src"], "batt": self.batt, "rssi": -60 if self.wifi else None}
+        if rec.get("ref"):
+            body["ref"] = rec["ref"]
+        self.client.publish(self.t_alert, signing.sign(json.dumps(body).encode(), self.cfg["secret"]), qos=1)
+        rec["_n"] += 1
+        rec["_due"] = time.monotonic() + min(self.cfg["retry_ms"] * 2 ** (rec["_n"] - 1),
+                                             self.cfg["retry_max_ms"]) / 1000
+        self._emit("alert", id=rec["id"], kind=rec["kind"], **{"try": rec["_n"], "pub_ms": age})
+
+    def _on_message(self, client, userdata, msg) -> None:
+        parts = signing.split(msg.payload)
+        if msg.topic != self.t_ack or not parts or not signing.verify(parts[0], parts[1], self.cfg["secret"]):
+            self._emit("bad_ack", reason="mac")
+            return
+        try:
+            d = json.loads(parts[0])
+            aid, stage = d["id"], d["stage"]
+            RANK[stage]
+        except (ValueError, KeyError, TypeError):
+            self._emit("bad_ack", reason="format")
+            return
+        self._emit("ack", id=aid, stage=stage, inc=d.get("inc"))
+        rec = self.outbox.pop(aid, None)
+        if rec is not None:
+            self._save()
+            if rec["kind"] == "cancel" and rec.get("ref") == self.active and stage != "rejected":
+                self.active = None
+        if aid == self.active and RANK[stage] >= 5:
+            self.active = None
+
+    def _tick(self, now: float) -> None:
+        if not self.running or self.client is None:
+            return
+        if self.wifi and not self.up and self.reconnect_at is not None and now >= self.reconnect_at:
+            self._connect()
+        if self.up:
+            for r in list(self.outbox.values()):
+                if now >= r["_due"]:
+                    self._send(r)
+            if now - self.t_hb >= self.cfg["heartbeat_s"]:
+                self._status()
+        if self.down_t is not None and not self.used:
+            held = (now - self.down_t) * 1000
+            if self.active is not None:
+                if held >= self.cfg["cancel_hold_ms"]:
+                    self.used = True
+                    self._trigger("cancel")
+            elif self.cfg["trigger"] == "long" and held >= self.cfg["long_press_ms"]:
+                self.used = True
+                self._trigger("panic")
+
+    def _command(self, s: str) -> None:
+        if not self.running and s != "quit":
+            return
+        cmd, _, arg = s.partition(" ")
+        if cmd == "trigger":
+            self._trigger(arg or "panic")
+        elif cmd == "cancel":
+            if self.last:
+                self._trigger("cancel")
+        elif cmd == "down":
+            now = time.monotonic()
+            if self.down_t is None:
+                self.down_t, self.used = now, False
+                if self.cfg["trigger"] == "triple" and self.active is None:
+                    w = self.cfg["triple_window_ms"] / 1000
+                    self.presses = [p for p in self.presses if now - p < w] + [now]
+                    if len(self.presses) >= 3:
+                        self.presses, self.used = [], True
+                        self._trigger("panic")
+        elif cmd == "up":
+            self.down_t = None
+        elif cmd == "wifi":
+            self.wifi = arg != "off"
+            if not self.wifi and self.client is not None and self.client.socket() is not None:
+                # The radio drops: no DISCONNECT, the broker finds out by keepalive.
+                self.client.socket().shutdown(socket.SHUT_RDWR)
+            elif self.wifi and not self.up:
+                self.reconnect_at = time.monotonic()
+        elif cmd == "battery":
+            self.batt = max(0, min(100, int(arg)))
+        elif cmd == "gps":
+            self.fix = _gga_fix(arg)
+        elif cmd == "quit":
+            self._halt(clean=True)
+
+
+def _gga_fix(line: str) -> tuple[int, int, int] | None:
+    f = line.split("*")[0].split(",")
+    if len(f) < 9 or not f[0].endswith("GGA") or f[6] in ("", "0"):
+        return None
+
+    def coord(v: str, hemi: str, w: int) -> int:
+        deg = int(v[:w]) + float(v[w:]) / 60
+        return round(-deg * 1e6 if hemi in "SW" else deg * 1e6)
+    return coord(f[2], f[3], 2), coord(f[4], f[5], 3), int(float(f[8]) * 5 + 0.5)

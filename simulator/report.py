@@ -1,0 +1,241 @@
+"""From a finished run to figures: pressed vs incidents vs lost vs duplicated, the SLA per
+kelurahan, the other latencies, faults and what the machine spent. Plain data in, a dict
+out (the --json file), and a text rendering of it."""
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+
+SLA_MIN = 10.0
+
+METHOD = ("press->on scene is computed per incident from the gateway's own timestamps, with the "
+          "compressed intervals scaled back: simulated = (on_scene_ms - press_ms) + compressed * (speed - 1), "
+          "where compressed is the wall time the incident spent in human or driving waits (operator queue "
+          "and reaction, dispatch decision, waiting for a free unit, turnout, driving). Network, broker, "
+          "gateway, webhook and API time is real time and is not scaled. With --speed 1 this is exactly "
+          "the gateway's press_to_on_scene.")
+
+
+def pct(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    v = sorted(values)
+    return v[max(0, min(len(v) - 1, math.ceil(q / 100 * len(v)) - 1))]
+
+
+def _r(x, nd=2):
+    return None if x is None else round(x, nd)
+
+
+def sla_block(minutes: list[float], not_reached: int = 0) -> dict:
+    n = len(minutes) + not_reached
+    within = sum(1 for m in minutes if m <= SLA_MIN)
+    return {"n": n, "on_scene": len(minutes), "not_reached": not_reached,
+            "p50_min": _r(pct(minutes, 50)), "p90_min": _r(pct(minutes, 90)), "p99_min": _r(pct(minutes, 99)),
+            "max_min": _r(max(minutes) if minutes else None),
+            "within_10_min": within, "within_10_min_pct": _r(100 * within / n, 1) if n else None}
+
+
+def build(run, result: dict) -> dict:
+    o = run.o
+    speed = o.speed
+    ours = {s for s in run.devs}
+    incidents = [i for i in result["incidents"] if i["dev"] in ours]
+    by_alert = Counter(i["alert_id"] for i in incidents)
+    inc_by_alert = {i["alert_id"]: i for i in incidents}
+    cases = {c.alert_id: c for c in run.people.cases.values()}
+
+    lost, duplicates, bump_incidents = [], [], []
+    for p in run.presses:
+        if p.alert_id is None:
+            lost.append({"press": p.n, "dev": p.dev, "why": "the button never sent an alert for it"})
+        elif p.alert_id not in inc_by_alert:
+            lost.append({"press": p.n, "dev": p.dev, "id": p.alert_id, "why": "sent, but no incident at the gateway"})
+        for extra in p.ids[1:]:
+            duplicates.append({"press": p.n, "dev": p.dev, "id": extra, "why": "a second alert id for one press"})
+    explained = {i for p in run.presses for i in p.ids}
+    after_bump = {u["id"] for u in run.unexpected if u["after_bump"]}
+    for i in incidents:
+        if i["alert_id"] in explained:
+            continue
+        entry = {"incident": i["id"], "dev": i["dev"], "id": i["alert_id"]}
+        if i["alert_id"] in after_bump:
+            bump_incidents.append(dict(entry, why="a pocket bump triggered"))
+        else:
+            duplicates.append(dict(entry, why="an incident no press explains"))
+    for aid, n in by_alert.items():
+        if n > 1:
+            duplicates.append({"id": aid, "why": f"{n} incidents for one alert id"})
+
+    # SLA population: real emergencies (panic, not a false alarm), pressed in this run.
+    per_kel: dict[str, list[float]] = defaultdict(list)
+    not_reached: Counter = Counter()
+    allm: list[float] = []
+    points = []
+    p2r, r2a, r2d, d2o = [], [], [], []
+    outcomes = Counter()
+    for p in run.presses:
+        inc = inc_by_alert.get(p.alert_id or "")
+        case = cases.get(p.alert_id or "")
+        if inc is None:
+            continue
+        if inc["state"] == "cancelled":
+            outcomes["cancelled_by_holder" if p.false == "holder" else
+                     "false_alarm_closed_by_operator" if p.false == "operator" else "cancelled_other"] += 1
+        elif p.kind == "test":
+            outcomes["drill_closed" if inc["state"] == "resolved" else "drill_open"] += 1
+        else:
+            outcomes[inc["state"]] += 1
+        lat = inc["latency_ms"]
+        if lat["press_to_received"] is not None:
+            p2r.append(lat["press_to_received"])
+        if p.kind != "panic" or p.false is not None:
+            continue
+        # Compressed wall time up to each action (not the total: that includes the time
+        # on scene before the unit resolves).
+        comp = case.comp_at if case else {}
+        if inc.get("acknowledged_ms") and "acknowledge" in comp:
+            r2a.append(_sim_s(inc["acknowledged_ms"] - inc["received_ms"], comp["acknowledge"], speed))
+        if inc.get("dispatched_ms") and "dispatch" in comp:
+            r2d.append(_sim_s(inc["dispatched_ms"] - inc["received_ms"], comp["dispatch"], speed))
+        if inc.get("on_scene_ms") is None:
+            not_reached[p.kelurahan] += 1
+            points.append({"lat6": inc["lat6"], "lon6": inc["lon6"], "min": None, "kelurahan": p.kelurahan})
+            continue
+        m = ((inc["on_scene_ms"] - inc["press_ms"]) + comp.get("on_scene", 0.0) * 1000 * (speed - 1)) / 60000
+        per_kel[p.kelurahan].append(m)
+        allm.append(m)
+        if case and case.drive_sim_s is not None:
+            d2o.append(case.drive_sim_s / 60)
+        points.append({"lat6": inc["lat6"], "lon6": inc["lon6"], "min": round(m, 2), "kelurahan": p.kelurahan,
+                       "unit": inc.get("unit"), "distance_m": round(case.distance_m) if case and case.distance_m else None})
+
+    kel_names = [k["name"] for k in run.scn["kelurahan"]]
+    by_kel = {k: sla_block(per_kel.get(k, []), not_reached.get(k, 0)) for k in kel_names
+              if per_kel.get(k) or not_reached.get(k)}
+    gps_expected = Counter(p.gps or "none" for p in run.presses if p.alert_id in inc_by_alert and p.kind == "panic")
+    gps_got = Counter((p.gps or "none", inc_by_alert[p.alert_id]["src"]) for p in run.presses
+                      if p.alert_id in inc_by_alert and p.kind == "panic")
+    n_fw = sum(1 for s in run.devs.values() if s.firmware)
+    n_proto = len(run.devs) - n_fw
+    offline = Counter(p.offline for p in run.presses if p.offline)
+    res = run.sampler.summary() if run.sampler else {}
+    rep = {
+        "scenario": run.scn["name"], "title": run.scn.get("title"), "seed": o.seed,
+        "devices": {"total": len(run.devs), "firmware": n_fw, "protocol": n_proto,
+                    "mode": ("every button runs the real firmware under micropython" if not n_proto else
+                             f"{n_fw} buttons run the real firmware under micropython; {n_proto} are Python "
+                             "protocol devices (simulator/protodev.py): the same wire protocol v1 (signed alerts, "
+                             "QoS 1, retransmit until a signed ack), not the firmware")},
+        "speed": speed, "duration_s": o.duration,
+        "simulated_minutes": round(run.timings.get("world_s", o.duration) * speed / 60, 1),
+        "time_compression": (f"x{speed:g}: operator reactions, dispatch decisions, turnout, driving, time on "
+                             "scene and the gaps between presses are simulated time run {speed:g} times faster; "
+                             "button holds, WiFi outages, power-off times, broker restarts and the whole "
+                             "network/gateway path run in real time. Minutes below are simulated minutes."
+                             ).replace("{speed:g}", f"{speed:g}"),
+        "sla_method": METHOD,
+        "pressed": len(run.presses),
+        "pressed_by_kind": dict(Counter(p.kind for p in run.presses)),
+        "pressed_by_method": dict(Counter(p.method for p in run.presses)),
+        "pressed_offline": dict(offline),
+        "pressed_in_bursts": sum(1 for p in run.presses if p.burst),
+        "incidents": len(incidents),
+        "lost": len(lost),
+        "duplicates": len(duplicates),
+        "bump_incidents": len(bump_incidents),
+        "lost_detail": lost[:50], "duplicates_detail": duplicates[:50], "bump_incidents_detail": bump_incidents[:50],
+        "retransmissions": run.counts["retransmissions"],
+        "sla": {"minutes": SLA_MIN, "overall": sla_block(allm, sum(not_reached.values())), "by_kelurahan": by_kel},
+        "latency": {
+            "press_to_received_ms": {"p50": pct(p2r, 50), "p90": pct(p2r, 90), "p99": pct(p2r, 99),
+                                     "max": max(p2r) if p2r else None, "note": "real time, never scaled"},
+            "received_to_acknowledged_s": _stats(r2a), "received_to_dispatched_s": _stats(r2d),
+            "drive_min": _stats(d2o),
+        },
+        "outcomes": dict(outcomes),
+        "faults": {k: v for k, v in run.counts.items() if k != "retransmissions"},
+        "bumps": len(run.bumps),
+        "gps": {"presses_by_receiver": dict(gps_expected),
+                "src_by_receiver": {f"{a}->{b}": n for (a, b), n in gps_got.items()}},
+        "units": {u.name: u.dispatches for u in run.people.units},
+        "operators": o.people.operators,
+        "api_failures": run.people.api.failures[:20],
+        "action_errors": run.sched.errors[:20],
+        "resources": res,
+        "timings_s": {k: (round(v, 1) if isinstance(v, float) else v) for k, v in run.timings.items()},
+        "gateway_metrics": result.get("metrics", {}),
+        "points": points,
+    }
+    return rep
+
+
+def _sim_s(gateway_ms: int, compressed_s: float, speed: float) -> float:
+    """A gateway interval in simulated seconds: its compressed part scaled back."""
+    return round(gateway_ms / 1000 + compressed_s * (speed - 1), 1)
+
+
+def _stats(v: list[float]) -> dict:
+    return {"n": len(v), "p50": _r(pct(v, 50), 1), "p90": _r(pct(v, 90), 1), "p99": _r(pct(v, 99), 1)}
+
+
+def _fmt(x, unit="") -> str:
+    return "-" if x is None else f"{x:.1f}{unit}"
+
+
+def text(rep: dict) -> str:
+    L = []
+    d = rep["devices"]
+    L.append(f"{rep['title']}  (seed {rep['seed']})")
+    L.append(f"buttons: {d['total']} ({d['mode']})")
+    L.append(f"run: {rep['duration_s']:.0f} s wall = {rep['simulated_minutes']} simulated minutes. "
+             f"Time compression {rep['time_compression']}")
+    L.append("")
+    L.append(f"SLA per kelurahan: press -> on scene, simulated minutes (promise: {rep['sla']['minutes']:.0f} min)")
+    L.append(f"{'kelurahan':18} {'n':>4} {'p50':>6} {'p90':>6} {'p99':>6} {'<=10min':>8} {'not on scene':>13}")
+    rows = list(rep["sla"]["by_kelurahan"].items()) + [("ALL", rep["sla"]["overall"])]
+    for name, b in rows:
+        if name == "ALL":
+            L.append("-" * 67)
+        w = "-" if b["within_10_min_pct"] is None else f"{b['within_10_min_pct']:.0f}%"
+        L.append(f"{name:18} {b['n']:>4} {_fmt(b['p50_min']):>6} {_fmt(b['p90_min']):>6} "
+                 f"{_fmt(b['p99_min']):>6} {w:>8} {b['not_reached']:>13}")
+    L.append("")
+    lat = rep["latency"]
+    pr = lat["press_to_received_ms"]
+    L.append(f"press -> received (real): p50 {pr['p50']} ms, p90 {pr['p90']} ms, p99 {pr['p99']} ms, "
+             f"max {pr['max']} ms (includes presses made offline: {rep['pressed_offline'] or 'none'})")
+    ra, rd, dr = lat["received_to_acknowledged_s"], lat["received_to_dispatched_s"], lat["drive_min"]
+    L.append(f"received -> acknowledged: p50 {ra['p50']} s, p90 {ra['p90']} s; received -> dispatched: "
+             f"p50 {rd['p50']} s, p90 {rd['p90']} s; driving: p50 {dr['p50']} min, p90 {dr['p90']} min (simulated)")
+    L.append("")
+    L.append(f"pressed {rep['pressed']} {rep['pressed_by_kind']} ({rep['pressed_in_bursts']} in bursts)  "
+             f"incidents {rep['incidents']}  lost {rep['lost']}  duplicated {rep['duplicates']}  "
+             f"pocket bumps {rep['bumps']} -> incidents {rep['bump_incidents']}  "
+             f"retransmissions {rep['retransmissions']}")
+    L.append(f"outcomes: {rep['outcomes']}")
+    L.append(f"faults: {rep['faults']}")
+    L.append(f"gps: {rep['gps']['src_by_receiver']}")
+    for what in ("lost_detail", "duplicates_detail", "bump_incidents_detail"):
+        for x in rep[what][:10]:
+            L.append(f"  {what.split('_')[0]}: {x}")
+    r = rep["resources"]
+    idle = r.get("idle") or {}
+    if idle:
+        L.append(f"machine: {r.get('cpu_count')} cores, {r.get('mem_total_mib')} MiB. Idle button (firmware process): "
+                 f"{idle.get('per_device_cpu_pct')}% of a core, RSS {idle.get('per_device_rss_mib')} MiB, "
+                 f"PSS {idle.get('per_device_pss_mib')} MiB ({idle.get('firmware_processes')} processes)")
+    if r.get("firmware_cpu_avg_pct") is not None:
+        L.append(f"while running: firmware fleet CPU avg {r['firmware_cpu_avg_pct']}% (peak {r['firmware_cpu_peak_pct']}%), "
+                 f"gateway {r.get('gateway_cpu_avg_pct')}%, broker {r.get('broker_cpu_avg_pct')}%, simulator "
+                 f"{r.get('simulator_cpu_avg_pct')}% (100% = one core); machine {r.get('machine_cpu_avg_pct')}% "
+                 f"of {100 * (r.get('cpu_count') or 1)}%; firmware RSS peak {r.get('firmware_rss_peak_mib')} MiB, "
+                 f"PSS {r.get('firmware_pss_peak_mib')} MiB; memory available min {r.get('mem_available_min_mib')} MiB")
+    L.append(f"timings: {rep['timings_s']}")
+    if rep["api_failures"] or rep["action_errors"]:
+        L.append(f"errors: {rep['api_failures'][:5]} {rep['action_errors'][:5]}")
+    L.append(f"method: {rep['sla_method']}")
+    verdict = "OK" if rep["lost"] == 0 and rep["duplicates"] == 0 and rep["bump_incidents"] == 0 else "FAIL"
+    L.append(f"{verdict}: lost {rep['lost']}, duplicated {rep['duplicates']}, bump incidents {rep['bump_incidents']}")
+    return "\n".join(L)

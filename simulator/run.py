@@ -1,0 +1,489 @@
+"""One simulation run: the stack (own or given), the buttons, the world's plan, the
+people, and the ground truth the report is computed from.
+
+Ground truth: the simulator knows every press it made. A press is linked to the alert
+id its button sent (the firmware's `alert` event); at the end every linked id is looked
+up among the gateway's incidents. A press never linked, or linked to an id without an
+incident, is lost; an incident for an id no press explains, or a press that produced two
+ids, is a duplicate.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import fleet, geo, scenario
+from .feed import PollFeed, WebhookFeed
+from .firmware import FirmwareDevice
+from .measure import Sampler
+from .people import Api, People, PeopleConfig
+from .progress import Progress
+from .sched import Scheduler
+from .stack import Stack
+from .world import Happening, Profile, WorldConfig, plan, profiles
+
+log = logging.getLogger("panic-sim")
+FINAL_STAGES = ("resolved", "cancelled", "rejected")
+
+
+@dataclass
+class Press:
+    n: int
+    dev: str
+    kelurahan: str
+    kind: str                       # panic | test
+    method: str                     # long | triple | command
+    host_ms: int                    # wall clock when the gesture began
+    burst: bool = False
+    false: str | None = None        # None | holder | operator
+    gps: str | None = None          # None | fix | nofix
+    offline: str | None = None      # wifi | broker, when pressed without a link
+    power_cut: bool = False
+    alert_id: str | None = None
+    ids: list = field(default_factory=list)   # every panic/test id the button sent for it
+    tries: int = 0
+
+
+@dataclass
+class DevState:
+    button: scenario.Button
+    profile: Profile
+    device: object                  # FirmwareDevice or protodev.ProtocolDevice
+    firmware: bool
+    busy: bool = False
+    off: bool = False
+    link: bool = False
+    boots: int = 0
+    pending: list = field(default_factory=list)   # presses not yet linked to an id
+    active: Press | None = None
+    last_bump_t: float = -1e9
+
+
+@dataclass
+class RunOptions:
+    scenario: str = "klojen"
+    devices: int | None = None
+    duration: float = 180.0
+    speed: float = 10.0
+    seed: int = 1
+    state: Path = Path("var/sim")
+    api: str | None = None
+    token: str | None = None
+    responder_token: str | None = None
+    config: Path | None = None
+    firmware_max: int = 1000
+    drain: float = 180.0
+    long_press_ms: int = 2000
+    progress: bool = True
+    idle_probe_s: float = 5.0
+    world: WorldConfig = field(default_factory=WorldConfig)
+    people: PeopleConfig = field(default_factory=PeopleConfig)
+
+
+class Run:
+    def __init__(self, opts: RunOptions) -> None:
+        self.o = opts
+        self.scn = scenario.load(opts.scenario)
+        buttons = scenario.buttons(self.scn)
+        self.buttons = buttons[: opts.devices] if opts.devices else buttons
+        self.profiles = profiles(self.buttons, opts.world, opts.seed)
+        self.rng = random.Random(f"run:{opts.seed}")
+        self.lock = threading.RLock()
+        self.devs: dict[str, DevState] = {}
+        self.presses: list[Press] = []
+        self.unexpected: list[dict] = []      # panic/test ids no press explains
+        self.bumps: list[dict] = []
+        self.counts = {k: 0 for k in ("bumps", "wifi_outages", "power_cuts", "broker_restarts",
+                                      "battery_updates", "holder_cancels", "skipped_no_idle_button",
+                                      "gps_fix_fed", "gps_nofix_fed", "retransmissions")}
+        self.stack: Stack | None = None
+        self.own_stack = opts.api is None
+        self.sched = Scheduler()
+        self.progress = Progress(enabled=opts.progress)
+        self.sampler: Sampler | None = None
+        self.t0 = 0.0
+        self.t_world_end = 0.0
+        self.timings: dict[str, float] = {}
+
+    # --- setup ---------------------------------------------------------------------------
+    def _start_stack(self) -> tuple[str, str, str]:
+        o = self.o
+        self.feed = WebhookFeed(self._feed_event)
+        if self.own_stack:
+            self.stack = Stack(o.state, webhooks=[self.feed.url])
+            self.stack.up()
+            hooks = tomllib.loads(self.stack.config.read_text()).get("webhooks", [])
+            self.feed.secret = hooks[0]["secret"] if hooks else None
+            return self.stack.api, self.stack.token("operator"), self.stack.token("responder")
+        # A running stack: we cannot add our webhook to it, so the people poll the API.
+        self.feed.stop()
+        self.feed = None
+        if o.config is None:
+            raise SystemExit("--api needs --config FILE (the gateway's TOML) to provision buttons")
+        self.stack = Stack(Path(o.config).parent)
+        self.stack.config = Path(o.config).resolve()
+        self.stack.api_port = int(o.api.rsplit(":", 1)[1].split("/")[0])
+        op = o.token or self.stack.token("operator")
+        resp = o.responder_token or self.stack.cli("token", "create", "--role", "responder").stdout.strip()
+        return o.api.rstrip("/"), op, resp
+
+    def _provision(self) -> list[dict]:
+        """New buttons through `panic-gateway device import`; ones a running stack already
+        knows (a re-run) get their config from its registry, read-only."""
+        st = self.stack
+        known = {d["id"] for d in json.loads(st.cli("device", "list", "--json").stdout)}
+        fresh = [b for b in self.buttons if b.id not in known]
+        creds = {c["id"]: c for c in (fleet.provision(st, fresh) if fresh else [])}
+        if len(creds) < len(self.buttons):
+            from gateway import config as gwconfig
+            from gateway.cli import firmware_config
+            from gateway.store import open_store
+            cfg = gwconfig.load(st.config)
+            store = open_store(cfg)
+            for b in self.buttons:
+                if b.id not in creds:
+                    d = store.get_device(b.id)
+                    creds[b.id] = {"id": d.id, "config": firmware_config(cfg, d)}
+        return [creds[b.id] for b in self.buttons]
+
+    def _start_devices(self, creds: list[dict]) -> None:
+        o = self.o
+        flash = Path(o.state) / "flash"
+        n_fw = min(len(creds), o.firmware_max)
+        started = 0
+        self.progress.phase(f"starting {n_fw} firmware buttons (micropython)"
+                            + (f" and {len(creds) - n_fw} protocol buttons" if len(creds) > n_fw else ""))
+        for i, c in enumerate(creds):
+            b = self.buttons[i]
+            prof = self.profiles[b.id]
+            cfg = dict(c["config"], trigger=prof.trigger, long_press_ms=o.long_press_ms)
+            if i < n_fw:
+                dev = FirmwareDevice(flash / b.id, cfg, on_event=self._device_event)
+                fw = True
+            else:
+                from .protodev import ProtocolDevice
+                dev = ProtocolDevice(flash / b.id, cfg, on_event=self._device_event)
+                fw = False
+            self.devs[b.id] = DevState(b, prof, dev, fw)
+        for st in self.devs.values():
+            st.device.start(wait_ready=0)
+            started += 1
+            self.progress.update(f"started {started}/{len(self.devs)} buttons")
+        deadline = time.monotonic() + 60 + len(self.devs) * 0.1
+        while time.monotonic() < deadline:
+            up = sum(1 for s in self.devs.values() if s.link)
+            self.progress.update(f"linked {up}/{len(self.devs)} buttons")
+            if up == len(self.devs):
+                break
+            time.sleep(0.2)
+        else:
+            missing = [d for d, s in self.devs.items() if not s.link][:5]
+            raise RuntimeError(f"buttons not linked after start: {missing} ...")
+
+    # --- device events (reader threads) -----------------------------------------------------
+    def _device_event(self, device, ev: dict) -> None:
+        kind = ev.get("ev")
+        with self.lock:
+            st = self.devs.get(device.dev)
+            if st is None:
+                return
+            if kind == "link":
+                st.link = ev.get("state") == "up"
+            elif kind == "boot":
+                st.boots += 1
+            elif kind == "alert" and ev.get("kind") in ("panic", "test"):
+                self._on_alert(st, ev)
+            elif kind == "ack" and st.active is not None and ev.get("id") == st.active.alert_id \
+                    and ev.get("stage") in FINAL_STAGES:
+                st.active = None
+                self.sched.after(1.0, lambda s=st: self._free(s))
+
+    def _on_alert(self, st: DevState, ev: dict) -> None:
+        aid = ev["id"]
+        if ev.get("try", 1) > 1:
+            self.counts["retransmissions"] += 1
+        known = st.active if st.active is not None and aid in st.active.ids else None
+        if known is None:
+            known = next((p for p in self.presses if p.dev == st.button.id and aid in p.ids), None)
+        if known is not None:
+            known.tries += 1
+            return
+        if st.pending:
+            p = st.pending.pop(0)
+            p.alert_id = aid
+            p.ids.append(aid)
+            p.tries += 1
+            st.active = p
+            if p.false == "operator":
+                self.people.operator_false.add(aid)
+            if p.power_cut and st.firmware:
+                # Cut the power now: after the press is in flash, before the ack is sure.
+                self.sched.after(0, lambda: self._power_cycle(st, self.rng.uniform(2, 6), "press"))
+            return
+        if st.active is not None and st.active.alert_id != aid and ev.get("try", 1) == 1 \
+                and time.monotonic() - st.last_bump_t > 10:
+            # A second id while the first press is still active: one press, two alerts.
+            st.active.ids.append(aid)
+            return
+        self.unexpected.append({"dev": st.button.id, "id": aid,
+                                "after_bump": time.monotonic() - st.last_bump_t < 10})
+
+    def _send(self, st: DevState, command: str) -> None:
+        """A command to a button; a button whose power is cut hears nothing (the finger
+        that lifts while the battery is out changes nothing either)."""
+        if st.off:
+            return
+        try:
+            st.device.send(command)
+        except (BrokenPipeError, OSError, AssertionError):
+            pass
+
+    def _free(self, st: DevState) -> None:
+        with self.lock:
+            if st.active is None and not st.pending and not st.off:
+                st.busy = False
+
+    # --- people feed ---------------------------------------------------------------------
+    def _feed_event(self, event: str, inc: dict) -> None:
+        self.people.on_event(event, inc)
+
+    # --- the world -----------------------------------------------------------------------
+    def _pick(self, firmware_only: bool = False) -> DevState | None:
+        with self.lock:
+            # A button whose link is down (broker restart, reconnect backoff) may still be
+            # pressed: the alert waits in its flash outbox, which is part of what is tested.
+            idle = [s for s in self.devs.values()
+                    if not s.busy and not s.off and (s.firmware or not firmware_only)]
+            if not idle:
+                return None
+            st = self.rng.choice(idle)
+            st.busy = True
+            return st
+
+    def _happen(self, h: Happening) -> None:
+        getattr(self, f"_w_{h.what}")(h.args)
+
+    def _w_press(self, a: dict, st: DevState | None = None, offline: str | None = None) -> None:
+        st = st or self._pick(firmware_only=a.get("power_cut", False))
+        if st is None:
+            self.counts["skipped_no_idle_button"] += 1
+            return
+        dev = st.device
+        gps = st.profile.gps
+        if gps:
+            b = st.button
+            if gps == "fix":
+                lat, lon = geo.offset(b.lat6 / 1e6, b.lon6 / 1e6, self.rng.uniform(-30, 30), self.rng.uniform(-30, 30))
+                self._send(st, "gps " + geo.gga(lat, lon))
+                self.counts["gps_fix_fed"] += 1
+            else:
+                self._send(st, "gps " + geo.gga(None, None))
+                self.counts["gps_nofix_fed"] += 1
+        method = "command" if a["kind"] == "test" else st.profile.trigger
+        if offline is None and not st.link:
+            offline = "link"
+        with self.lock:
+            p = Press(len(self.presses) + 1, st.button.id, st.button.kelurahan, a["kind"], method,
+                      time.time_ns() // 1_000_000, a.get("burst", False), a.get("false"), gps, offline,
+                      bool(a.get("power_cut")) and st.firmware)
+            self.presses.append(p)
+            st.pending.append(p)
+        if method == "command":
+            self._send(st, "trigger test")
+        elif method == "long":
+            self._send(st, "down")
+            self.sched.after(self.o.long_press_ms / 1000 + a.get("hold_s", 0.5), lambda: self._send(st, "up"))
+        else:
+            for i in range(3):
+                self.sched.after(i * 0.4, lambda: self._send(st, "down"))
+                self.sched.after(i * 0.4 + 0.15, lambda: self._send(st, "up"))
+        if p.false == "holder":
+            self.sched.after(a["cancel_after_sim_s"] / self.o.speed, lambda: self._holder_cancel(st, p))
+
+    def _holder_cancel(self, st: DevState, p: Press) -> None:
+        with self.lock:
+            if st.active is not p or st.off:
+                return      # already closed (or the button is off): nothing to cancel
+        self.counts["holder_cancels"] += 1
+        self._send(st, "down")
+        # cancel_hold_ms is 5 s by default: hold a little longer, as a person would.
+        self.sched.after(5.6, lambda: self._send(st, "up"))
+
+    def _w_bump(self, a: dict) -> None:
+        st = self._pick()
+        if st is None:
+            return
+        self.counts["bumps"] += 1
+        st.last_bump_t = time.monotonic()
+        self.bumps.append({"dev": st.button.id, "taps": a["taps"], "hold_s": a["hold_s"],
+                           "trigger": st.profile.trigger})
+        t = 0.0
+        for _ in range(a["taps"]):
+            self.sched.after(t, lambda: self._send(st, "down"))
+            t += a["hold_s"]
+            self.sched.after(t, lambda: self._send(st, "up"))
+            t += 0.3
+        self.sched.after(t + 3.0, lambda: self._free(st))
+
+    def _w_wifi_outage(self, a: dict) -> None:
+        st = self._pick()
+        if st is None:
+            return
+        self.counts["wifi_outages"] += 1
+        self._send(st, "wifi off")
+        if a["press"]:
+            self.sched.after(1.0, lambda: self._w_press(dict(a["press_args"], power_cut=False), st, "wifi"))
+
+        def back():
+            self._send(st, "wifi on")
+            self._free(st)
+        self.sched.after(a["off_s"], back)
+
+    def _w_power_cut(self, a: dict) -> None:
+        st = self._pick(firmware_only=True)
+        if st is None:
+            return
+        self._power_cycle(st, a["off_s"], "idle")
+
+    def _power_cycle(self, st: DevState, off_s: float, why: str) -> None:
+        with self.lock:
+            st.off = True
+            st.link = False
+            st.busy = True
+        self.counts["power_cuts"] += 1
+        st.device.power_cut()
+
+        def on():
+            st.device.start(wait_ready=0)
+            with self.lock:
+                st.off = False
+            self.sched.after(2.0, lambda: self._free(st))
+        self.sched.after(off_s, on)
+
+    def _w_broker_restart(self, a: dict) -> None:
+        if not self.own_stack:
+            return
+        self.counts["broker_restarts"] += 1
+        self.stack.stop_broker()
+        time.sleep(a["down_s"])
+        self.stack.start_broker()
+
+    def _w_battery(self, a: dict) -> None:
+        level = max(5, 100 - round(95 * a["step"] / a["steps"]))
+        for st in self.devs.values():
+            if st.profile.drains and not st.off:
+                self._send(st, f"battery {level}")
+                self.counts["battery_updates"] += 1
+
+    # --- the run -------------------------------------------------------------------------
+    def settled(self) -> bool:
+        """Every press linked, every case past the point the SLA needs (on scene or closed)."""
+        with self.lock:
+            if any(p.alert_id is None for p in self.presses):
+                return False
+        cases = {c.alert_id: c for c in list(self.people.cases.values())}
+        for p in self.presses:
+            c = cases.get(p.alert_id)
+            if c is None:
+                return False
+            if p.kind == "test" and c.state != "resolved":
+                return False
+            if p.kind == "panic" and c.state not in ("on_scene", "resolved", "cancelled"):
+                return False
+        return True
+
+    def execute(self) -> dict:
+        o = self.o
+        Path(o.state).mkdir(parents=True, exist_ok=True)
+        t_setup = time.monotonic()
+        self.progress.phase("starting broker and gateway" if self.own_stack else f"using the stack at {o.api}")
+        api, op_token, resp_token = self._start_stack()
+        self.api_url = api
+        self.people = People(Api(api, op_token, resp_token), scenario.posts(self.scn), o.people, o.speed,
+                             self.sched, o.seed)
+        try:
+            self.progress.phase(f"provisioning {len(self.buttons)} buttons with `panic-gateway device import`")
+            creds = self._provision()
+            self.timings["provision_s"] = time.monotonic() - t_setup
+            t_dev = time.monotonic()
+            self._start_devices(creds)
+            self.timings["devices_start_s"] = time.monotonic() - t_dev
+            since_ms = time.time_ns() // 1_000_000 - 1000
+            if self.feed is None:
+                self.poll = PollFeed(api, op_token, self._feed_event, since_ms)
+            self.sampler = Sampler(self)
+            if o.idle_probe_s > 0:
+                self.progress.phase(f"measuring what {len(self.devs)} linked, idle buttons cost ({o.idle_probe_s:g} s)")
+                self.sampler.probe_idle(o.idle_probe_s)
+            self.sampler.start()
+            self.on_ready(api)
+            happenings = plan(o.world, o.duration, o.speed, o.seed, can_restart_broker=self.own_stack)
+            self.t0 = time.monotonic()
+            for h in happenings:
+                self.sched.at(self.t0 + h.at, lambda h=h: self._happen(h))
+            self.progress.phase(f"world running: {o.duration:.0f} s wall, speed x{o.speed:g}")
+            while time.monotonic() < self.t0 + o.duration:
+                self.progress.tick(self, (time.monotonic() - self.t0) / o.duration)
+                time.sleep(0.5)
+            self.t_world_end = time.monotonic()
+            self.progress.phase(f"draining: waiting for every press to reach the scene or close (<= {o.drain:.0f} s)")
+            deadline = time.monotonic() + o.drain
+            while time.monotonic() < deadline and not self.settled():
+                self.progress.tick(self, None)
+                time.sleep(0.5)
+            self.timings["drain_s"] = time.monotonic() - self.t_world_end
+            self.timings["settled"] = self.settled()
+            time.sleep(0.5)
+            self.sampler.stop()
+            incidents = self._incidents(api, op_token, since_ms)
+            metrics = self._metrics(api)
+            self.timings["world_s"] = self.t_world_end - self.t0
+            self.timings["total_s"] = time.monotonic() - t_setup
+            return {"incidents": incidents, "metrics": metrics}
+        finally:
+            self.progress.done()
+            self.shutdown()
+
+    def on_ready(self, api: str) -> None:
+        """Hook for the caller (the demo prints URLs here)."""
+
+    def _incidents(self, api: str, token: str, since_ms: int) -> list[dict]:
+        import httpx
+        r = httpx.get(f"{api}/api/incidents", params={"since": since_ms, "limit": 5000},
+                      headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        r.raise_for_status()
+        return r.json()["incidents"]
+
+    def _metrics(self, api: str) -> dict:
+        import httpx
+        from prometheus_client.parser import text_string_to_metric_families
+        out: dict[str, float] = {}
+        try:
+            for fam in text_string_to_metric_families(httpx.get(f"{api}/metrics", timeout=10).text):
+                for s in fam.samples:
+                    if s.name.endswith(("_total", "_count")) or "reason" in s.labels:
+                        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+                        out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+        except Exception as exc:  # noqa: BLE001
+            out["error"] = str(exc)
+        return out
+
+    def shutdown(self) -> None:
+        self.sched.stop()
+        if getattr(self, "poll", None):
+            self.poll.stop()
+        threads = [threading.Thread(target=s.device.stop) for s in self.devs.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if getattr(self, "feed", None):
+            self.feed.stop()
+        if self.own_stack and self.stack is not None:
+            self.stack.down()
