@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import secrets
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -116,10 +119,14 @@ def cmd_demo(args) -> int:
 
     def ready(api: str) -> None:
         print(f"\ngateway API: {api}/api/incidents   health {api}/healthz   metrics {api}/metrics", flush=True)
+        config = Path(args.state).resolve() / "gateway.toml"
+        password = "klojen-" + secrets.token_hex(3)
+        made = subprocess.run([str(Path(sys.executable).parent / "panic-gateway"), "user", "add", "demo",
+                               "--role", "operator", "--password-stdin"], input=password + "\n",
+                              capture_output=True, text=True, env=dict(os.environ, PANIC_CONFIG=str(config)))
         try:
-            # The operator console comes from another part of the project; show it once it exists.
-            if httpx.get(f"{api}/console/", timeout=2).status_code == 200:
-                print(f"console: {api}/console/", flush=True)
+            if made.returncode == 0 and httpx.get(f"{api}/console/login", timeout=2).status_code == 200:
+                print(f"console: {api}/console/   login: demo / {password}   (watch the queue live)", flush=True)
         except httpx.HTTPError:
             pass
     return execute(options(args), args.json, args.plots, on_ready=ready)
