@@ -103,3 +103,7 @@ klojen: setup   ## full Klojen: 675 buttons on the real firmware, operators, uni
 malang: setup   ## Kota Malang, 4,278 buttons: 1,000 on the real firmware, the rest protocol devices (stated in the report)
 	$(BIN)/panic-sim run malang --duration 300 --speed 10 --rate 240 --burst 0.5:60:300 --operators 6 \
 	  --firmware-max 1000 --json var/sim/malang/report.json --plots var/sim/malang/plots
+
+.PHONY: bench
+bench: setup   ## the alert path against the raw MQTT pipe, same run; writes bench/results.json, docs/benchmarks.md
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from .auth import CAN_ACT, token_hash
 from .models import Incident
@@ -20,7 +20,10 @@ ACTIONS = ("acknowledge", "dispatch", "en_route", "on_scene", "resolve", "false_
 
 
 def create_app(store: Store, health: Callable[[], dict], sinks: list[str],
-               on_change: Callable[[Incident], None] = lambda inc: None) -> Starlette:
+               on_change: Callable[[Incident], None] = lambda inc: None,
+               extra_routes: Callable[[Callable[[Request], tuple[str, str]]], list[BaseRoute]] | None = None,
+               ) -> Starlette:
+    """extra_routes(principal) adds routes that share the bearer-token check (api_ops)."""
     def principal(request: Request) -> tuple[str, str]:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -92,6 +95,7 @@ def create_app(store: Store, health: Callable[[], dict], sinks: list[str],
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
     return Starlette(routes=[
+        *(extra_routes(principal) if extra_routes else []),  # first: /api/incidents/{id}.cap
         Route("/healthz", healthz),
         Route("/metrics", metrics),
         Route("/api/incidents", incidents),

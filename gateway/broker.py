@@ -3,6 +3,16 @@
 A device's MQTT username is its id, and the ACL lets it write only its own alert and
 status and read only its own ack. Registry changes rewrite the files and send SIGHUP,
 on which mosquitto reloads the password file and ACL without dropping anyone else.
+
+Revocation is immediate: on SIGHUP mosquitto (2.0) checks every connected client
+against the reloaded password file and disconnects those whose login no longer
+verifies, so a suspended, removed or re-keyed device loses its connection at the
+reload (tests/test_registry.py proves it); the gateway independently rejects alerts
+under an old secret from its next batch on (the registry version, see ingest.Registry).
+
+Listeners: plain MQTT on loopback (`device_port`, the gateway's own link, and devices
+on the same host such as the simulator), and, when `tls_port` is set, TLS for devices
+on `tls_bind`, with a CA and server certificate made by `certs.ensure` unless given.
 """
 from __future__ import annotations
 
@@ -14,7 +24,8 @@ import secrets
 import signal
 from pathlib import Path
 
-from .config import Config
+from . import certs
+from .config import Config, ConfigError, broker_file
 from .models import Device
 
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$ (PBKDF2-SHA512)
@@ -33,6 +44,7 @@ def acl_text(root: str, gateway_user: str) -> str:
         f"topic read {root}/+/status",
         f"topic write {root}/+/ack",
         f"topic readwrite {root}/incidents/#",
+        f"topic readwrite {root}/ops/#",
         "",
         "# every other user is a device, named by its id",
         f"pattern write {root}/%u/alert",
@@ -64,10 +76,35 @@ def mosquitto_conf(cfg: Config) -> str:
         "max_inflight_messages 0",
         "max_packet_size 65536",
         "",
-        f"listener {cfg.broker.device_port} 127.0.0.1",
         "set_tcp_nodelay true",
+        "",
+        "# plain MQTT on loopback: the gateway (and devices on this host, e.g. the simulator)",
+        f"listener {cfg.broker.device_port} 127.0.0.1",
     ]
+    if cfg.broker.tls_port:
+        ca, cert, key = tls_files(cfg)
+        lines += [
+            "",
+            "# TLS for devices",
+            f"listener {cfg.broker.tls_port} {cfg.broker.tls_bind}",
+            f"cafile {ca}",
+            f"certfile {cert}",
+            f"keyfile {key}",
+            "tls_version tlsv1.2",  # the minimum
+            "require_certificate false",  # devices log in with username and password
+        ]
     return "\n".join(lines) + "\n"
+
+
+def tls_files(cfg: Config) -> tuple[Path, Path, Path]:
+    """The TLS listener's CA, certificate and key: as configured, else made in <dir>/tls/."""
+    given = [broker_file(cfg, v) for v in (cfg.broker.tls_cafile, cfg.broker.tls_certfile, cfg.broker.tls_keyfile)]
+    if all(given):
+        return given[0], given[1], given[2]  # type: ignore[return-value]
+    if any(given):
+        raise ConfigError("[broker] give all of tls_cafile, tls_certfile, tls_keyfile, or none")
+    hosts = [cfg.broker.public_host, "localhost", "127.0.0.1"]
+    return certs.ensure(cfg.broker.dir / "tls", hosts)
 
 
 def _write(path: Path, text: str, mode: int = 0o600) -> None:

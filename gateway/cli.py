@@ -12,11 +12,13 @@ import sys
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
-from . import broker, config
+from . import broker, certs, config, report
 from .auth import ROLES, new_token, token_hash
 from .ids import new_password, new_secret, valid_device_id
 from .models import Device
+from .health import describe
 from .store import open_store
 
 
@@ -30,10 +32,19 @@ def _fail(msg: str) -> int:
 
 
 def firmware_config(cfg: config.Config, d: Device) -> dict:
-    """The device's config.json, as `firmware/config.py` reads it."""
+    """The device's config.json, as `firmware/config.py` reads it.
+
+    With a TLS listener the device gets only that (no plaintext fallback to downgrade to)
+    and verifies the broker against `ca.crt`, which goes on its flash next to config.json
+    (the broker's CA: `<broker dir>/tls/ca.crt` unless [broker] tls_cafile says otherwise)."""
+    if cfg.broker.tls_port:
+        brokers = [{"host": cfg.broker.public_host, "port": cfg.broker.tls_port, "tls": True, "ca": "ca.crt",
+                    "server_hostname": cfg.broker.public_host}]
+    else:
+        brokers = [{"host": cfg.broker.public_host, "port": cfg.broker.device_port, "tls": False}]
     return {
         "dev": d.id, "secret": d.secret, "topic_root": cfg.topic_root,
-        "brokers": [{"host": cfg.broker.public_host, "port": cfg.broker.device_port, "tls": False}],
+        "brokers": brokers,
         "mqtt_user": d.id, "mqtt_password": d.mqtt_password,
         "lat6": d.lat6, "lon6": d.lon6, "acc": 25,
     }
@@ -48,6 +59,8 @@ def cmd_init(args) -> int:
         data.setdefault("mqtt", {})["port"] = args.broker_port
         data.setdefault("broker", {})["device_port"] = args.broker_port
         data.setdefault("api", {})["port"] = args.api_port
+        if args.tls_port is not None:
+            data["broker"]["tls_port"] = args.tls_port
         config.write(data, path)
         print(f"kept existing {path}", file=sys.stderr)
         cfg = config.load(path)
@@ -56,7 +69,7 @@ def cmd_init(args) -> int:
             "gateway": {"topic_root": "panic/v1"},
             "mqtt": {"host": "127.0.0.1", "port": args.broker_port, "username": "gateway",
                      "password": new_password(), "client_id": "gateway-1", "group": "gateways"},
-            "broker": {"dir": "broker", "device_port": args.broker_port},
+            "broker": {"dir": "broker", "device_port": args.broker_port, "tls_port": args.tls_port or 0},
             "store": {"kind": args.store, "path": "gateway.db", "dsn": args.dsn},
             "api": {"host": "127.0.0.1", "port": args.api_port},
             "webhooks": [{"url": u, "secret": new_secret(), "name": f"dispatch{i}"}
@@ -137,20 +150,101 @@ def cmd_device_import(args) -> int:
 
 def cmd_device_list(args) -> int:
     store = open_store(config.load(args.config))
-    devices = [d.public() for d in store.list_devices()]
+    health = store.device_health()
+    devices: list[dict[str, Any]] = [dict(d.public(), health=health.get(d.id, {"health": "unknown"}))
+                                     for d in store.list_devices()]
     if args.json:
         print(json.dumps(devices))
     else:
         for d in devices:
-            print(f"{d['id']:40} {d['status']:10} {d['kelurahan']:16} RW{d['rw']:02d} RT{d['rt']:02d}")
+            print(f"{d['id']:40} {d['status']:10} {describe(d['health']):24} {d['kelurahan']:16} "
+                  f"RW{d['rw']:02d} RT{d['rt']:02d}{'  FLAG: ' + d['flag'] if d['flag'] else ''}")
     return 0
 
 
 def cmd_device_show(args) -> int:
-    d = open_store(config.load(args.config)).get_device(args.id)
+    cfg = config.load(args.config)
+    store = open_store(cfg)
+    d = store.get_device(args.id)
     if d is None:
         return _fail(f"no device {args.id}")
-    print(json.dumps(d.public(), indent=2))
+    window = cfg.false_alarm_window_s * 1000
+    print(json.dumps({**d.public(), "health": store.device_health(d.id).get(d.id, {"health": "unknown"}),
+                      "false_alarms": store.false_alarms(d.id, _now_ms() - window),
+                      "events": store.device_events(d.id, 10)}, indent=2))
+    return 0
+
+
+def cmd_device_rotate(args) -> int:
+    """New secret and broker password. The broker reload disconnects the device's current
+    session (its old password no longer verifies) and the gateway rejects alerts signed
+    with the old secret from its next batch on."""
+    cfg = config.load(args.config)
+    store = open_store(cfg)
+    d = store.get_device(args.id)
+    if d is None:
+        return _fail(f"no device {args.id}")
+    d.secret, d.mqtt_password, d.secret_rotated_ms = new_secret(), new_password(), _now_ms()
+    store.update_device(d.id, secret=d.secret, mqtt_password=d.mqtt_password, secret_rotated_ms=d.secret_rotated_ms)
+    _sync_broker(cfg, store)
+    out = {"id": d.id, "secret": d.secret, "mqtt_username": d.id, "mqtt_password": d.mqtt_password,
+           "config": firmware_config(cfg, d)}
+    print(json.dumps(out) if args.json else f"rotated {d.id}: flash the new config (device config {d.id})")
+    return 0
+
+
+def _set_status(args, status: str, flag: str | None) -> int:
+    cfg = config.load(args.config)
+    store = open_store(cfg)
+    changes: dict = {"status": status}
+    if flag is not None:
+        changes["flag"] = flag
+    if not store.update_device(args.id, **changes):
+        return _fail(f"no device {args.id}")
+    _sync_broker(cfg, store)
+    print(f"{args.id} {status}", file=sys.stderr)
+    return 0
+
+
+def cmd_device_suspend(args) -> int:
+    """Refuse the device: broker login revoked (and disconnected), alerts rejected as `suspended`."""
+    return _set_status(args, "suspended", f"suspended: {args.reason}" if args.reason else None)
+
+
+def cmd_device_resume(args) -> int:
+    """Back in service; clears the review flag (someone has looked at it)."""
+    return _set_status(args, "active", "")
+
+
+def cmd_device_unflag(args) -> int:
+    store = open_store(config.load(args.config))
+    if not store.update_device(args.id, flag=""):
+        return _fail(f"no device {args.id}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    cfg = config.load(args.config)
+    now = _now_ms()
+    try:
+        since = report.parse_since(args.since, now)
+        until = report.parse_since(args.until, now) if args.until else now + 1
+    except ValueError as exc:
+        return _fail(str(exc))
+    kinds = tuple(args.kind.split(","))
+    rep, rows = report.build(open_store(cfg), since_ms=since, until_ms=until, now_ms=now, sla_s=cfg.sla_s,
+                             kinds=kinds)
+    if args.format == "png":
+        out = args.out or "report.png"
+        report.to_png(rep, rows, out)
+        print(out)
+        return 0
+    text = {"table": report.to_table, "csv": report.to_csv, "json": report.to_json}[args.format](rep)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(args.out)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 
@@ -181,10 +275,20 @@ def cmd_token_create(args) -> int:
 
 
 def cmd_broker_config(args) -> int:
+    """Write mosquitto.conf, passwd and acl. With --out, a broker for devices in the field:
+    a TLS listener (port from the config, else --tls-port, else 8883) next to the loopback one."""
     cfg = config.load(args.config)
     if args.out:
         cfg.broker.dir = Path(args.out).resolve()
-    print(broker.write_files(cfg, open_store(cfg).list_devices()))
+        cfg.broker.tls_port = args.tls_port or cfg.broker.tls_port or 8883
+    elif args.tls_port:
+        cfg.broker.tls_port = args.tls_port
+    if args.tls_bind:
+        cfg.broker.tls_bind = args.tls_bind
+    try:
+        print(broker.write_files(cfg, open_store(cfg).list_devices()))
+    except certs.CertError as exc:
+        return _fail(str(exc))
     return 0
 
 
@@ -206,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     c.add_argument("--dsn", default="")
     c.add_argument("--force", action="store_true", help="overwrite an existing config")
+    c.add_argument("--tls-port", type=int, help="TLS listener for devices (0: none)")
 
     command(sub, "run", cmd_run, "run the gateway")
 
@@ -230,6 +335,21 @@ def build_parser() -> argparse.ArgumentParser:
     command(dev, "show", cmd_device_show, "one button, without credentials").add_argument("id")
     command(dev, "config", cmd_device_config, "the button's firmware config.json").add_argument("id")
     command(dev, "remove", cmd_device_remove, "remove a button and revoke its broker login").add_argument("id")
+    c = command(dev, "rotate-secret", cmd_device_rotate, "new secret and broker password; the old ones stop at once")
+    c.add_argument("id")
+    c.add_argument("--json", action="store_true", help="print the new credentials and config")
+    c = command(dev, "suspend", cmd_device_suspend, "refuse a button (login revoked, alerts rejected)")
+    c.add_argument("id")
+    c.add_argument("--reason", default="")
+    command(dev, "resume", cmd_device_resume, "put a suspended button back in service").add_argument("id")
+    command(dev, "unflag", cmd_device_unflag, "clear a button's review flag").add_argument("id")
+
+    c = command(sub, "report", cmd_report, "SLA report: p50/p90/p99 per step, share on scene within the promise")
+    c.add_argument("--since", help="7d, 12h, 30m, Unix ms or ISO date (default: everything)")
+    c.add_argument("--until", help="same forms (default: now)")
+    c.add_argument("--format", choices=report.FORMATS, default="table")
+    c.add_argument("--kind", default="panic", help="panic, test or panic,test")
+    c.add_argument("--out", help="file to write (png: default report.png; others: stdout)")
 
     tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="tcmd", required=True)
     c = command(tok, "create", cmd_token_create, "print a new bearer token")
@@ -238,6 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = command(sub, "broker-config", cmd_broker_config, "write mosquitto.conf, passwd and acl")
     c.add_argument("--out", help="folder (default: the config's [broker] dir)")
+    c.add_argument("--tls-port", type=int, help="TLS listener port for devices")
+    c.add_argument("--tls-bind", help="address of the TLS listener (default 0.0.0.0)")
+
+    from .console.cli import add_commands as add_user_commands  # console accounts (issue 5)
+    add_user_commands(sub, command)
     return p
 
 

@@ -35,6 +35,11 @@ class BrokerConfig:
     device_port: int = 18830
     tls_port: int = 0  # 0: no TLS listener
     public_host: str = "127.0.0.1"  # the host name devices are given in their config
+    tls_bind: str = "0.0.0.0"  # where the TLS listener for devices listens
+    # CA, certificate and key of the TLS listener; empty: made with `openssl` in <dir>/tls/
+    tls_cafile: str = ""
+    tls_certfile: str = ""
+    tls_keyfile: str = ""
 
 
 @dataclass
@@ -50,11 +55,21 @@ class ApiConfig:
     port: int = 8080
 
 
+# Events a webhook may ask for: incident stages, escalation, and device events (ops).
+INCIDENT_EVENTS = ("new", "acknowledged", "dispatched", "en_route", "on_scene", "resolved", "cancelled",
+                   "escalated")
+DEVICE_EVENTS = ("health", "policy")
+
+
 @dataclass
 class WebhookConfig:
     url: str
     secret: str = ""
     name: str = ""
+    # Empty: every incident event. Else only these (e.g. ["escalated"], or ["health", "policy"]
+    # for an operations webhook).
+    events: list = field(default_factory=list)
+    format: str = "json"  # json | cap (CAP 1.2 XML of the incident)
 
 
 @dataclass
@@ -66,6 +81,19 @@ class Config:
     stale_future_s: int = 300
     escalate_after_s: int = 60
     forward_dead_after_s: int = 24 * 3600
+    forward_backoff_ms: int = 1000  # first retry delay; doubles per attempt
+    forward_backoff_max_s: int = 300
+    forward_lease_s: int = 60  # a claimed forward another gateway may take over after this
+    heartbeat_s: int = 60  # devices' status interval (a status may carry its own "hb")
+    silent_factor: float = 2.5  # silent after this many heartbeats without a status
+    low_battery_pct: int = 20
+    backlog_min: int = 1  # outbox entries in a status that count as a backlog
+    false_alarm_limit: int = 3  # 0: no policy
+    false_alarm_window_s: int = 30 * 86400
+    false_alarm_action: str = "flag"  # flag | suspend
+    sla_s: int = 600  # the promise: on scene within 10 minutes of the press
+    cap_sender: str = "panic-gateway@polresta-malang-kota"
+    utc_offset_min: int = 420  # WIB, for CAP times and reports
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -104,6 +132,10 @@ def load(path: str | os.PathLike | None = None) -> Config:
     for key, value in gw.items():
         if key not in Config.__dataclass_fields__ or key in ("path", "mqtt", "broker", "store", "api", "webhooks"):
             raise ConfigError(f"[gateway]: unknown key {key!r}")
+        default = Config.__dataclass_fields__[key].default
+        ok = isinstance(value, (int, float)) if isinstance(default, float) else type(value) is type(default)
+        if not ok:
+            raise ConfigError(f"[gateway] {key}: expected {type(default).__name__}, got {value!r}")
         setattr(cfg, key, value)
     cfg.mqtt = _section(MqttConfig, raw.get("mqtt", {}), base, "mqtt")
     cfg.broker = _section(BrokerConfig, raw.get("broker", {}), base, "broker")
@@ -112,7 +144,25 @@ def load(path: str | os.PathLike | None = None) -> Config:
     cfg.webhooks = [_section(WebhookConfig, w, base, "webhooks") for w in raw.get("webhooks", [])]
     if cfg.store.kind not in ("sqlite", "postgres"):
         raise ConfigError(f"[store] kind must be sqlite or postgres, not {cfg.store.kind!r}")
+    if cfg.false_alarm_action not in ("flag", "suspend"):
+        raise ConfigError(f"[gateway] false_alarm_action must be flag or suspend, not {cfg.false_alarm_action!r}")
+    for i, hook in enumerate(cfg.webhooks):
+        bad = set(hook.events) - set(INCIDENT_EVENTS) - set(DEVICE_EVENTS)
+        if bad:
+            raise ConfigError(f"[[webhooks]] {hook.name or i}: unknown events {sorted(bad)}")
+        if hook.format not in ("json", "cap"):
+            raise ConfigError(f"[[webhooks]] {hook.name or i}: format must be json or cap")
+    if cfg.forward_backoff_ms <= 0 or cfg.escalate_after_s <= 0 or cfg.heartbeat_s <= 0:
+        raise ConfigError("[gateway] forward_backoff_ms, escalate_after_s and heartbeat_s must be positive")
     return cfg
+
+
+def broker_file(cfg: Config, value: str) -> Path | None:
+    """A [broker] tls_* path, relative to the config's folder; None when not set."""
+    if not value:
+        return None
+    p = Path(value)
+    return p if p.is_absolute() else cfg.path.parent / p
 
 
 def write(data: dict, path: Path) -> None:

@@ -12,7 +12,6 @@ import hmac
 import json
 import logging
 import threading
-import time
 from typing import Callable
 
 import httpx
@@ -20,11 +19,12 @@ import httpx
 from . import metrics
 from .timeutil import now_ms
 from .config import WebhookConfig
+from .sinks import sink_names  # noqa: F401  (re-exported: the walking skeleton's name)
 from .store import Store
 
 log = logging.getLogger("panic.forward")
 
-BACKOFF_MAX_S = 300
+POLL_S = 0.5  # also picks up work another gateway queued, and retries that fall due
 
 
 def signature(body: bytes, secret: str) -> str:
@@ -32,13 +32,24 @@ def signature(body: bytes, secret: str) -> str:
 
 
 class Forwarder:
-    """Drains one sink's queue; `deliver` raises on failure."""
+    """Drains one sink's queue; `deliver` raises on failure.
 
-    def __init__(self, sink: str, store: Store, deliver: Callable[[str, str], None], dead_after_s: int) -> None:
+    Entries are claimed with a lease (see Store.claim_forwards), so any number of
+    gateways may run a forwarder for the same sink on one PostgreSQL queue and each
+    entry still goes out once; a forwarder that dies mid-delivery leaves its lease to
+    run out, after which another (or its own restart, same owner) takes the entry."""
+
+    def __init__(self, sink: str, store: Store, deliver: Callable[[str, str], None], dead_after_s: int,
+                 owner: str = "gateway-1", backoff_ms: int = 1000, backoff_max_s: int = 300,
+                 lease_s: int = 60) -> None:
         self.sink = sink
         self.store = store
         self.deliver = deliver
         self.dead_after_ms = dead_after_s * 1000
+        self.owner = owner
+        self.backoff_ms = backoff_ms
+        self.backoff_max_ms = backoff_max_s * 1000
+        self.lease_ms = lease_s * 1000
         self.wake = threading.Event()
         self._stop = False
         self._thread = threading.Thread(target=self._run, name=f"forward-{sink}", daemon=True)
@@ -53,43 +64,53 @@ class Forwarder:
 
     def _run(self) -> None:
         while not self._stop:
+            self.wake.clear()
             try:
-                busy = self._drain()
+                wait = self._drain()
             except Exception:
                 log.exception("forwarder %s failed; retrying", self.sink)
-                busy = False
-            if not busy:
-                self.wake.wait(1.0)
-                self.wake.clear()
+                wait = POLL_S
+            if wait > 0:
+                self.wake.wait(wait)
 
-    def _drain(self) -> bool:
-        rows = self.store.due_forwards(self.sink, now_ms())
-        for fid, idem_key, payload, created_ms, attempts in rows:
+    def _drain(self) -> float:
+        """Deliver what is due; return how long to wait before looking again (0: at once)."""
+        rows = self.store.claim_forwards(self.sink, self.owner, now_ms(), self.lease_ms)
+        for n, (fid, idem_key, payload, created_ms, attempts) in enumerate(rows):
             if self._stop:
-                return False
+                self.store.release_forwards([r[0] for r in rows[n:]])
+                return POLL_S
             try:
                 self.deliver(idem_key, payload)
             except Exception as exc:
                 now = now_ms()
                 dead = now - created_ms > self.dead_after_ms
-                delay = min(2 ** attempts, BACKOFF_MAX_S) * 1000
+                delay = min(self.backoff_ms * 2 ** min(attempts, 30), self.backoff_max_ms)
                 self.store.forward_failed(fid, now + delay, str(exc), dead)
+                # The sink is most likely down: hand the rest back rather than fail each in turn.
+                self.store.release_forwards([r[0] for r in rows[n + 1:]])
                 metrics.forwards.labels(self.sink, "dead" if dead else "retry").inc()
                 log.warning("forward %s to %s failed (attempt %d): %s%s", idem_key, self.sink,
                             attempts + 1, exc, "; dead-lettered" if dead else "")
-                # Keep order per sink: do not skip ahead of an entry still being retried.
-                return False
+                return min(delay / 1000, POLL_S)
             self.store.forward_done(fid, now_ms())
             metrics.forwards.labels(self.sink, "ok").inc()
-        return len(rows) > 0
+        return 0 if rows else POLL_S
 
 
-def webhook_deliverer(hook: WebhookConfig, timeout_s: float = 5.0) -> Callable[[str, str], None]:
+def webhook_deliverer(hook: WebhookConfig, timeout_s: float = 5.0,
+                      cap: Callable[[dict], str] | None = None) -> Callable[[str, str], None]:
+    """POST the event; `cap` turns an incident event into CAP XML for format = "cap"."""
     client = httpx.Client(timeout=timeout_s)
 
     def deliver(idem_key: str, payload: str) -> None:
-        body = payload.encode()
-        headers = {"Content-Type": "application/json", "Idempotency-Key": idem_key}
+        content_type = "application/json"
+        if hook.format == "cap" and cap is not None and "incident" in (event := json.loads(payload)):
+            body = cap(event).encode()
+            content_type = "application/cap+xml"
+        else:
+            body = payload.encode()
+        headers = {"Content-Type": content_type, "Idempotency-Key": idem_key}
         if hook.secret:
             headers["X-Panic-Signature"] = signature(body, hook.secret)
         resp = client.post(hook.url, content=body, headers=headers)
@@ -98,17 +119,28 @@ def webhook_deliverer(hook: WebhookConfig, timeout_s: float = 5.0) -> Callable[[
     return deliver
 
 
+def _publish(client, topic: str, body: str, retain: bool) -> None:
+    info = client.publish(topic, body, qos=1, retain=retain)
+    info.wait_for_publish(timeout=5)
+    if not info.is_published():
+        raise RuntimeError("broker did not confirm the publish")
+
+
 def mqtt_deliverer(client, root: str) -> Callable[[str, str], None]:
     """Publish each incident's latest state, retained, on <root>/incidents/<id>."""
 
     def deliver(idem_key: str, payload: str) -> None:
         incident = json.loads(payload)["incident"]
-        info = client.publish(f"{root}/incidents/{incident['id']}", json.dumps(incident), qos=1, retain=True)
-        info.wait_for_publish(timeout=5)
-        if not info.is_published():
-            raise RuntimeError("broker did not confirm the publish")
+        _publish(client, f"{root}/incidents/{incident['id']}", json.dumps(incident), retain=True)
     return deliver
 
 
-def sink_names(webhooks: list[WebhookConfig]) -> list[str]:
-    return ["mqtt"] + [f"webhook:{w.name or i}" for i, w in enumerate(webhooks)]
+def ops_deliverer(client, root: str) -> Callable[[str, str], None]:
+    """Device events for city operations: <root>/ops/health/<dev> (retained: the latest
+    health of each device) and <root>/ops/policy/<dev>."""
+
+    def deliver(idem_key: str, payload: str) -> None:
+        event = json.loads(payload)
+        kind, dev = event["event"], event["device"]["id"]
+        _publish(client, f"{root}/ops/{kind}/{dev}", payload, retain=kind == "health")
+    return deliver

@@ -10,6 +10,7 @@ import json
 import logging
 import queue
 import socket
+import sys
 import threading
 import time
 from typing import Callable
@@ -24,31 +25,46 @@ from .timeutil import now_ms
 from .config import Config
 from .models import Alert, Device, Incident, Outcome
 from .store import Store
-from .validate import Rejection, check_alert
+from .validate import REASONS, Rejection, check_alert
 
 log = logging.getLogger("panic.ingest")
 
 BATCH_MAX = 256
+for _reason in REASONS:
+    metrics.alerts_rejected.labels(_reason)
 REGISTRY_TTL_S = 2.0
+SWITCH_INTERVAL_S = 0.0005
 
 
 class Registry:
-    """Device lookups with a short cache: the CLI edits the registry from other processes."""
+    """Every device in memory, reloaded whenever the registry version changes.
+
+    The CLI edits the registry from other processes and bumps the version in the same
+    transaction; the ingest worker checks it once per batch (a rotated secret or a
+    suspension applies to the very next alert), and any other caller (health, API) at
+    most every REGISTRY_TTL_S. One query loads the whole registry, so a city-wide burst
+    never pays one database round trip per device."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._cache: dict[str, tuple[float, Device | None]] = {}
+        self._devices: dict[str, Device] = {}
+        self._version: int | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        """Reload when the registry changed (one tiny query when it did not)."""
+        with self._lock:
+            version = self.store.registry_version()
+            self._checked = time.monotonic()
+            if version != self._version:
+                self._devices = {d.id: d for d in self.store.list_devices()}
+                self._version = version
 
     def __call__(self, dev: str) -> Device | None:
-        hit = self._cache.get(dev)
-        now = time.monotonic()
-        if hit and now - hit[0] < REGISTRY_TTL_S:
-            return hit[1]
-        device = self.store.get_device(dev)
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[dev] = (now, device)
-        return device
+        if self._version is None or time.monotonic() - self._checked > REGISTRY_TTL_S:
+            self.refresh()
+        return self._devices.get(dev)
 
 
 def ack_body(alert_id: str, stage: str, inc: str | None, reason: str | None) -> bytes:
@@ -58,11 +74,16 @@ def ack_body(alert_id: str, stage: str, inc: str | None, reason: str | None) -> 
 
 class Ingest:
     def __init__(self, cfg: Config, store: Store, sinks: list[str],
-                 on_stored: Callable[[], None] = lambda: None) -> None:
+                 on_stored: Callable[[], None] = lambda: None,
+                 on_status: Callable[[mqtt.MQTTMessage], None] | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.sinks = sinks
         self.on_stored = on_stored
+        # Status messages (health) go to their own worker, so a flood of them never
+        # delays an alert; without a handler they are acked and dropped.
+        self.on_status = on_status
+        self._stopping = False
         self.registry = Registry(store)
         self.root = cfg.topic_root
         self.queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
@@ -87,6 +108,9 @@ class Ingest:
             log.error("broker refused the gateway: %s", reason)
             return
         client.subscribe(f"$share/{self.cfg.mqtt.group}/{self.root}/+/alert", qos=1)
+        # Not shared: every gateway keeps every device's health, and a shared subscription
+        # would not replay the retained statuses (and wills) at (re)connect.
+        client.subscribe(f"{self.root}/+/status", qos=1)
         self.connected.set()
         metrics.mqtt_connected.set(1)
         log.info("connected to broker %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
@@ -97,6 +121,12 @@ class Ingest:
         log.warning("disconnected from broker: %s", reason)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/status"):
+            if self.on_status is not None:
+                self.on_status(msg)
+            else:
+                client.ack(msg.mid, msg.qos)
+            return
         self.queue.put(msg)
 
     # --- lifecycle -------------------------------------------------------------------
@@ -104,12 +134,18 @@ class Ingest:
         props = Properties(PacketTypes.CONNECT)
         # A persistent session: alerts published while the gateway restarts wait for it.
         props.SessionExpiryInterval = 3600
+        # The worker drops the GIL in every SQLite call and the fsync; with the default 5 ms
+        # switch interval it then waits up to 5 ms to get it back from the MQTT thread, per
+        # statement (a convoy: the gateway sat at 60 % CPU with a full queue). 0.5 ms keeps
+        # the worker's waits short; the extra switches cost little.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._worker.start()
         self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=15,
                                   clean_start=False, properties=props)
         self.client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self.queue.put(None)
         self._worker.join(timeout=5)
         self.client.disconnect()
@@ -131,14 +167,34 @@ class Ingest:
                     self.queue.put(None)
                     break
                 batch.append(nxt)
+            self._process_until_done(batch)
+
+    def _process_until_done(self, batch: list[mqtt.MQTTMessage]) -> None:
+        """Retry a failed batch (e.g. the database is down) rather than drop it: a message
+        not PUBACKed is only redelivered when the gateway reconnects. After a second failure
+        the batch goes one message at a time, so one bad message cannot hold up the rest."""
+        delay = 0.2
+        for attempt in range(2):
             try:
                 self._process(batch)
+                return
             except Exception:
-                # Nothing is PUBACKed: the broker redelivers and the device retransmits.
-                log.exception("ingest batch of %d failed; left for redelivery", len(batch))
-                time.sleep(0.5)
+                metrics.store_errors.labels("ingest").inc()
+                log.exception("ingest batch of %d failed (attempt %d); retrying", len(batch), attempt + 1)
+                time.sleep(delay)
+        for msg in batch:
+            while not self._stopping:
+                try:
+                    self._process([msg])
+                    break
+                except Exception:
+                    metrics.store_errors.labels("ingest").inc()
+                    log.exception("ingest of one message on %s failed; retrying", msg.topic[:120])
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
 
     def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
+        self.registry.refresh()
         now = now_ms()
         valid: list[Alert] = []
         for msg in batch:
@@ -151,17 +207,25 @@ class Ingest:
                 self._rejected(result)
             else:
                 valid.append(result)
+        # One order for every gateway's batches, so two PostgreSQL transactions inserting
+        # the same ids cannot deadlock (a cancel still follows the alert it cancels).
+        valid.sort(key=lambda a: (a.dev, a.boot, a.seq))
         outcomes = self.store.ingest(valid, self.sinks) if valid else []
         if outcomes:
             metrics.ingest_batch.observe(len(outcomes))
+        created: list[str] = []
         for out in outcomes:
-            self._acked(out)
+            self._acked(out, created)
+        if created:
+            # One line per batch, not per incident: in a city-wide burst a write per
+            # incident cost the ingest thread a fifth of its time (py-spy, docs/benchmarks.md).
+            log.info("%d incident(s): %s", len(created), ", ".join(created))
         for msg in batch:
             self.client.ack(msg.mid, msg.qos)
         if any(o.created or not o.duplicate for o in outcomes):
             self.on_stored()
 
-    def _acked(self, out: Outcome) -> None:
+    def _acked(self, out: Outcome, created: list[str]) -> None:
         a = out.alert
         inc: Incident | None = out.incident
         if out.duplicate:
@@ -169,8 +233,7 @@ class Ingest:
         if out.created and inc is not None:
             metrics.incidents_created.labels(a.kind).inc()
             metrics.latency.labels("press_to_received").observe(max(0, inc.received_ms - inc.press_ms) / 1000)
-            log.info("incident %s from %s (%s) press->received %d ms", inc.id, a.dev, a.kind,
-                     inc.received_ms - inc.press_ms)
+            created.append(f"{inc.id} from {a.dev} ({a.kind}) press->received {inc.received_ms - inc.press_ms} ms")
         device = self.registry(a.dev)
         if device is not None:
             self.send_ack(device, a.id, out.stage, inc.id if inc else None, out.reason)

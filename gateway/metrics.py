@@ -16,3 +16,32 @@ ingest_batch = Histogram("panic_ingest_batch_size", "Alerts stored per commit",
                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 latency = Histogram("panic_latency_seconds", "Incident latencies by step", ["step"], buckets=_LATENCY)
 mqtt_connected = Gauge("panic_mqtt_connected", "1 while the gateway is connected to the broker")
+
+STEPS = ("press_to_received", "received_to_acknowledged", "received_to_dispatched", "press_to_on_scene")
+HEALTH = ("online", "offline", "sleeping", "silent", "unknown", "low_battery", "backlog")
+
+escalations = Counter("panic_escalations", "Incidents escalated: not acknowledged in time", ["kind"])
+devices_by_health = Gauge("panic_devices_by_health",
+                          "Registered devices by health; low_battery and backlog overlap the others",
+                          ["health"])
+device_events = Counter("panic_device_events", "Device health changes and policy actions", ["event", "value"])
+status_rejected = Counter("panic_status_rejected", "Status messages ignored, by reason", ["reason"])
+forwards_backlog = Gauge("panic_forwards_backlog", "Forward queue entries by sink and state", ["sink", "state"])
+store_errors = Counter("panic_store_errors", "Store transactions that failed and were retried", ["where"])
+
+# Every step and reason shows from the first scrape, so dashboards and alerts need no data first.
+for _step in STEPS:
+    latency.labels(_step)
+for _h in HEALTH:
+    devices_by_health.labels(_h)
+
+
+def observe_transition(before: str, inc) -> None:
+    """Latency histograms for an operator's or responder's step (called once per change)."""
+    lat = inc.latencies()
+    if before == "new" and inc.acknowledged_ms is not None and lat["received_to_acknowledged"] is not None:
+        latency.labels("received_to_acknowledged").observe(max(0, lat["received_to_acknowledged"]) / 1000)
+    if inc.state == "dispatched" and lat["received_to_dispatched"] is not None:
+        latency.labels("received_to_dispatched").observe(max(0, lat["received_to_dispatched"]) / 1000)
+    if inc.state == "on_scene" and lat["press_to_on_scene"] is not None:
+        latency.labels("press_to_on_scene").observe(max(0, lat["press_to_on_scene"]) / 1000)

@@ -5,9 +5,17 @@ import logging
 
 import uvicorn
 
+from . import broker, metrics
 from .api import create_app
+from .api_ops import ops_routes
+from .cap import to_cap
 from .config import Config
-from .forward import Forwarder, mqtt_deliverer, sink_names, webhook_deliverer
+from .console.app import mount_console
+from .console.hub import Hub
+from .console.settings import load as console_settings
+from .escalation import Escalator
+from .forward import Forwarder, mqtt_deliverer, ops_deliverer, sink_names, webhook_deliverer
+from .health import HealthMonitor
 from .ingest import Ingest
 from .models import ACK_STAGE
 from .store import open_store
@@ -19,23 +27,44 @@ def run(cfg: Config) -> None:
     store = open_store(cfg)
     sinks = sink_names(cfg.webhooks)
     forwarders: list[Forwarder] = []
+    hub = Hub()  # the console's live streams hear every stored change through it
 
     def wake_forwarders() -> None:
         for f in forwarders:
             f.wake.set()
+        hub.poke()
 
-    ingest = Ingest(cfg, store, sinks, on_stored=wake_forwarders)
-    forwarders.append(Forwarder("mqtt", store, mqtt_deliverer(ingest.client, cfg.topic_root),
-                                cfg.forward_dead_after_s))
+    store.on_transition = metrics.observe_transition
+    health_monitor: HealthMonitor | None = None
+    ingest = Ingest(cfg, store, sinks, on_stored=wake_forwarders,
+                    on_status=lambda msg: health_monitor.submit(msg) if health_monitor else None)
+    health_monitor = HealthMonitor(cfg, store, ingest.registry, ack=lambda m: ingest.client.ack(m.mid, m.qos),
+                                   on_event=wake_forwarders)
+    escalator = Escalator(store, cfg.escalate_after_s, sinks, on_escalated=wake_forwarders)
+
+    def forwarder(name, deliver) -> Forwarder:
+        # The MQTT client id names this gateway: its own leases are its to take back after a restart.
+        return Forwarder(name, store, deliver, cfg.forward_dead_after_s, owner=cfg.mqtt.client_id,
+                         backoff_ms=cfg.forward_backoff_ms, backoff_max_s=cfg.forward_backoff_max_s,
+                         lease_s=cfg.forward_lease_s)
+
+    def cap_of(event: dict) -> str:
+        return to_cap(event["incident"], None, sender=cfg.cap_sender, utc_offset_min=cfg.utc_offset_min,
+                      event=event["event"], at_ms=event["at_ms"])
+
+    forwarders.append(forwarder("mqtt", mqtt_deliverer(ingest.client, cfg.topic_root)))
+    forwarders.append(forwarder("ops", ops_deliverer(ingest.client, cfg.topic_root)))
     for name, hook in zip(sinks[1:], cfg.webhooks):
-        forwarders.append(Forwarder(name, store, webhook_deliverer(hook), cfg.forward_dead_after_s))
+        forwarders.append(forwarder(name, webhook_deliverer(hook, cap=cap_of)))
 
     def health() -> dict:
         mqtt_ok = ingest.connected.is_set()
         return {"ok": mqtt_ok, "mqtt": mqtt_ok, "queue": ingest.queue.qsize(),
                 "forwards": store.forward_stats()}
 
+    health_monitor.start()
     ingest.start()
+    escalator.start()
     for f in forwarders:
         f.start()
     def on_change(inc) -> None:
@@ -43,16 +72,27 @@ def run(cfg: Config) -> None:
         device = ingest.registry(inc.dev)
         if device is not None:
             ingest.send_ack(device, inc.alert_id, ACK_STAGE[inc.state], inc.id, None)
+            if inc.false_alarm and device.status == "active":
+                current = store.get_device(inc.dev)
+                if current is not None and current.status != "active":
+                    # The false-alarm policy suspended it: revoke its broker login now.
+                    broker.sync(cfg, store.list_devices())
+                    log.warning("device %s suspended by the false-alarm policy", inc.dev)
         wake_forwarders()
 
-    app = create_app(store, health, sinks, on_change)
+    app = create_app(store, health, sinks, on_change,
+                     extra_routes=lambda principal: ops_routes(store, cfg, principal, wake_forwarders))
+    mount_console(app, store, sinks, on_change, hub, console_settings(cfg))
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port,
                                            log_level="warning", access_log=False))
+    hub.stopping = lambda: server.should_exit  # live streams end so shutdown need not wait
     log.info("API on http://%s:%d", cfg.api.host, cfg.api.port)
     try:
         server.run()
     finally:
+        escalator.stop()
         for f in forwarders:
             f.stop()
         ingest.stop()
+        health_monitor.stop()
         store.close()

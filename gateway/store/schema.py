@@ -38,8 +38,42 @@ MIGRATIONS: list[list[str]] = [
             hash TEXT PRIMARY KEY, role TEXT NOT NULL, name TEXT NOT NULL,
             created_ms BIGINT NOT NULL)""",
     ],
-    [  # 2: reserved for the gateway's registry, health, escalation and false-alarm policy (issue 4)
+    [  # 2: registry review flag and secret rotation, escalation, false alarms, device health,
+        #    forward leases (several gateways on one queue), registry version (cache invalidation)
+        "ALTER TABLE devices ADD COLUMN flag TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE devices ADD COLUMN secret_rotated_ms BIGINT",
+        "ALTER TABLE incidents ADD COLUMN escalated_ms BIGINT",
+        "ALTER TABLE incidents ADD COLUMN false_alarm INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX incidents_open ON incidents (state, escalated)",
+        "CREATE INDEX incidents_dev ON incidents (dev, false_alarm, cancelled_ms)",
+        "ALTER TABLE forwards ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE forwards ADD COLUMN lease_owner TEXT",
+        # Per-subject order: an event is claimed only when no earlier one of its subject is pending.
+        "CREATE INDEX forwards_subject ON forwards (sink, incident_id, id)",
+        """CREATE TABLE device_health (
+            dev TEXT PRIMARY KEY, state TEXT NOT NULL, health TEXT NOT NULL,
+            low_battery INTEGER NOT NULL DEFAULT 0, backlog INTEGER NOT NULL DEFAULT 0,
+            fw TEXT, boot BIGINT, up BIGINT, batt INTEGER, rssi INTEGER, outbox INTEGER,
+            heartbeat_s INTEGER, last_status_ms BIGINT, silent_at_ms BIGINT,
+            changed_ms BIGINT NOT NULL)""",
+        "CREATE INDEX device_health_silent ON device_health (health, silent_at_ms)",
+        """CREATE TABLE device_events (
+            id {serial}, dev TEXT NOT NULL, event TEXT NOT NULL, at_ms BIGINT NOT NULL,
+            body TEXT NOT NULL)""",
+        "CREATE INDEX device_events_dev ON device_events (dev, id)",
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        "INSERT INTO meta (key, value) VALUES ('registry_version', 0)",
     ],
-    [  # 3: reserved for the dispatch console: operator accounts and sessions (issue 5)
+    [  # 3: the dispatch console: operator accounts and login sessions (issue 5).
+       # IF NOT EXISTS: databases made while this slot was empty already record version 3,
+       # so gateway/console/accounts.py re-runs these statements idempotently at start.
+        """CREATE TABLE IF NOT EXISTS console_users (
+            name TEXT PRIMARY KEY, role TEXT NOT NULL, pw_hash TEXT NOT NULL,
+            unit TEXT NOT NULL DEFAULT '', disabled INTEGER NOT NULL DEFAULT 0,
+            created_ms BIGINT NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS console_sessions (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, csrf TEXT NOT NULL,
+            created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS console_sessions_name ON console_sessions (name)",
     ],
 ]

@@ -37,3 +37,57 @@ class SqliteStore(Store):
                 cur.execute("ROLLBACK")
                 raise
             cur.execute("COMMIT")
+
+    # --- forward bookkeeping without an fsync each -------------------------------------
+    # A claim, a lease handed back or a "delivered" mark lost in a power cut only makes a
+    # sink see one delivery again, which it deduplicates by Idempotency-Key (delivery is at
+    # least once by design). In WAL mode a commit under synchronous=NORMAL is ordered
+    # before every later commit, so the next synchronous=FULL commit (the next batch of
+    # alerts) makes these durable as well. Without this each delivered forward paid an
+    # fsync while holding the store's lock, and the ingest worker waited behind it with a
+    # batch of alerts to commit (py-spy under the city-wide burst, docs/benchmarks.md).
+    # Incidents, events and queued forwards are still committed with synchronous=FULL.
+    @contextmanager
+    def _relaxed(self):
+        with self._lock:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                yield
+            finally:
+                self.conn.execute("PRAGMA synchronous=FULL")
+
+    def claim_forwards(self, *args, **kwargs):
+        with self._relaxed():
+            return super().claim_forwards(*args, **kwargs)
+
+    def release_forwards(self, fids):
+        with self._relaxed():
+            return super().release_forwards(fids)
+
+    def forward_done(self, fid, now_ms):
+        with self._relaxed():
+            return super().forward_done(fid, now_ms)
+
+    # --- heartbeats without an fsync each ----------------------------------------------
+    # 10,000 buttons with 60 s heartbeats are 167 statuses a second; an fsync for each was
+    # most of the gateway's CPU at steady state (docs/benchmarks.md, figure 4). A status
+    # that changes nothing but "last heard" is committed without one (a power cut can only
+    # lose the latest "last heard", and the next heartbeat brings it back); a status that
+    # changes a device's health (offline, low battery, backlog) is made durable before this
+    # returns, so before the gateway PUBACKs it.
+    def record_status(self, *args, **kwargs):
+        with self._relaxed():
+            change = super().record_status(*args, **kwargs)
+            if change is not None:
+                self._durable()
+        return change
+
+    def _durable(self) -> None:
+        """A write under synchronous=FULL: its fsync of the WAL also makes every earlier
+        commit of this database durable (WAL commits are ordered)."""
+        with self._lock:
+            self.conn.execute("PRAGMA synchronous=FULL")
+            with self._tx() as cur:
+                # It must change a byte: SQLite writes nothing for an identical row.
+                cur.execute("INSERT INTO meta (key, value) VALUES ('durable_barrier', 1) "
+                            "ON CONFLICT (key) DO UPDATE SET value = meta.value + 1")

@@ -1,0 +1,170 @@
+"""Device health: online/offline (birth and will), sleeping, silent, low battery, backlog.
+
+Every device publishes a retained status at connect and every heartbeat; the broker
+publishes its will (`offline`) when the link dies. The monitor keeps each device's
+health in the store, marks a device silent when 2.5 heartbeats pass without a status,
+and turns every change into a device event: queued to the `ops` sink (MQTT
+`<root>/ops/health/<dev>`) and to webhooks that ask for `health`, and listed in the API.
+
+Status messages are not signed (the ACL lets only the device write its status topic),
+so they are parsed as strictly as alerts but can only ever change health, never an
+incident.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any, Callable
+
+from . import metrics
+from .config import Config
+from .ids import valid_device_id
+from .models import Device
+from .store import Store
+from .timeutil import now_ms
+from .validate import parse_body
+
+log = logging.getLogger("panic.health")
+
+STATES = ("online", "offline", "sleeping")
+MAX_STATUS = 1024
+# field: (lo, hi); all optional, all integers except fw
+_INTS = {"boot": (0, 2**53), "up": (0, 2**53), "batt": (0, 100), "rssi": (-200, 0),
+         "outbox": (0, 100_000), "hb": (1, 86_400)}
+
+
+class StatusError(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def parse_status(topic: str, payload: bytes, root: str) -> tuple[str, dict]:
+    """Return (device id, status fields) or raise StatusError with a reason."""
+    if len(payload) > MAX_STATUS:
+        raise StatusError("size", f"{len(payload)} bytes")
+    prefix = root + "/"
+    dev = topic[len(prefix):-len("/status")] if topic.startswith(prefix) and topic.endswith("/status") else ""
+    if not valid_device_id(dev):
+        raise StatusError("topic", topic[:120])
+    if not payload:
+        raise StatusError("empty", "retained status cleared")
+    try:
+        body = parse_body(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise StatusError("json", str(exc)[:200]) from None
+    if body.get("dev") != dev:
+        raise StatusError("dev_mismatch", f"body dev {str(body.get('dev'))[:70]!r}")
+    if body.get("v") != 1 or body.get("state") not in STATES:
+        raise StatusError("schema", "v must be 1 and state one of " + ", ".join(STATES))
+    out: dict = {"state": body["state"]}
+    for key, (lo, hi) in _INTS.items():
+        value = body.get(key)
+        if value is None:
+            continue
+        if type(value) is not int or not lo <= value <= hi:
+            raise StatusError("schema", f"{key} must be an integer in [{lo}, {hi}]")
+        out[key] = value
+    fw = body.get("fw")
+    if fw is not None:
+        if not isinstance(fw, str) or len(fw) > 32:
+            raise StatusError("schema", "fw must be a string of at most 32 characters")
+        out["fw"] = fw
+    return dev, out
+
+
+class HealthMonitor:
+    """Consumes status messages and sweeps for silent devices, in one worker thread."""
+
+    def __init__(self, cfg: Config, store: Store, device: Callable[[str], Device | None],
+                 ack: Callable[[Any], Any], on_event: Callable[[], None] = lambda: None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.device = device
+        self.ack = ack  # PUBACK a status message once handled
+        self.on_event = on_event  # wake the forwarders
+        self.queue: queue.Queue = queue.Queue()
+        # Sweep often enough that "silent" shows within a fraction of a heartbeat.
+        self.sweep_s = min(5.0, max(0.2, cfg.heartbeat_s * cfg.silent_factor / 5))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+
+    def submit(self, msg) -> None:
+        self.queue.put(msg)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        next_sweep = 0.0
+        while not self._stop.is_set():
+            timeout = max(0.0, next_sweep - time.monotonic())
+            try:
+                msg = self.queue.get(timeout=timeout)
+            except queue.Empty:
+                msg = None
+            if msg is not None:
+                try:
+                    self.handle(msg.topic, msg.payload, bool(msg.retain))
+                except Exception:
+                    metrics.store_errors.labels("health").inc()
+                    log.exception("status on %s not recorded", msg.topic[:120])
+                # A status is superseded by the next heartbeat: ack even when not recorded.
+                self.ack(msg)
+            if time.monotonic() >= next_sweep:
+                try:
+                    self.sweep()
+                except Exception:
+                    metrics.store_errors.labels("health").inc()
+                    log.exception("health sweep failed")
+                next_sweep = time.monotonic() + self.sweep_s
+
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> dict | None:
+        try:
+            dev, status = parse_status(topic, payload, self.cfg.topic_root)
+        except StatusError as exc:
+            metrics.status_rejected.labels(exc.reason).inc()
+            if exc.reason != "empty":
+                log.warning("status ignored: %s (%s) on %s", exc.reason, exc, topic[:120])
+            return None
+        if self.device(dev) is None:
+            metrics.status_rejected.labels("unknown_device").inc()
+            return None
+        change = self.store.record_status(
+            dev, status, now_ms(), retained=retained, heartbeat_s=self.cfg.heartbeat_s,
+            silent_factor=self.cfg.silent_factor, low_battery_pct=self.cfg.low_battery_pct,
+            backlog_min=self.cfg.backlog_min)
+        if change:
+            self._changed(dev, change)
+        return change
+
+    def sweep(self) -> list[dict]:
+        changes = self.store.sweep_silent(now_ms())
+        for change in changes:
+            self._changed(change.get("id", "?"), change)
+        for health, n in self.store.health_counts().items():
+            metrics.devices_by_health.labels(health).set(n)
+        for s in self.store.forward_stats():
+            for state in ("pending", "dead"):
+                metrics.forwards_backlog.labels(s["sink"], state).set(s[state])
+        return changes
+
+    def _changed(self, dev: str, change: dict) -> None:
+        metrics.device_events.labels("health", change["health"]).inc()
+        flags = [k for k in ("low_battery", "backlog") if change.get(k)]
+        log.info("device %s health %s -> %s%s", dev, change.get("was"), change["health"],
+                 f" ({', '.join(flags)})" if flags else "")
+        self.on_event()
+
+
+def describe(h: dict) -> str:
+    """One line for the CLI: health and its flags."""
+    flags = [k for k in ("low_battery", "backlog") if h.get(k)]
+    return h["health"] + (f" [{','.join(flags)}]" if flags else "")

@@ -1,0 +1,211 @@
+"""SLA report: latencies per step (p50/p90/p99) and the share of incidents with an officer
+on scene within the promise (10 minutes from the press), per kelurahan and overall.
+
+Which incidents count for the promise: panic incidents (drills with `--kind test`) that
+were not cancelled. One is *within* when on scene no later than `sla_s` after the press,
+*missed* when later or when still without an officer after `sla_s`, and *pending* while
+its clock is still running (not counted either way). Percentiles are nearest-rank, in
+milliseconds, over the incidents that reached the step.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from datetime import datetime, timezone
+
+from .metrics import STEPS
+from .models import Incident
+from .store import Store
+
+UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+
+
+def parse_since(text: str | None, now_ms: int) -> int:
+    """'' / None: everything; '7d', '12h', '30m': that long ago; Unix ms; or an ISO date/time."""
+    if not text:
+        return 0
+    m = re.fullmatch(r"(\d+)([smhdw])", text.strip())
+    if m:
+        return now_ms - int(m.group(1)) * UNITS_MS[m.group(2)]
+    if text.isdigit():
+        return int(text)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since {text!r}: use 7d, 12h, 30m, Unix ms or an ISO date") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+def percentile(sorted_values: list[int], p: float) -> int | None:
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def _summary(incs: list[Incident], now_ms: int, sla_ms: int) -> dict:
+    steps = {}
+    for step in STEPS:
+        # Every incident that reached the step counts, false alarms too: the police did come.
+        values = sorted(v for i in incs if (v := i.latencies()[step]) is not None)
+        steps[step] = {"n": len(values), "p50_ms": percentile(values, 50), "p90_ms": percentile(values, 90),
+                       "p99_ms": percentile(values, 99)}
+    within = missed = pending = 0
+    for i in incs:
+        if i.state == "cancelled":
+            continue
+        if i.on_scene_ms is not None:
+            if i.on_scene_ms - i.press_ms <= sla_ms:
+                within += 1
+            else:
+                missed += 1
+        elif now_ms - i.press_ms > sla_ms:
+            missed += 1
+        else:
+            pending += 1
+    decided = within + missed
+    return {
+        "incidents": len(incs),
+        "cancelled": sum(1 for i in incs if i.state == "cancelled"),
+        "false_alarms": sum(1 for i in incs if i.false_alarm),
+        "escalated": sum(1 for i in incs if i.escalated),
+        "steps": steps,
+        "sla": {"within": within, "missed": missed, "pending": pending,
+                "share": round(within / decided, 4) if decided else None},
+    }
+
+
+def compute(rows: list[tuple[Incident, str]], *, since_ms: int, until_ms: int, now_ms: int, sla_s: int,
+            kinds: tuple[str, ...]) -> dict:
+    sla_ms = sla_s * 1000
+    by_kel: dict[str, list[Incident]] = {}
+    for inc, kel in rows:
+        by_kel.setdefault(kel or "(unregistered)", []).append(inc)
+    return {
+        "since_ms": since_ms, "until_ms": until_ms, "sla_s": sla_s, "kinds": list(kinds),
+        "overall": _summary([i for i, _ in rows], now_ms, sla_ms),
+        "kelurahan": [{"kelurahan": k, **_summary(v, now_ms, sla_ms)} for k, v in sorted(by_kel.items())],
+    }
+
+
+def build(store: Store, *, since_ms: int, until_ms: int, now_ms: int, sla_s: int = 600,
+          kinds: tuple[str, ...] = ("panic",)) -> tuple[dict, list[tuple[Incident, str]]]:
+    rows = store.report_incidents(since_ms, until_ms, kinds)
+    return compute(rows, since_ms=since_ms, until_ms=until_ms, now_ms=now_ms, sla_s=sla_s, kinds=kinds), rows
+
+
+# --- output ------------------------------------------------------------------------------
+def fmt_ms(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    return f"{ms // 60_000}m{(ms % 60_000) // 1000:02d}s"
+
+
+SHORT = {"press_to_received": "press>recv", "received_to_acknowledged": "recv>ack",
+         "received_to_dispatched": "recv>disp", "press_to_on_scene": "press>scene"}
+
+
+def _scopes(report: dict):
+    yield "ALL", report["overall"]
+    for k in report["kelurahan"]:
+        yield k["kelurahan"], k
+
+
+def to_table(report: dict) -> str:
+    head = ["scope", "n"] + [f"{SHORT[s]} p50/p90/p99" for s in STEPS] + [f"<= {report['sla_s'] // 60} min"]
+    rows = []
+    for name, s in _scopes(report):
+        cells = [name, str(s["incidents"])]
+        for step in STEPS:
+            st = s["steps"][step]
+            cells.append("/".join(fmt_ms(st[f"p{p}_ms"]) for p in (50, 90, 99)) if st["n"] else "-")
+        sla = s["sla"]
+        share = "-" if sla["share"] is None else f"{sla['share'] * 100:.1f}% ({sla['within']}/{sla['within'] + sla['missed']})"
+        cells.append(share)
+        rows.append(cells)
+    widths = [max(len(r[c]) for r in [head] + rows) for c in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [head] + rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(report: dict) -> str:
+    out = io.StringIO()
+    w = csv.writer(out)
+    head = ["scope", "incidents", "cancelled", "false_alarms", "escalated"]
+    for step in STEPS:
+        head += [f"{step}_n", f"{step}_p50_ms", f"{step}_p90_ms", f"{step}_p99_ms"]
+    head += ["sla_within", "sla_missed", "sla_pending", "sla_share"]
+    w.writerow(head)
+    for name, s in _scopes(report):
+        row = [name, s["incidents"], s["cancelled"], s["false_alarms"], s["escalated"]]
+        for step in STEPS:
+            st = s["steps"][step]
+            row += [st["n"], st["p50_ms"], st["p90_ms"], st["p99_ms"]]
+        row += [s["sla"]["within"], s["sla"]["missed"], s["sla"]["pending"], s["sla"]["share"]]
+        w.writerow(["" if v is None else v for v in row])
+    return out.getvalue()
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(report, indent=2)
+
+
+def to_png(report: dict, rows: list[tuple[Incident, str]], path) -> None:
+    """CDF of press -> on scene (minutes), overall and per kelurahan, with the SLA line."""
+    import matplotlib
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+
+    sla_min = report["sla_s"] / 60
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+
+    def minutes(incs):
+        return [(i.on_scene_ms - i.press_ms) / 60_000 for i in incs if i.on_scene_ms is not None]
+
+    right = max([sla_min] + minutes([i for i, _ in rows])) * 1.08
+
+    def cdf(values, **kw):
+        # From 0 at the press to 1 past the slowest, so even a single incident shows as a step.
+        values = sorted(values)
+        n = len(values)
+        ax.step([0.0] + values + [right], [0.0] + [(i + 1) / n for i in range(n)] + [1.0], where="post", **kw)
+
+    by_kel: dict[str, list[Incident]] = {}
+    for inc, kel in rows:
+        by_kel.setdefault(kel or "(unregistered)", []).append(inc)
+    for kel, incs in sorted(by_kel.items()):
+        if minutes(incs):
+            cdf(minutes(incs), linewidth=1, alpha=0.7, label=kel)
+    overall = minutes([i for i, _ in rows])
+    if overall:
+        cdf(overall, linewidth=2.5, color="black", label="all")
+    else:
+        ax.text(0.5, 0.5, "no incident with an officer on scene yet", transform=ax.transAxes, ha="center")
+    ax.axvline(sla_min, color="red", linestyle="--", linewidth=1.5, label=f"promise: {sla_min:g} min")
+    share = report["overall"]["sla"]["share"]
+    title = "Press to officer on scene"
+    if share is not None:
+        title += f": {share * 100:.1f}% within {sla_min:g} min"
+    ax.set_title(title)
+    ax.set_xlabel("minutes from the press")
+    ax.set_ylabel("share of incidents (CDF)")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(0, right)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+FORMATS = ("table", "csv", "json", "png")

@@ -1,0 +1,150 @@
+"""The Store interface on both databases (real SQLite, real PostgreSQL), and what only
+matters when several gateways share PostgreSQL: racing inserts and forward claims."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from gateway.ids import incident_id
+from gateway.models import Alert, Device
+from gateway.store import FalseAlarmPolicy, Store
+from gateway.store.postgres import PostgresStore
+from gateway.store.schema import MIGRATIONS
+from gateway.store.sqlite import SqliteStore
+from tests.test_gateway_support import pg_dsn  # noqa: F401 (fixture)
+
+DEV = "klj-kauman-rw05-rt03"
+
+
+def alert(seq: int, kind: str = "panic", ref: str | None = None, boot: int = 1, now: int | None = None) -> Alert:
+    now = now or time.time_ns() // 1_000_000
+    return Alert(id=f"{DEV}:{boot}:{seq}", dev=DEV, boot=boot, seq=seq, kind=kind, t=now - 50, age=50,
+                 lat6=-7982600, lon6=112627000, acc=25, src="fixed", batt=80, rssi=-60, ref=ref,
+                 received_ms=now, body="{}")
+
+
+def prepare(store: Store) -> Store:
+    store.routes = {"mqtt": None, "ops": frozenset({"health", "policy"}), "webhook:esc": frozenset({"escalated"})}
+    store.add_device(Device(id=DEV, secret="s" * 64, mqtt_password="p", kelurahan="Kauman", created_ms=1))
+    return store
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = prepare(SqliteStore(tmp_path / "g.db"))
+    else:
+        s = prepare(PostgresStore(request.getfixturevalue("pg_dsn")))
+    yield s
+    s.close()
+
+
+SINKS = ["mqtt", "webhook:esc", "ops"]
+
+
+def test_migrations_are_versioned_and_idempotent(store):
+    assert store.migrate() == len(MIGRATIONS)
+    assert store._rows("SELECT MAX(version) FROM schema_version")[0][0] == len(MIGRATIONS)
+    assert store.registry_version() == 1  # one add_device
+
+
+def test_ingest_duplicates_and_cancel(store):
+    out = store.ingest([alert(1), alert(1)], SINKS)
+    assert [o.created for o in out] == [True, False] and out[1].duplicate
+    assert out[0].incident.id == incident_id(f"{DEV}:1:1")
+    cancel = store.ingest([alert(2, kind="cancel", ref=f"{DEV}:1:1")], SINKS)[0]
+    assert cancel.stage == "cancelled" and cancel.incident.state == "cancelled"
+    assert store.ingest([alert(2, kind="cancel", ref=f"{DEV}:1:1")], SINKS)[0].duplicate
+    unknown = store.ingest([alert(3, kind="cancel", ref=f"{DEV}:9:9")], SINKS)[0]
+    assert unknown.stage == "rejected" and unknown.reason == "unknown ref"
+    # Only incident events reach incident sinks; the escalation sink wants escalations only.
+    assert {s["sink"]: s["pending"] for s in store.forward_stats()} == {"mqtt": 2}
+
+
+def test_forward_claims_keep_each_incidents_order(store):
+    inc = store.ingest([alert(1)], SINKS)[0].incident
+    store.transition(inc.id, "acknowledge", "operator:a", inc.received_ms + 10, SINKS)
+    other = store.ingest([alert(2)], SINKS)[0].incident
+    now = time.time_ns() // 1_000_000 + 1000
+    first = store.claim_forwards("mqtt", "gw-a", now, 60_000)
+    # One entry per incident at a time: the acknowledgement waits for the incident's "new".
+    assert [r[1] for r in first] == [f"{inc.id}:new", f"{other.id}:new"]
+    assert store.claim_forwards("mqtt", "gw-b", now, 60_000) == []  # leased to gw-a
+    store.forward_done(first[0][0], now)
+    nxt = store.claim_forwards("mqtt", "gw-b", now, 60_000)
+    assert [r[1] for r in nxt] == [f"{inc.id}:acknowledged"]
+    # gw-a died holding other's entry: once the lease runs out another gateway takes it.
+    assert [r[1] for r in store.claim_forwards("mqtt", "gw-c", now + 1000, 60_000)] == []
+    later = store.claim_forwards("mqtt", "gw-c", now + 61_000, 60_000)
+    assert f"{other.id}:new" in [r[1] for r in later]
+
+
+def test_escalation_and_false_alarm_policy(store):
+    store.false_alarm = FalseAlarmPolicy(limit=2, window_ms=86_400_000, action="suspend")
+    now = time.time_ns() // 1_000_000
+    a, b = (o.incident for o in store.ingest([alert(1, now=now - 5000), alert(2, now=now)], SINKS))
+    escalated = store.escalate_due(now, 2000, SINKS)
+    assert [i.id for i in escalated] == [a.id]
+    assert store.escalate_due(now + 1, 2000, SINKS) == []  # once
+    assert {s["sink"]: s["pending"] for s in store.forward_stats()}["webhook:esc"] == 1
+    for inc in (a, b):
+        store.transition(inc.id, "false_alarm", "operator:a", now, SINKS)
+    d = store.get_device(DEV)
+    assert d.status == "suspended" and d.flag.startswith("suspended: 2 false alarms")
+    assert store.false_alarms(DEV, now - 1000) == 2
+    assert store.device_events(DEV)[0]["event"] == "policy"
+
+
+def test_health_record_and_sweep(store):
+    now = time.time_ns() // 1_000_000
+    kw = dict(retained=False, heartbeat_s=60, silent_factor=2.5, low_battery_pct=20, backlog_min=1)
+    change = store.record_status(DEV, {"state": "online", "batt": 15, "outbox": 0}, now, **kw)
+    assert change["health"] == "online" and change["low_battery"] and change["was"] == "unknown"
+    assert store.record_status(DEV, {"state": "online", "batt": 14, "outbox": 0}, now + 1, **kw) is None
+    assert store.sweep_silent(now + 149_000) == []
+    assert [c["health"] for c in store.sweep_silent(now + 151_000)] == ["silent"]
+    assert store.health_counts()["silent"] == 1
+    off = store.record_status(DEV, {"state": "offline"}, now + 152_000, **kw)
+    assert off["health"] == "offline" and off["batt"] == 14  # the will keeps the last battery reading
+    assert [e["device"]["health"] for e in store.device_events(DEV)] == ["offline", "silent", "online"]
+
+
+def _race(n: int, fn) -> list:
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(i):
+        barrier.wait()
+        results[i] = fn(i)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_two_gateways_racing_on_postgres(pg_dsn):  # noqa: F811
+    a, b = PostgresStore(pg_dsn), PostgresStore(pg_dsn)  # two processes' worth of connections
+    try:
+        prepare(a)
+        b.routes = a.routes
+        alerts = [alert(i) for i in range(1, 41)]
+        # Both "gateways" get every alert at once (a retransmission that went to the other one);
+        # each batch in the one order Ingest sorts them in, so the two cannot deadlock.
+        outs = _race(2, lambda i: (a, b)[i].ingest(alerts, SINKS))
+        created = sum(o.created for out in outs for o in out)
+        assert created == 40 and len(a.list_incidents(limit=100)) == 40
+        # Two forwarders claiming at once never get the same entry.
+        now = time.time_ns() // 1_000_000 + 1000
+        claims = _race(2, lambda i: (a, b)[i].claim_forwards("mqtt", f"gw-{i}", now, 60_000, limit=30))
+        ids = [r[0] for c in claims for r in c]
+        assert len(ids) == len(set(ids)) == 40
+        # Two escalation sweeps at once: each incident escalated once.
+        escalated = _race(2, lambda i: (a, b)[i].escalate_due(now + 5000, 1000, SINKS))
+        assert sorted(i.id for e in escalated for i in e) == sorted(i.id for i in a.list_incidents(limit=100))
+    finally:
+        a.close()
+        b.close()
