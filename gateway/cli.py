@@ -31,7 +31,7 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def firmware_config(cfg: config.Config, d: Device) -> dict:
+def firmware_config(cfg: config.Config, d: Device, boot_floor: int = 0) -> dict:
     """The device's config.json, as `firmware/config.py` reads it.
 
     With a TLS listener the device gets only that (no plaintext fallback to downgrade to)
@@ -47,6 +47,8 @@ def firmware_config(cfg: config.Config, d: Device) -> dict:
         "brokers": brokers,
         "mqtt_user": d.id, "mqtt_password": d.mqtt_password,
         "lat6": d.lat6, "lon6": d.lon6, "acc": 25,
+        # A re-flashed button must not reuse alert ids the gateway already holds.
+        "boot_floor": boot_floor,
     }
 
 
@@ -188,7 +190,7 @@ def cmd_device_rotate(args) -> int:
     store.update_device(d.id, secret=d.secret, mqtt_password=d.mqtt_password, secret_rotated_ms=d.secret_rotated_ms)
     _sync_broker(cfg, store)
     out = {"id": d.id, "secret": d.secret, "mqtt_username": d.id, "mqtt_password": d.mqtt_password,
-           "config": firmware_config(cfg, d)}
+           "config": firmware_config(cfg, d, store.boot_floor(d.id))}
     print(json.dumps(out) if args.json else f"rotated {d.id}: flash the new config (device config {d.id})")
     return 0
 
@@ -250,10 +252,11 @@ def cmd_report(args) -> int:
 
 def cmd_device_config(args) -> int:
     cfg = config.load(args.config)
-    d = open_store(cfg).get_device(args.id)
+    store = open_store(cfg)
+    d = store.get_device(args.id)
     if d is None:
         return _fail(f"no device {args.id}")
-    print(json.dumps(firmware_config(cfg, d), indent=2))
+    print(json.dumps(firmware_config(cfg, d, store.boot_floor(d.id)), indent=2))
     return 0
 
 

@@ -67,9 +67,11 @@ class Registry:
         return self._devices.get(dev)
 
 
-def ack_body(alert_id: str, stage: str, inc: str | None, reason: str | None) -> bytes:
-    return json.dumps({"v": 1, "id": alert_id, "stage": stage, "inc": inc, "reason": reason,
-                       "now": now_ms()}, separators=(",", ":")).encode()
+def ack_body(alert_id: str, stage: str, inc: str | None, reason: str | None, floor: int | None = None) -> bytes:
+    body = {"v": 1, "id": alert_id, "stage": stage, "inc": inc, "reason": reason, "now": now_ms()}
+    if floor is not None:
+        body["floor"] = floor
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class Ingest:
@@ -234,9 +236,13 @@ class Ingest:
             metrics.incidents_created.labels(a.kind).inc()
             metrics.latency.labels("press_to_received").observe(max(0, inc.received_ms - inc.press_ms) / 1000)
             created.append(f"{inc.id} from {a.dev} ({a.kind}) press->received {inc.received_ms - inc.press_ms} ms")
+        if out.reason == "id_reuse":
+            metrics.alerts_rejected.labels("id_reuse").inc()
+            log.warning("rejected alert: id_reuse (a new press under a known id; device told to re-key "
+                        "above boot %d) dev=%s id=%s", out.floor, a.dev, a.id)
         device = self.registry(a.dev)
         if device is not None:
-            self.send_ack(device, a.id, out.stage, inc.id if inc else None, out.reason)
+            self.send_ack(device, a.id, out.stage, inc.id if inc else None, out.reason, out.floor)
 
     def _rejected(self, r: Rejection) -> None:
         metrics.alerts_rejected.labels(r.reason).inc()
@@ -248,7 +254,8 @@ class Ingest:
             if device is not None:
                 self.send_ack(device, r.alert_id, "rejected", None, r.reason)
 
-    def send_ack(self, device: Device, alert_id: str, stage: str, inc: str | None, reason: str | None) -> None:
-        payload = signing.sign(ack_body(alert_id, stage, inc, reason), device.secret)
+    def send_ack(self, device: Device, alert_id: str, stage: str, inc: str | None, reason: str | None,
+                 floor: int | None = None) -> None:
+        payload = signing.sign(ack_body(alert_id, stage, inc, reason, floor), device.secret)
         self.client.publish(f"{self.root}/{device.id}/ack", payload, qos=1)
         metrics.acks_sent.labels(stage).inc()

@@ -126,3 +126,4 @@ class Outcome:
     duplicate: bool
     stage: str
     reason: str | None = None
+    floor: int | None = None  # with id_reuse: the highest boot number the gateway has seen

@@ -13,7 +13,8 @@ from . import signing
 from .ids import valid_device_id
 from .models import Alert, Device
 
-REASONS = ("size", "topic", "unknown_device", "suspended", "format", "mac", "json",
+# id_reuse is decided by the store (it needs the stored alert), the rest here.
+REASONS = ("size", "topic", "unknown_device", "suspended", "format", "mac", "json", "id_reuse",
            "schema", "dev_mismatch", "stale")
 KINDS = ("panic", "cancel", "test")
 SOURCES = ("gps", "fixed")

@@ -35,6 +35,22 @@ class FalseAlarmPolicy:
     action: str = "flag"  # flag | suspend
 
 
+REUSE_TOLERANCE_MS = 1000
+
+
+def _reused(stored_body: str, a: Alert) -> bool:
+    """A retransmission carries the press time it was journaled with; a synced press time
+    that differs means a new press under an id from an earlier life of the board (flash
+    wiped, boot counter restarted). Unsynced presses cannot tell, and count as duplicates."""
+    if a.t is None:
+        return False
+    try:
+        t = json.loads(stored_body).get("t")
+    except ValueError:
+        return False
+    return type(t) is int and abs(t - a.t) > REUSE_TOLERANCE_MS
+
+
 class TransitionError(Exception):
     """An action that does not fit the incident's state (HTTP 409)."""
 
@@ -163,13 +179,27 @@ class Store:
                           (a.id, a.dev, a.kind, inc_id, a.received_ms, a.body)).rowcount > 0
 
     def _duplicate(self, cur, a: Alert) -> Outcome:
-        row = self._exec(cur, "SELECT incident_id FROM alerts WHERE id = ?", (a.id,)).fetchone()
+        row = self._exec(cur, "SELECT incident_id, body FROM alerts WHERE id = ?", (a.id,)).fetchone()
+        if row and _reused(row[1], a):
+            # Not a retransmission but a new press under an old id: acking it as a
+            # duplicate would swallow it. The button re-keys it above `floor`.
+            return Outcome(a, None, created=False, duplicate=False, stage="rejected", reason="id_reuse",
+                           floor=self._max_boot(cur, a.dev))
         inc = self._incident(cur, row[0]) if row and row[0] else None
         stage = ACK_STAGE[inc.state] if inc else "rejected"
         if a.kind == "cancel" and inc is not None:
             stage = "cancelled"
         return Outcome(a, inc, created=False, duplicate=True, stage=stage,
                        reason=None if inc else "unknown ref")
+
+    def _max_boot(self, cur, dev: str) -> int:
+        ids = self._exec(cur, "SELECT id FROM alerts WHERE dev = ?", (dev,)).fetchall()
+        return max((int(i.rsplit(":", 2)[1]) for (i,) in ids), default=0)
+
+    def boot_floor(self, dev: str) -> int:
+        """The highest boot number this device has used: a re-flashed button starts above it."""
+        with self._tx() as cur:
+            return self._max_boot(cur, dev)
 
     def _ingest_one(self, cur, a: Alert, sinks: list[str]) -> Outcome:
         if a.kind == "cancel":
