@@ -322,7 +322,6 @@ class App:
         return self.cfg["brokers"][self.bi]
 
     def _connect(self, now):
-        c = self.cfg
         br = self._broker()
         tls = None
         if br["tls"]:

@@ -76,25 +76,31 @@ class Forwarder:
     def _drain(self) -> float:
         """Deliver what is due; return how long to wait before looking again (0: at once)."""
         rows = self.store.claim_forwards(self.sink, self.owner, now_ms(), self.lease_ms)
-        for n, (fid, idem_key, payload, created_ms, attempts) in enumerate(rows):
-            if self._stop:
-                self.store.release_forwards([r[0] for r in rows[n:]])
-                return POLL_S
-            try:
-                self.deliver(idem_key, payload)
-            except Exception as exc:
-                now = now_ms()
-                dead = now - created_ms > self.dead_after_ms
-                delay = min(self.backoff_ms * 2 ** min(attempts, 30), self.backoff_max_ms)
-                self.store.forward_failed(fid, now + delay, str(exc), dead)
-                # The sink is most likely down: hand the rest back rather than fail each in turn.
-                self.store.release_forwards([r[0] for r in rows[n + 1:]])
-                metrics.forwards.labels(self.sink, "dead" if dead else "retry").inc()
-                log.warning("forward %s to %s failed (attempt %d): %s%s", idem_key, self.sink,
-                            attempts + 1, exc, "; dead-lettered" if dead else "")
-                return min(delay / 1000, POLL_S)
-            self.store.forward_done(fid, now_ms())
-            metrics.forwards.labels(self.sink, "ok").inc()
+        done: list[int] = []
+        try:
+            for n, (fid, idem_key, payload, created_ms, attempts) in enumerate(rows):
+                if self._stop:
+                    self.store.release_forwards([r[0] for r in rows[n:]])
+                    return POLL_S
+                try:
+                    self.deliver(idem_key, payload)
+                except Exception as exc:
+                    now = now_ms()
+                    dead = now - created_ms > self.dead_after_ms
+                    delay = min(self.backoff_ms * 2 ** min(attempts, 30), self.backoff_max_ms)
+                    self.store.forward_failed(fid, now + delay, str(exc), dead)
+                    # The sink is most likely down: hand the rest back rather than fail each in turn.
+                    self.store.release_forwards([r[0] for r in rows[n + 1:]])
+                    metrics.forwards.labels(self.sink, "dead" if dead else "retry").inc()
+                    log.warning("forward %s to %s failed (attempt %d): %s%s", idem_key, self.sink,
+                                attempts + 1, exc, "; dead-lettered" if dead else "")
+                    return min(delay / 1000, POLL_S)
+                done.append(fid)
+                metrics.forwards.labels(self.sink, "ok").inc()
+        finally:
+            # One transaction for the batch: a mark lost to a crash only means a redelivery,
+            # which the Idempotency-Key lets the sink drop.
+            self.store.forwards_done(done, now_ms())
         return 0 if rows else POLL_S
 
 

@@ -274,7 +274,6 @@ class Run:
         if st is None:
             self.counts["skipped_no_idle_button"] += 1
             return
-        dev = st.device
         gps = st.profile.gps
         if gps:
             b = st.button

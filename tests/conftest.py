@@ -32,7 +32,11 @@ class Webhook:
                     self.send_response(503)
                     self.end_headers()
                     return
-                hook.posts.append({"headers": dict(self.headers), "raw": body, "json": json.loads(body)})
+                try:
+                    parsed = json.loads(body)
+                except ValueError:
+                    parsed = None  # CAP is XML
+                hook.posts.append({"headers": dict(self.headers), "raw": body, "json": parsed})
                 self.send_response(204)
                 self.end_headers()
 
@@ -89,6 +93,16 @@ def stack(tmp_path, webhook):
     yield s
     s.down()
     assert_no_secrets_in_logs(s, extra_dirs=[tmp_path])
+
+
+@pytest.fixture
+def raw_device(stack):
+    """A registered button spoken for by tests/devices.RawDevice (exact bytes, hostile ones too)."""
+    from tests.devices import RawDevice
+    creds = stack.add_device("klj-kauman-rw05-rt03", *KAUMAN, kelurahan="Kauman", rw=5, rt=3)
+    d = RawDevice(creds, stack.broker_port)
+    yield d
+    d.close()
 
 
 @pytest.fixture

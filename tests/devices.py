@@ -18,6 +18,7 @@ class RawDevice:
         self.secret = creds["secret"]
         self.root = root
         self.acks: queue.Queue[bytes] = queue.Queue()
+        self.sent: dict[tuple[int, int], bytes] = {}
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{self.dev}")
         self.client.username_pw_set(creds["mqtt_username"], creds["mqtt_password"])
         self.client.on_message = lambda c, u, m: self.acks.put(m.payload)
@@ -45,8 +46,13 @@ class RawDevice:
 
     def send(self, seq: int = 1, **over) -> bytes:
         body = self.body(seq, **over)
-        self.publish(signing.sign(body, self.secret))
+        self.sent[(over.get("boot", 1), seq)] = signing.sign(body, self.secret)
+        self.publish(self.sent[(over.get("boot", 1), seq)])
         return body
+
+    def resend(self, seq: int, boot: int = 1) -> None:
+        """A retransmission, as a button makes it: the same alert, press time and all."""
+        self.publish(self.sent[(boot, seq)])
 
     def ack(self, timeout: float = 5.0) -> dict:
         payload = self.acks.get(timeout=timeout)

@@ -15,11 +15,8 @@ from tests.devices import RawDevice
 
 
 @pytest.fixture
-def device(stack):
-    creds = stack.add_device("klj-kauman-rw05-rt03", -7982600, 112627000, kelurahan="Kauman", rw=5, rt=3)
-    d = RawDevice(creds, stack.broker_port)
-    yield d
-    d.close()
+def device(raw_device):
+    return raw_device
 
 
 def test_alert_becomes_incident_ack_and_webhook(stack, device):

@@ -14,6 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.stack import Stack
+from tests.conftest import Webhook
 from tests.devices import RawDevice
 
 KAUMAN = (-7982600, 112627000)
@@ -88,37 +89,9 @@ def close(client) -> None:
     client.loop_stop()
 
 
-class RawHook:
-    """A receiver that records any body (CAP is XML, not JSON) and always answers 204."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        self.posts: list[dict] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                hook.posts.append({"headers": dict(self.headers), "raw": body})
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/cap"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, n: int) -> list[dict]:
-        from tests.conftest import wait_until
-        wait_until(lambda: len(self.posts) >= n)
-        return self.posts
-
-
 @pytest.fixture
 def raw_hook():
-    hook = RawHook()
+    """A receiver for any body (CAP is XML, not JSON)."""
+    hook = Webhook()
     yield hook
     hook.server.shutdown()

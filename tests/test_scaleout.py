@@ -54,7 +54,7 @@ def test_two_gateways_share_the_load(tmp_path, webhook, pg_dsn):  # noqa: F811
                 expected[d.dev].add(f"{d.dev}:1:{seq}")
         for d in devices:  # retransmissions: must not make incidents
             for seq in range(1, 6):
-                d.send(seq=seq)
+                d.resend(seq)
         _collect(devices, expected)
         took = time.monotonic() - t0
         # Both gateways took a share of the stream.

@@ -72,7 +72,7 @@ def test_forward_claims_keep_each_incidents_order(store):
     # One entry per incident at a time: the acknowledgement waits for the incident's "new".
     assert [r[1] for r in first] == [f"{inc.id}:new", f"{other.id}:new"]
     assert store.claim_forwards("mqtt", "gw-b", now, 60_000) == []  # leased to gw-a
-    store.forward_done(first[0][0], now)
+    store.forwards_done([first[0][0]], now)
     nxt = store.claim_forwards("mqtt", "gw-b", now, 60_000)
     assert [r[1] for r in nxt] == [f"{inc.id}:acknowledged"]
     # gw-a died holding other's entry: once the lease runs out another gateway takes it.

@@ -419,10 +419,13 @@ class Store:
             for fid in fids:
                 self._exec(cur, "UPDATE forwards SET lease_until = 0, lease_owner = NULL WHERE id = ?", (fid,))
 
-    def forward_done(self, fid: int, now_ms: int) -> None:
+    def forwards_done(self, fids: list[int], now_ms: int) -> None:
+        if not fids:
+            return
         with self._tx() as cur:
-            self._exec(cur, "UPDATE forwards SET delivered_ms = ?, attempts = attempts + 1, lease_until = 0 "
-                            "WHERE id = ?", (now_ms, fid))
+            for fid in fids:
+                self._exec(cur, "UPDATE forwards SET delivered_ms = ?, attempts = attempts + 1, lease_until = 0 "
+                                "WHERE id = ?", (now_ms, fid))
 
     def forward_failed(self, fid: int, next_ms: int, error: str, dead: bool) -> None:
         with self._tx() as cur:

@@ -64,9 +64,9 @@ class SqliteStore(Store):
         with self._relaxed():
             return super().release_forwards(fids)
 
-    def forward_done(self, fid, now_ms):
+    def forwards_done(self, fids, now_ms):
         with self._relaxed():
-            return super().forward_done(fid, now_ms)
+            return super().forwards_done(fids, now_ms)
 
     # --- heartbeats without an fsync each ----------------------------------------------
     # 10,000 buttons with 60 s heartbeats are 167 statuses a second; an fsync for each was

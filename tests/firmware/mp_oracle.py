@@ -8,7 +8,6 @@
 # An exception escaping a parser answers "EXC <type> <message>".
 import sys
 import os
-import json
 from binascii import hexlify, unhexlify
 
 sys.path.insert(0, os.getenv("FIRMWARE_DIR"))

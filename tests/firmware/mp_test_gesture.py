@@ -1,5 +1,5 @@
 # Button gesture state machine: long press, triple press, cancel hold, pocket bumps.
-from mp_util import eq, check, done
+from mp_util import eq, done
 from gesture import Gesture, TRIGGER, CANCEL
 
 
