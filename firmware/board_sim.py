@@ -69,6 +69,8 @@ class Board:
     def read_ca(self, path):
         if not path:
             return None
+        if path[0] != "/":
+            path = self.flash + "/" + path  # on a board, flash is the working directory
         with open(path, "rb") as f:
             d = f.read()
         return pem_to_der(d)

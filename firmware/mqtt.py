@@ -207,7 +207,8 @@ class Client:
             ctx = _tls.SSLContext(_tls.PROTOCOL_TLS_CLIENT)
             if tls.get("ca"):
                 ctx.verify_mode = _tls.CERT_REQUIRED  # pyright: ignore[reportAttributeAccessIssue]
-                ctx.load_verify_locations(cadata=tls["ca"])
+                # The native tls module takes the DER CA positionally (no keywords).
+                ctx.load_verify_locations(tls["ca"])
             else:
                 ctx.verify_mode = _tls.CERT_NONE  # pyright: ignore[reportAttributeAccessIssue]
             s = ctx.wrap_socket(s, server_hostname=tls.get("server_hostname") or host)
