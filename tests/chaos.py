@@ -265,7 +265,9 @@ and ack) and drops WiFi on others. A shorter run is part of `make test`.
 *Lost*: an alert id a button sent that never became an incident. *Duplicates*: a second
 incident for one alert id (or more alert ids than presses). Webhook forwarding is at
 least once; `forward_redeliveries` are deliveries the dispatch side dropped by
-`Idempotency-Key`, and `incidents_not_forwarded` must be 0.
+`Idempotency-Key`, and `incidents_not_forwarded` must be 0. The webhook receives every
+incident event, so `forwarded_unique` also counts the escalations of incidents nobody
+acknowledged (the harness plays no operator).
 """)
 
 
