@@ -67,6 +67,7 @@ def run(cfg: Config) -> None:
     escalator.start()
     for f in forwarders:
         f.start()
+
     def on_change(inc) -> None:
         """An operator or responder moved an incident: tell the button and the sinks."""
         device = ingest.registry(inc.dev)
