@@ -495,7 +495,10 @@ class Bench:
                 prof.send_signal(2)
                 prof.wait(30)
             inc = metric(stack, "panic_incidents_created_total")
-            self.note(f"figure 3: gateway counted {inc:.0f} incidents created, {load.bad_acks} bad acks")
+            batches = metric(stack, "panic_ingest_batch_size_count")
+            per_commit = metric(stack, "panic_ingest_batch_size_sum") / max(1.0, batches)
+            self.note(f"figure 3: gateway counted {inc:.0f} incidents created in {batches:.0f} commits "
+                      f"({per_commit:.1f} alerts per group commit), {load.bad_acks} bad acks")
         await load.close()
 
     # figure 4: 10,000 connected devices

@@ -75,6 +75,8 @@ class Forwarder:
 
     def _drain(self) -> float:
         """Deliver what is due; return how long to wait before looking again (0: at once)."""
+        if not self.store.has_due(self.sink, now_ms()):
+            return POLL_S
         rows = self.store.claim_forwards(self.sink, self.owner, now_ms(), self.lease_ms)
         done: list[int] = []
         try:

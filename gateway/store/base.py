@@ -119,7 +119,7 @@ class Store:
         self._exec(cur, "UPDATE meta SET value = value + 1 WHERE key = 'registry_version'")
 
     def registry_version(self) -> int:
-        rows = self._rows("SELECT value FROM meta WHERE key = 'registry_version'")
+        rows = self._read("SELECT value FROM meta WHERE key = 'registry_version'")
         return rows[0][0] if rows else 0
 
     def add_device(self, device: Device) -> None:
@@ -393,6 +393,15 @@ class Store:
         return self._rows("SELECT id, idem_key, payload, created_ms, attempts FROM forwards "
                           "WHERE sink = ? AND delivered_ms IS NULL AND dead = 0 AND next_ms <= ? "
                           "ORDER BY id LIMIT ?", (sink, now_ms, limit))
+
+    def has_due(self, sink: str, now_ms: int) -> bool:
+        """Whether a claim could find anything: a read, so an idle sink woken by every
+        stored batch does not take the write lock from ingest for nothing."""
+        return bool(self._read("SELECT 1 FROM forwards WHERE sink = ? AND delivered_ms IS NULL AND dead = 0 "
+                               "AND next_ms <= ? LIMIT 1", (sink, now_ms)))
+
+    def _read(self, sql: str, args: tuple | list = ()) -> list[tuple]:
+        return self._rows(sql, args)
 
     def claim_forwards(self, sink: str, owner: str, now_ms: int, lease_ms: int, limit: int = 50) -> list[tuple]:
         """Lease due entries to one forwarder: (id, idem_key, payload, created_ms, attempts).

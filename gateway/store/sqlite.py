@@ -38,6 +38,11 @@ class SqliteStore(Store):
                 raise
             cur.execute("COMMIT")
 
+    def _read(self, sql, args=()):
+        # Autocommit: a plain SELECT takes no write lock (BEGIN IMMEDIATE would).
+        with self._lock:
+            return self.conn.execute(sql, args).fetchall()
+
     # --- forward bookkeeping without an fsync each -------------------------------------
     # A claim, a lease handed back or a "delivered" mark lost in a power cut only makes a
     # sink see one delivery again, which it deduplicates by Idempotency-Key (delivery is at
