@@ -68,6 +68,7 @@ up: setup
 	@curl -sf http://127.0.0.1:$(API_PORT)/healthz >/dev/null || { echo "gateway did not come up: see $(STATE)/gateway.log"; exit 1; }
 	@echo "broker   mqtt://127.0.0.1:$(BROKER_PORT)   (config $(STATE)/broker/mosquitto.conf)"
 	@echo "API      http://127.0.0.1:$(API_PORT)/api/incidents   health /healthz   metrics /metrics"
+	@echo "console  http://127.0.0.1:$(API_PORT)/console/   (a login: panic-gateway user add NAME --role operator --generate)"
 	@echo "config   $(STATE)/gateway.toml   (panic-gateway finds it by itself when run from here)"
 
 down:
