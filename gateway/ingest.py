@@ -21,10 +21,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
 from . import metrics, signing
-from .timeutil import now_ms
 from .config import Config
 from .models import Alert, Device, Incident, Outcome
 from .store import Store
+from .timeutil import now_ms
 from .validate import REASONS, Rejection, check_alert
 
 log = logging.getLogger("panic.ingest")
