@@ -24,9 +24,13 @@ class Gesture:
     def edge(self, pressed, t):
         if pressed == self.down:
             return None       # repeated edge (lost opposite edge): keep state consistent
-        self.down = pressed
         if not pressed:
-            return None
+            # The release settles a hold the loop did not see cross its threshold (a busy
+            # loop, a blocking TLS handshake): edge times come from the IRQ, so they count.
+            ev = self.tick(t)
+            self.down = False
+            return ev
+        self.down = pressed
         self.t_down = t
         self.used = False
         if self.mode != "triple" or self.active:

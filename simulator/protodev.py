@@ -372,6 +372,8 @@ class ProtocolDevice:
                         self.presses, self.used = [], True
                         self._trigger("panic")
         elif cmd == "up":
+            # As the firmware does: a release after the threshold counts even if no tick saw it.
+            self._tick(time.monotonic())
             self.down_t = None
         elif cmd == "wifi":
             self.wifi = arg != "off"

@@ -70,4 +70,13 @@ g = Gesture("long", 2000, 3000, 5000)
 t0 = ticks_add(0, -1000)
 g.edge(True, t0)
 eq(g.tick(ticks_add(t0, 2000)), TRIGGER, "long press across ticks wrap")
+
+# a loop that was busy (a TLS handshake) while the hold crossed its threshold: the
+# release edge, timed by the IRQ, still settles it
+g = Gesture("long", 2000, 3000, 5000)
+eq(run(g, [(0, "down"), (2600, "up")]), [(2600, TRIGGER)], "release after 2.6 s with no tick fires")
+eq(run(g, [(5000, "tick")]), [], "and only once")
+g.active = True
+eq(run(g, [(10000, "down"), (15500, "up")]), [(15500, CANCEL)], "release after a 5.5 s hold cancels")
+eq(run(g, [(20000, "down"), (23000, "up")]), [], "a 3 s hold while active does nothing")
 done()
