@@ -153,7 +153,9 @@ class ProtocolDevice:
 
     def send(self, command: str) -> float:
         t = time.perf_counter()
-        self.hub.call(lambda: self._command(command.strip()))
+        # Stamped now, as an IRQ stamps an edge: the hub thread may run it later when busy.
+        at = time.monotonic()
+        self.hub.call(lambda: self._command(command.strip(), at))
         return t
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -352,7 +354,7 @@ class ProtocolDevice:
                 self.used = True
                 self._trigger("panic")
 
-    def _command(self, s: str) -> None:
+    def _command(self, s: str, at: float) -> None:
         if not self.running and s != "quit":
             return
         cmd, _, arg = s.partition(" ")
@@ -362,7 +364,7 @@ class ProtocolDevice:
             if self.last:
                 self._trigger("cancel")
         elif cmd == "down":
-            now = time.monotonic()
+            now = at
             if self.down_t is None:
                 self.down_t, self.used = now, False
                 if self.cfg["trigger"] == "triple" and self.active is None:
@@ -373,7 +375,7 @@ class ProtocolDevice:
                         self._trigger("panic")
         elif cmd == "up":
             # As the firmware does: a release after the threshold counts even if no tick saw it.
-            self._tick(time.monotonic())
+            self._tick(at)
             self.down_t = None
         elif cmd == "wifi":
             self.wifi = arg != "off"
