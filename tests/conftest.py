@@ -86,6 +86,14 @@ def assert_no_secrets_in_logs(stack: Stack, extra_dirs=()) -> None:
 
 
 @pytest.fixture
+def extra_webhook():
+    """A second receiver, for a sink of its own (escalations, health, CAP)."""
+    hook = Webhook()
+    yield hook
+    hook.server.shutdown()
+
+
+@pytest.fixture
 def stack(tmp_path, webhook):
     s = Stack(tmp_path / "state", webhooks=[webhook.url])
     s.up()

@@ -6,21 +6,14 @@ import json
 import pytest
 
 from gateway.escalation import check_interval
-from tests.conftest import Webhook, wait_until
+from tests.conftest import wait_until
 from tests.test_gateway_support import custom_stack, device
 
 
 @pytest.fixture
-def escalation_hook():
-    hook = Webhook()
-    yield hook
-    hook.server.shutdown()
-
-
-@pytest.fixture
-def fast_stack(tmp_path, webhook, escalation_hook):
+def fast_stack(tmp_path, webhook, extra_webhook):
     s = custom_stack(tmp_path / "state", webhooks=[webhook.url], escalate_after_s=1,
-                     extra_webhooks=[{"url": escalation_hook.url, "secret": "esc-secret", "name": "escalation",
+                     extra_webhooks=[{"url": extra_webhook.url, "secret": "esc-secret", "name": "escalation",
                                       "events": ["escalated"]}])
     s.webhook = webhook
     yield s
@@ -31,7 +24,7 @@ def test_check_interval_is_short_for_short_deadlines():
     assert check_interval(1) == 0.25 and check_interval(60) == 5
 
 
-def test_unacknowledged_incident_escalates_once(fast_stack, escalation_hook):
+def test_unacknowledged_incident_escalates_once(fast_stack, extra_webhook):
     s = fast_stack
     raw, _ = device(s)
     try:
@@ -40,7 +33,7 @@ def test_unacknowledged_incident_escalates_once(fast_stack, escalation_hook):
         raw.send(seq=2)
         acked = raw.ack()["inc"]
         assert s.post(f"/api/incidents/{acked}/acknowledge").status_code == 200
-        posts = escalation_hook.wait(1)
+        posts = extra_webhook.wait(1)
         assert [p["json"]["event"] for p in posts] == ["escalated"]
         post = posts[0]
         assert post["json"]["incident"]["id"] == inc and post["json"]["incident"]["escalated"] == 1
@@ -57,7 +50,7 @@ def test_unacknowledged_incident_escalates_once(fast_stack, escalation_hook):
         assert s.post(f"/api/incidents/{inc}/acknowledge").status_code == 200
         wait_until(lambda: s.get("/api/forwards")["sinks"] and
                    all(x["pending"] == 0 for x in s.get("/api/forwards")["sinks"]))
-        assert len(escalation_hook.posts) == 1
+        assert len(extra_webhook.posts) == 1
     finally:
         raw.close()
 

@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET
 
 from gateway import config
 from tests.conftest import wait_until
-from tests.test_gateway_support import custom_stack, device, raw_hook  # noqa: F401 (fixture)
+from tests.test_gateway_support import custom_stack, device
 
 
 def _signed(post: dict, secret: str) -> bool:
@@ -89,15 +89,15 @@ def test_dead_letter_is_visible_and_can_be_requeued(tmp_path, webhook):
         s.down()
 
 
-def test_cap_webhook_and_endpoint(tmp_path, raw_hook):
-    s = custom_stack(tmp_path / "state", extra_webhooks=[{"url": raw_hook.url, "secret": "cap-secret",
+def test_cap_webhook_and_endpoint(tmp_path, extra_webhook):
+    s = custom_stack(tmp_path / "state", extra_webhooks=[{"url": extra_webhook.url, "secret": "cap-secret",
                                                           "name": "cap", "format": "cap"}])
     raw, _ = device(s, holder="Pak Budi", phone="0812-555", address="Jl. Kauman 5")
     ns = {"c": "urn:oasis:names:tc:emergency:cap:1.2"}
     try:
         raw.send(seq=1)
         inc = raw.ack()["inc"]
-        post = raw_hook.wait(1)[0]
+        post = extra_webhook.wait(1)[0]
         assert post["headers"]["Content-Type"] == "application/cap+xml" and _signed(post, "cap-secret")
         hooked = ET.fromstring(post["raw"])
         assert hooked.find("c:msgType", ns).text == "Alert" and hooked.find("c:identifier", ns).text == inc

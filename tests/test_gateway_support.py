@@ -14,7 +14,6 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.stack import Stack
-from tests.conftest import Webhook
 from tests.devices import RawDevice
 
 KAUMAN = (-7982600, 112627000)
@@ -89,9 +88,3 @@ def close(client) -> None:
     client.loop_stop()
 
 
-@pytest.fixture
-def raw_hook():
-    """A receiver for any body (CAP is XML, not JSON)."""
-    hook = Webhook()
-    yield hook
-    hook.server.shutdown()

@@ -11,7 +11,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import config
 from gateway.health import StatusError, parse_status
-from tests.conftest import Webhook, wait_until
+from tests.conftest import wait_until
 from tests.test_gateway_support import KAUMAN, custom_stack
 
 DEV = "klj-kauman-rw05-rt03"
@@ -44,16 +44,9 @@ class Button:
 
 
 @pytest.fixture
-def ops_hook():
-    hook = Webhook()
-    yield hook
-    hook.server.shutdown()
-
-
-@pytest.fixture
-def hstack(tmp_path, ops_hook):
+def hstack(tmp_path, extra_webhook):
     s = custom_stack(tmp_path / "state", heartbeat_s=1, low_battery_pct=20, backlog_min=2,
-                     extra_webhooks=[{"url": ops_hook.url, "secret": "ops", "name": "ops", "events": ["health"]}])
+                     extra_webhooks=[{"url": extra_webhook.url, "secret": "ops", "name": "ops", "events": ["health"]}])
     yield s
     s.down()
 
@@ -75,7 +68,7 @@ def _health(s) -> dict:
     return s.get(f"/api/devices/{DEV}")["health"]
 
 
-def test_health_changes_become_events(hstack, ops_hook):
+def test_health_changes_become_events(hstack, extra_webhook):
     s = hstack
     creds = s.add_device(DEV, *KAUMAN, kelurahan="Kauman", rw=5, rt=3)
     assert _health(s)["health"] == "unknown"
@@ -107,9 +100,9 @@ def test_health_changes_become_events(hstack, ops_hook):
         listed = s.get("/api/devices", health="offline")["devices"]
         assert [d["id"] for d in listed] == [DEV]
         # The operations webhook gets every change once, in order.
-        posts = ops_hook.wait(len(seen))
+        posts = extra_webhook.wait(len(seen))
         wait_until(lambda: all(x["pending"] == 0 for x in s.get("/api/forwards")["sinks"]))
-        assert [p["json"]["device"]["health"] for p in ops_hook.posts] == [h for _, h in seen]
+        assert [p["json"]["device"]["health"] for p in extra_webhook.posts] == [h for _, h in seen]
         assert len({p["headers"]["Idempotency-Key"] for p in posts}) == len(posts)
     finally:
         ops.client.disconnect()
