@@ -1,33 +1,19 @@
-"""CPU and memory of a process from /proc (psutil is not installed, and need not be)."""
+"""CPU shares of the benchmark's processes over a window; the /proc readers are the
+simulator's (simulator/measure.py)."""
 from __future__ import annotations
 
-import os
 import time
 
-TICK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the whole process (all threads), seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        text = f.read()
-    # the command name may contain spaces: fields after the closing parenthesis
-    fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15)
+from simulator.measure import HZ, cpu_ticks, rss_kb, system_cpu
 
 
 def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * PAGE
+    return (rss_kb(pid) or 0) * 1024
 
 
 def machine_busy_seconds() -> float:
     """CPU seconds all cores spent busy (not idle, not iowait) since boot."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + (v[4] if len(v) > 4 else 0)
-    return (sum(v[:8]) - idle) / TICK
+    return system_cpu()[0] / HZ
 
 
 class CpuMeter:
@@ -49,10 +35,9 @@ class CpuMeter:
 
     @staticmethod
     def _cpu(pid: int) -> float:
-        try:
-            return cpu_seconds(pid)
-        except (FileNotFoundError, ProcessLookupError):
-            return 0.0
+        """User + system CPU seconds of the whole process (0 once it is gone)."""
+        ticks = cpu_ticks(pid)
+        return 0.0 if ticks is None else ticks / HZ
 
     def shares(self) -> dict[str, float]:
         dt = max(1e-6, time.monotonic() - self.t0)

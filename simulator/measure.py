@@ -23,26 +23,24 @@ def cpu_ticks(pid: int) -> int | None:
         return None
 
 
-def rss_kb(pid: int) -> int | None:
+def _kb(path: str, key: str) -> int | None:
+    """A `Key:  N kB` line of a /proc file, in kB (None when the process is gone)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key):
                     return int(line.split()[1])
     except OSError:
         return None
     return None
+
+
+def rss_kb(pid: int) -> int | None:
+    return _kb(f"/proc/{pid}/status", "VmRSS:")
 
 
 def pss_kb(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+    return _kb(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def system_cpu() -> tuple[int, int]:
@@ -54,11 +52,7 @@ def system_cpu() -> tuple[int, int]:
 
 
 def mem_available_kb() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1])
-    return 0
+    return _kb("/proc/meminfo", "MemAvailable:") or 0
 
 
 class Sampler:
@@ -166,5 +160,4 @@ class Sampler:
 
 
 def _mem_total_kb() -> int:
-    with open("/proc/meminfo") as f:
-        return int(f.readline().split()[1])
+    return _kb("/proc/meminfo", "MemTotal:") or 0
