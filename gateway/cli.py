@@ -9,7 +9,6 @@ import csv
 import json
 import logging
 import sys
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,7 @@ from .ids import new_password, new_secret, valid_device_id
 from .models import Device
 from .health import describe
 from .store import open_store
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+from .timeutil import now_ms
 
 
 def _fail(msg: str) -> int:
@@ -105,7 +101,7 @@ def cmd_device_add(args) -> int:
         return _fail(f"device {args.id} exists")
     d = Device(id=args.id, secret=new_secret(), mqtt_password=new_password(), kelurahan=args.kelurahan,
                kecamatan=args.kecamatan, rw=args.rw, rt=args.rt, lat6=args.lat6, lon6=args.lon6,
-               holder=args.holder, phone=args.phone, address=args.address, created_ms=_now_ms())
+               holder=args.holder, phone=args.phone, address=args.address, created_ms=now_ms())
     store.add_device(d)
     _sync_broker(cfg, store)
     out = {"id": d.id, "secret": d.secret, "mqtt_username": d.id, "mqtt_password": d.mqtt_password,
@@ -135,7 +131,7 @@ def cmd_device_import(args) -> int:
                 kelurahan=row.get("kelurahan", ""), kecamatan=row.get("kecamatan") or "Klojen",
                 rw=int(row.get("rw") or 0), rt=int(row.get("rt") or 0),
                 lat6=int(row["lat6"]), lon6=int(row["lon6"]), holder=row.get("holder") or "",
-                phone=row.get("phone") or "", address=row.get("address") or "", created_ms=_now_ms()))
+                phone=row.get("phone") or "", address=row.get("address") or "", created_ms=now_ms()))
         except (KeyError, ValueError) as exc:
             errors.append(f"line {n}: {exc}")
     if errors:
@@ -172,7 +168,7 @@ def cmd_device_show(args) -> int:
         return _fail(f"no device {args.id}")
     window = cfg.false_alarm_window_s * 1000
     print(json.dumps({**d.public(), "health": store.device_health(d.id).get(d.id, {"health": "unknown"}),
-                      "false_alarms": store.false_alarms(d.id, _now_ms() - window),
+                      "false_alarms": store.false_alarms(d.id, now_ms() - window),
                       "events": store.device_events(d.id, 10)}, indent=2))
     return 0
 
@@ -186,7 +182,7 @@ def cmd_device_rotate(args) -> int:
     d = store.get_device(args.id)
     if d is None:
         return _fail(f"no device {args.id}")
-    d.secret, d.mqtt_password, d.secret_rotated_ms = new_secret(), new_password(), _now_ms()
+    d.secret, d.mqtt_password, d.secret_rotated_ms = new_secret(), new_password(), now_ms()
     store.update_device(d.id, secret=d.secret, mqtt_password=d.mqtt_password, secret_rotated_ms=d.secret_rotated_ms)
     _sync_broker(cfg, store)
     out = {"id": d.id, "secret": d.secret, "mqtt_username": d.id, "mqtt_password": d.mqtt_password,
@@ -227,7 +223,7 @@ def cmd_device_unflag(args) -> int:
 
 def cmd_report(args) -> int:
     cfg = config.load(args.config)
-    now = _now_ms()
+    now = now_ms()
     try:
         since = report.parse_since(args.since, now)
         until = report.parse_since(args.until, now) if args.until else now + 1
@@ -272,7 +268,7 @@ def cmd_device_remove(args) -> int:
 def cmd_token_create(args) -> int:
     store = open_store(config.load(args.config))
     token = new_token()
-    store.add_token(token_hash(token), args.role, args.name or args.role, _now_ms())
+    store.add_token(token_hash(token), args.role, args.name or args.role, now_ms())
     print(token)
     return 0
 

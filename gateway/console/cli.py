@@ -5,11 +5,11 @@ import getpass
 import json
 import secrets
 import sys
-import time
 
 from .. import config
 from ..auth import ROLES
 from ..store import open_store
+from ..timeutil import now_ms
 from . import accounts
 
 
@@ -32,7 +32,7 @@ def cmd_user_add(args) -> int:
         password, generated = secrets.token_urlsafe(12), True
     try:
         created = accounts.set_user(_store(args), args.name, args.role, password, args.unit,
-                                    time.time_ns() // 1_000_000)
+                                    now_ms())
     except ValueError as exc:
         print(f"panic-gateway: {exc}", file=sys.stderr)
         return 2
