@@ -18,8 +18,8 @@ import asyncio
 import json
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from gateway import signing
 
@@ -93,12 +93,12 @@ class Creds:
     password: str
 
     @classmethod
-    def from_import(cls, c: dict) -> "Creds":
+    def from_import(cls, c: dict) -> Creds:
         return cls(c["id"], c["secret"], c["mqtt_password"])
 
 
 class DeviceConn(asyncio.Protocol):
-    def __init__(self, load: "Load", creds: Creds, boot: int) -> None:
+    def __init__(self, load: Load, creds: Creds, boot: int) -> None:
         self.load = load
         self.creds = creds
         self.dev = creds.dev
@@ -265,7 +265,7 @@ class Load:
                 await asyncio.wait_for(conn.connack, 20)
                 conn.transport.write(subscribe_packet(f"{self.root}/{creds.dev}/ack", conn._next_pid()))
                 await asyncio.wait_for(conn.suback, 20)
-            except (OSError, ConnectionError, asyncio.TimeoutError):
+            except (TimeoutError, OSError, ConnectionError):
                 self.connect_failures += 1
                 if conn.transport is not None:
                     conn.transport.abort()

@@ -589,6 +589,7 @@ class Bench:
     def scale_out(self) -> None:
         try:
             import psycopg  # noqa: F401
+
             from gateway.store import postgres  # noqa: F401
         except ImportError as exc:
             self.add("6 scale-out: 2 gateways / 1 gateway, PostgreSQL (throughput ratio)", None, None,

@@ -1,7 +1,7 @@
 """HTTP API for operators, responders and dispatch systems (Starlette)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette

@@ -4,7 +4,7 @@ Mounted by api.create_app (extra_routes); `principal` is the app's bearer-token 
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException

@@ -15,9 +15,9 @@ from typing import Any
 
 from . import broker, certs, config, report
 from .auth import ROLES, new_token, token_hash
+from .health import describe
 from .ids import new_password, new_secret, valid_device_id
 from .models import Device
-from .health import describe
 from .store import open_store
 from .timeutil import now_ms
 

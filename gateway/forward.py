@@ -12,15 +12,15 @@ import hmac
 import json
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 
 from . import metrics
-from .timeutil import now_ms
 from .config import WebhookConfig
 from .sinks import sink_names  # noqa: F401  (re-exported: the walking skeleton's name)
 from .store import Store
+from .timeutil import now_ms
 
 log = logging.getLogger("panic.forward")
 

@@ -14,7 +14,7 @@ import io
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .metrics import STEPS
 from .models import Incident
@@ -37,7 +37,7 @@ def parse_since(text: str | None, now_ms: int) -> int:
     except ValueError:
         raise ValueError(f"--since {text!r}: use 7d, 12h, 30m, Unix ms or an ISO date") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 

@@ -6,8 +6,8 @@ the label values of the gateway's reject counter and are listed in REASONS.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from . import signing
 from .ids import valid_device_id

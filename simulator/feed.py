@@ -9,8 +9,8 @@ import hmac
 import json
 import logging
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 import httpx
 
@@ -60,7 +60,7 @@ class WebhookFeed:
         try:
             msg = json.loads(body)
             self.handler(msg["event"], msg["incident"])
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("webhook event not handled")
 
     def stop(self) -> None:

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_MAIN = ROOT / "firmware" / "main.py"
@@ -36,7 +36,7 @@ class FirmwareDevice:
     """Start, command and power-cut one firmware process; its flash is a folder."""
 
     def __init__(self, flash_dir: Path, config: dict | None = None, heap: str = DEFAULT_HEAP,
-                 on_event: Callable[["FirmwareDevice", dict], None] | None = None,
+                 on_event: Callable[[FirmwareDevice, dict], None] | None = None,
                  main: Path = FIRMWARE_MAIN) -> None:
         self.main = Path(main)
         self.flash = Path(flash_dir)
@@ -53,7 +53,7 @@ class FirmwareDevice:
         self.stderr_path = self.flash / "stderr.log"
 
     # --- process -------------------------------------------------------------------
-    def start(self, wait_ready: float = 10.0) -> "FirmwareDevice":
+    def start(self, wait_ready: float = 10.0) -> FirmwareDevice:
         self.events = queue.Queue()  # a restart after a power cut starts a fresh stream
         env = dict(os.environ, PANIC_FLASH=str(self.flash))
         self.proc = subprocess.Popen(

@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from .report import SLA_MIN  # noqa: E402
+from .report import SLA_MIN
 
 
 def cdf(rep: dict, path: Path) -> Path:

@@ -18,8 +18,8 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -38,11 +38,11 @@ def _ms() -> int:
 class Hub:
     """One thread that runs every protocol device's MQTT client and timers."""
 
-    _instance: "Hub | None" = None
+    _instance: Hub | None = None
     _lock = threading.Lock()
 
     @classmethod
-    def get(cls) -> "Hub":
+    def get(cls) -> Hub:
         with cls._lock:
             if cls._instance is None or not cls._instance.thread.is_alive():
                 cls._instance = Hub()
@@ -54,7 +54,7 @@ class Hub:
         self.wake_r.setblocking(False)
         self.sel.register(self.wake_r, selectors.EVENT_READ, None)
         self.jobs: queue.Queue[Callable[[], None]] = queue.Queue()
-        self.devices: set["ProtocolDevice"] = set()
+        self.devices: set[ProtocolDevice] = set()
         self.thread = threading.Thread(target=self._loop, name="protodev-hub", daemon=True)
         self.thread.start()
 
@@ -102,7 +102,7 @@ class Hub:
                     break
                 try:
                     job()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
             now = time.monotonic()
             for d in list(self.devices):
@@ -120,7 +120,7 @@ class ProtocolDevice:
     proc = None   # no process of its own: it lives in the hub
 
     def __init__(self, flash_dir: Path, config: dict,
-                 on_event: Callable[["ProtocolDevice", dict], None] | None = None) -> None:
+                 on_event: Callable[[ProtocolDevice, dict], None] | None = None) -> None:
         self.flash = Path(flash_dir)
         self.flash.mkdir(parents=True, exist_ok=True)
         (self.flash / "config.json").write_text(json.dumps(config))
@@ -147,7 +147,7 @@ class ProtocolDevice:
         self.t_hb = 0.0
 
     # --- the stdin-like contract -------------------------------------------------------
-    def start(self, wait_ready: float = 0) -> "ProtocolDevice":
+    def start(self, wait_ready: float = 0) -> ProtocolDevice:
         self.hub.call(self._boot)
         return self
 

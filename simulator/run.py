@@ -469,7 +469,7 @@ class Run:
                     if s.name.endswith(("_total", "_count")) or "reason" in s.labels:
                         labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
                         out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             out["error"] = str(exc)
         return out
 

@@ -7,8 +7,8 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 log = logging.getLogger("panic-sim")
 
@@ -48,7 +48,7 @@ class Scheduler:
     def _call(self, fn: Callable[[], None]) -> None:
         try:
             fn()
-        except Exception as exc:  # noqa: BLE001 -- one failed action must not stop the world
+        except Exception as exc:
             log.exception("scheduled action failed")
             self.errors.append(f"{type(exc).__name__}: {exc}")
 

@@ -118,7 +118,7 @@ class Stack:
             time.sleep(0.05)
         raise TimeoutError(f"gateway not healthy after {timeout}s: {last}")
 
-    def up(self) -> "Stack":
+    def up(self) -> Stack:
         self.init()
         self.start_broker()
         self.start_gateway()

@@ -6,9 +6,9 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from simulator.firmware import FirmwareDevice
 from simulator.stack import Stack

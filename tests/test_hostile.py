@@ -8,8 +8,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.store import open_store
 from gateway import config
+from gateway.store import open_store
 from tests.conftest import wait_until
 from tests.devices import RawDevice
 from tests.hostile import CASES

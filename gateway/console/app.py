@@ -10,9 +10,9 @@ import asyncio
 import hmac
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
 from urllib.parse import quote
 
 from markupsafe import Markup
@@ -32,8 +32,20 @@ from ..store import Store, TransitionError
 from ..timeutil import now_ms
 from . import accounts, geo, health, i18n, queries, sla
 from .hub import Hub
-from .security import (BASE, LOGIN_CSRF_COOKIE, SECURITY_HEADERS, LoginLimiter, NotLoggedIn, Sessions,
-                       check_csrf, csp, login_redirect, new_login_token, safe_next, same_origin)
+from .security import (
+    BASE,
+    LOGIN_CSRF_COOKIE,
+    SECURITY_HEADERS,
+    LoginLimiter,
+    NotLoggedIn,
+    Sessions,
+    check_csrf,
+    csp,
+    login_redirect,
+    new_login_token,
+    safe_next,
+    same_origin,
+)
 from .settings import ConsoleSettings
 
 HERE = Path(__file__).parent
@@ -229,7 +241,7 @@ def create_console(store: Store, sinks: list[str], on_change: Callable[[Incident
                 while not hub.done:
                     try:
                         await asyncio.wait_for(poked.wait(), POLL_S)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     poked.clear()
                     if hub.done or await request.is_disconnected():

@@ -12,9 +12,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..timeutil import now_ms
 from . import accounts
 from .accounts import User
-from ..timeutil import now_ms
 
 SESSION_COOKIE = "pbh_session"
 LOGIN_CSRF_COOKIE = "pbh_login"

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..ids import incident_id
 from ..models import ACK_STAGE, FINAL, STAGES, Alert, Device, Incident, Outcome

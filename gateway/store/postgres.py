@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import psycopg
 
@@ -74,9 +74,8 @@ class PostgresStore(Store):
     def _tx(self) -> Iterator[psycopg.Cursor]:
         conn = self._acquire()
         try:
-            with conn.transaction():
-                with conn.cursor() as cur:
-                    yield cur
+            with conn.transaction(), conn.cursor() as cur:
+                yield cur
         finally:
             self._release(conn)
 
