@@ -87,15 +87,15 @@ clean:
 
 .PHONY: fuzz
 fuzz: setup   ## 100,000 fuzzed alerts through the gateway's parser and validator
-	$(BIN)/python -m tests.fuzz_gateway -n $${FUZZ_N:-100000}
+	$(BIN)/python -m tools.fuzz_gateway -n $${FUZZ_N:-100000}
 
 .PHONY: chaos
 chaos: setup firmware   ## 10,000 alerts through gateway kills, broker restarts, power cuts; writes docs/reliability.md
-	$(BIN)/python -m tests.chaos --json bench/chaos.json --report docs/reliability.md
+	$(BIN)/python -m tools.chaos --json bench/chaos.json --report docs/reliability.md
 
 .PHONY: screenshots
 screenshots: setup   ## the console's screenshots in docs/ (Klojen week seeded, Debian's chromium headless)
-	PANIC_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_console_screens.py
+	PANIC_SCREENSHOTS=1 $(BIN)/pytest -q tests/gateway/test_console_screens.py
 
 .PHONY: klojen malang
 klojen: setup   ## full Klojen: 675 buttons on the real firmware, operators, units, faults; report + plots in var/sim/klojen/

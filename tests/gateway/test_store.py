@@ -13,7 +13,7 @@ from gateway.store import FalseAlarmPolicy, Store
 from gateway.store.postgres import PostgresStore
 from gateway.store.schema import MIGRATIONS
 from gateway.store.sqlite import SqliteStore
-from tests.test_gateway_support import pg_dsn  # noqa: F401 (fixture)
+from tests.gateway.test_gateway_support import pg_dsn  # noqa: F401 (fixture)
 
 DEV = "klj-kauman-rw05-rt03"
 

@@ -1,4 +1,4 @@
-"""Fuzz the gateway's alert parser/validator: `python -m tests.fuzz_gateway -n 100000`.
+"""Fuzz the gateway's alert parser/validator: `python -m tools.fuzz_gateway -n 100000`.
 
 Inputs are mutations of valid alerts and of the hostile corpus. Most are re-signed with
 the device's real secret, so they get past the MAC into the JSON and schema checks,

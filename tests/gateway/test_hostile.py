@@ -12,7 +12,7 @@ from gateway import config
 from gateway.store import open_store
 from tests.conftest import wait_until
 from tests.devices import RawDevice
-from tests.hostile import CASES
+from tests.gateway.hostile import CASES
 
 
 @pytest.fixture

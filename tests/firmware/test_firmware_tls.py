@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 from simulator.firmware import FirmwareDevice
-from tests.test_gateway_support import KAUMAN, custom_stack
+from tests.gateway.test_gateway_support import KAUMAN, custom_stack
 
 
 def test_button_over_tls_with_the_pinned_ca_and_not_with_another(tmp_path):

@@ -11,7 +11,7 @@ from gateway import config, report
 from gateway.models import Alert, Device
 from gateway.store import open_store
 from simulator.stack import Stack
-from tests.test_gateway_support import custom_stack, device
+from tests.gateway.test_gateway_support import custom_stack, device
 
 MIN = 60_000
 

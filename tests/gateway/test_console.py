@@ -14,7 +14,7 @@ import pytest
 from simulator.firmware import FirmwareDevice
 from simulator.stack import BIN, Stack
 
-from .conftest import KAUMAN, Webhook
+from tests.conftest import KAUMAN, Webhook
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("PANIC_CHROMIUM", "/usr/bin/chromium")

@@ -8,7 +8,7 @@ import ssl
 
 from gateway import signing
 from tests.devices import RawDevice
-from tests.test_gateway_support import KAUMAN, close, custom_stack, login
+from tests.gateway.test_gateway_support import KAUMAN, close, custom_stack, login
 
 
 def test_broker_config_out_writes_a_tls_listener_with_a_generated_ca(tmp_path):

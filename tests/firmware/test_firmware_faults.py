@@ -15,7 +15,7 @@ from gateway import config, signing
 from simulator.firmware import BUILD_MAIN, FirmwareDevice
 from tests.conftest import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def link_up(fw, timeout=15):

@@ -2,8 +2,8 @@
 (SIGKILL), restarts mosquitto, cuts power to buttons between publish and ack and flaps
 their WiFi. Then it counts: every press must be exactly one incident and reach dispatch.
 
-    python -m tests.chaos                      # the full run (`make chaos`)
-    python -m tests.chaos --alerts 400 ...     # shorter
+    python -m tools.chaos                      # the full run (`make chaos`)
+    python -m tools.chaos --alerts 400 ...     # shorter
 
 Pressed = `trigger` commands written to running buttons; each makes one alert id.
 Lost = an alert id that never became an incident. Duplicate = a second incident for one
@@ -251,7 +251,7 @@ def write_report(result: dict, path: Path) -> None:
     rows = "\n".join(f"| {k} | {v} |" for k, v in result.items() if k != "plan")
     path.write_text(f"""# Reliability: the latest chaos run
 
-`make chaos` (`python -m tests.chaos`) runs {result['plan']['devices']} buttons on the real firmware
+`make chaos` (`python -m tools.chaos`) runs {result['plan']['devices']} buttons on the real firmware
 (`micropython -X heapsize=96K`) against the project's mosquitto and gateway, presses
 {result['plan']['alerts']} times over about {result['plan']['duration_s']:.0f} s, and meanwhile
 kills the gateway with SIGKILL, restarts mosquitto, cuts power to buttons that hold an

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.escalation import check_interval
 from tests.conftest import wait_until
-from tests.test_gateway_support import custom_stack, device
+from tests.gateway.test_gateway_support import custom_stack, device
 
 
 @pytest.fixture

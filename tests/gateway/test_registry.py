@@ -12,7 +12,7 @@ from gateway.models import Device
 from gateway.validate import check_alert
 from tests.conftest import wait_until
 from tests.devices import RawDevice
-from tests.test_gateway_support import close, device, login
+from tests.gateway.test_gateway_support import close, device, login
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """A short chaos run in `make test`; `make chaos` runs the full one (10,000 alerts)."""
 from __future__ import annotations
 
-from tests.chaos import Plan, run
+from tools.chaos import Plan, run
 
 
 def test_short_chaos_run_loses_and_doubles_nothing(tmp_path):

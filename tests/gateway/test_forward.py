@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET
 
 from gateway import config
 from tests.conftest import wait_until
-from tests.test_gateway_support import custom_stack, device
+from tests.gateway.test_gateway_support import custom_stack, device
 
 
 def _signed(post: dict, secret: str) -> bool:

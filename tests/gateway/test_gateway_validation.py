@@ -10,7 +10,7 @@ from gateway import signing
 from gateway.models import Alert, Device
 from gateway.validate import REASONS, check_alert
 from tests.conftest import wait_until
-from tests.test_gateway_support import custom_stack, device
+from tests.gateway.test_gateway_support import custom_stack, device
 
 DEV = "klj-kauman-rw05-rt03"
 SECRET = "ab" * 32

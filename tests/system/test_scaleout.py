@@ -10,7 +10,7 @@ import httpx
 from simulator.stack import wait_port
 from tests.conftest import wait_until
 from tests.devices import RawDevice
-from tests.test_gateway_support import custom_stack, pg_dsn  # noqa: F401 (fixture)
+from tests.gateway.test_gateway_support import custom_stack, pg_dsn  # noqa: F401 (fixture)
 
 DEVICES = 4
 PER_DEVICE = 25

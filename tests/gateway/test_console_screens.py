@@ -20,9 +20,9 @@ from gateway.models import Alert, Device
 from gateway.store import open_store
 from simulator.stack import Stack
 
-from .test_console import CHROMIUM, CHROMIUM_ARGS, add_user, login, playwright_api
+from tests.gateway.test_console import CHROMIUM, CHROMIUM_ARGS, add_user, login, playwright_api
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MIN = 60_000
 # Fictional RT heads and streets for the pictures; kelurahan centres from the scenario file.
 NAMES = ["Bapak Sutrisno", "Ibu Wahyuni", "Bapak Hariyanto", "Ibu Sri Rahayu", "Bapak Agus Salim",

@@ -12,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway import config
 from gateway.health import StatusError, parse_status
 from tests.conftest import wait_until
-from tests.test_gateway_support import KAUMAN, custom_stack
+from tests.gateway.test_gateway_support import KAUMAN, custom_stack
 
 DEV = "klj-kauman-rw05-rt03"
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from gateway import signing
 from gateway.models import Alert
 from gateway.validate import Rejection, check_alert
-from tests import fuzz_gateway as fz
+from tools import fuzz_gateway as fz
 
 NOW = int(time.time() * 1000)
 
