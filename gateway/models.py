@@ -4,12 +4,10 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field, fields
 
-# Incident lifecycle, in order; cancelled may follow any state before resolved.
-STAGES = ("new", "acknowledged", "dispatched", "on_scene", "resolved")
-FINAL = ("resolved", "cancelled")
-# Stage name carried in the device ack for each incident state.
-ACK_STAGE = {"new": "received", "acknowledged": "acknowledged", "dispatched": "dispatched",
-             "on_scene": "on_scene", "resolved": "resolved", "cancelled": "cancelled"}
+# The lifecycle's names live with its rules; re-exported for the code that reads them here.
+from .domain.lifecycle import ACK_STAGE, FINAL, STAGES
+
+__all__ = ["ACK_STAGE", "FINAL", "STAGES", "Alert", "Device", "Incident", "Outcome"]
 
 
 @dataclass

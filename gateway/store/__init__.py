@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..config import Config
-from .base import FalseAlarmPolicy, Store, TransitionError
+from ..domain.lifecycle import TransitionError
+from .base import FalseAlarmPolicy, Store
 
 
 def open_store(cfg: Config) -> Store:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..domain.lifecycle import TransitionError
 from ..ids import incident_id
 from ..models import ACK_STAGE, FINAL, STAGES, Alert, Device, Incident, Outcome
 from .schema import MIGRATIONS
@@ -50,10 +51,6 @@ def _reused(stored_body: str, a: Alert) -> bool:
     except ValueError:
         return False
     return type(t) is int and abs(t - a.t) > REUSE_TOLERANCE_MS
-
-
-class TransitionError(Exception):
-    """An action that does not fit the incident's state (HTTP 409)."""
 
 
 class Store:
