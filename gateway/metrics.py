@@ -16,6 +16,7 @@ ingest_batch = Histogram("panic_ingest_batch_size", "Alerts stored per commit",
                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 latency = Histogram("panic_latency_seconds", "Incident latencies by step", ["step"], buckets=_LATENCY)
 mqtt_connected = Gauge("panic_mqtt_connected", "1 while the gateway is connected to the broker")
+ingest_queue = Gauge("panic_ingest_queue", "Alert messages taken off the broker, not yet stored and acked")
 
 STEPS = ("press_to_received", "received_to_acknowledged", "received_to_dispatched", "press_to_on_scene")
 HEALTH = ("online", "offline", "sleeping", "silent", "unknown", "low_battery", "backlog")
