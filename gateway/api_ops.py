@@ -1,10 +1,8 @@
 """API routes for city operations: devices with health, the SLA report, CAP, dead letters.
 
-Mounted by api.create_app (extra_routes); `principal` is the app's bearer-token check.
+Module-level endpoints over `request.app.state` (store, cfg, on_requeue); bearer tokens only.
 """
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -13,89 +11,94 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from . import report
+from .auth import VIA_TOKEN, needs
 from .cap import to_cap
-from .config import Config
-from .store import Store
 from .timeutil import now_ms
 
-REQUEUE_ROLES = ("operator", "admin")
+
+@needs(via=VIA_TOKEN)
+def devices(request: Request) -> JSONResponse:
+    store = request.app.state.store
+    health = store.device_health()
+    want = request.query_params.get("health")
+    out = []
+    for d in store.list_devices():
+        h = health.get(d.id, {"health": "unknown"})
+        if want and h["health"] != want and not h.get(want):
+            continue
+        out.append({**d.public(), "health": h})
+    return JSONResponse({"devices": out})
 
 
-def ops_routes(store: Store, cfg: Config, principal: Callable[[Request], tuple[str, str]],
-               on_requeue: Callable[[], None] = lambda: None) -> list[BaseRoute]:
-    def devices(request: Request) -> JSONResponse:
-        principal(request)
-        health = store.device_health()
-        want = request.query_params.get("health")
-        out = []
-        for d in store.list_devices():
-            h = health.get(d.id, {"health": "unknown"})
-            if want and h["health"] != want and not h.get(want):
-                continue
-            out.append({**d.public(), "health": h})
-        return JSONResponse({"devices": out})
+@needs(via=VIA_TOKEN)
+def device(request: Request) -> JSONResponse:
+    store, cfg = request.app.state.store, request.app.state.cfg
+    dev = request.path_params["id"]
+    d = store.get_device(dev)
+    if d is None:
+        raise HTTPException(404, "no such device")
+    window = cfg.false_alarm_window_s * 1000
+    return JSONResponse({**d.public(), "health": store.device_health(dev).get(dev, {"health": "unknown"}),
+                         "false_alarms": store.false_alarms(dev, now_ms() - window),
+                         "events": store.device_events(dev)})
 
-    def device(request: Request) -> JSONResponse:
-        principal(request)
-        dev = request.path_params["id"]
-        d = store.get_device(dev)
-        if d is None:
-            raise HTTPException(404, "no such device")
-        window = cfg.false_alarm_window_s * 1000
-        return JSONResponse({**d.public(), "health": store.device_health(dev).get(dev, {"health": "unknown"}),
-                             "false_alarms": store.false_alarms(dev, now_ms() - window),
-                             "events": store.device_events(dev)})
 
-    def incident_cap(request: Request) -> Response:
-        principal(request)
-        inc = store.get_incident(request.path_params["id"])
-        if inc is None:
-            raise HTTPException(404, "no such incident")
-        xml = to_cap(inc.to_json(), inc.device, sender=cfg.cap_sender, utc_offset_min=cfg.utc_offset_min)
-        return Response(xml, media_type="application/cap+xml")
+@needs(via=VIA_TOKEN)
+def incident_cap(request: Request) -> Response:
+    cfg = request.app.state.cfg
+    inc = request.app.state.store.get_incident(request.path_params["id"])
+    if inc is None:
+        raise HTTPException(404, "no such incident")
+    xml = to_cap(inc.to_json(), inc.device, sender=cfg.cap_sender, utc_offset_min=cfg.utc_offset_min)
+    return Response(xml, media_type="application/cap+xml")
 
-    def sla_report(request: Request) -> JSONResponse:
-        principal(request)
-        q = request.query_params
-        now = now_ms()
-        try:
-            since = report.parse_since(q.get("since"), now)
-            until = report.parse_since(q.get("until"), now) if q.get("until") else now + 1
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
-        kinds = tuple(k for k in q.get("kind", "panic").split(",") if k in ("panic", "test"))
-        if not kinds:
-            raise HTTPException(400, "kind is panic, test or panic,test")
-        rep, _ = report.build(store, since_ms=since, until_ms=until, now_ms=now, sla_s=cfg.sla_s, kinds=kinds)
-        return JSONResponse(rep)
 
-    def dead(request: Request) -> JSONResponse:
-        principal(request)
-        try:
-            limit = min(int(request.query_params.get("limit", 500)), 5000)
-        except ValueError:
-            raise HTTPException(400, "limit is an integer") from None
-        return JSONResponse({"dead": store.dead_forwards(request.query_params.get("sink"), limit)})
+@needs(via=VIA_TOKEN)
+def sla_report(request: Request) -> JSONResponse:
+    cfg = request.app.state.cfg
+    q = request.query_params
+    now = now_ms()
+    try:
+        since = report.parse_since(q.get("since"), now)
+        until = report.parse_since(q.get("until"), now) if q.get("until") else now + 1
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    kinds = tuple(k for k in q.get("kind", "panic").split(",") if k in ("panic", "test"))
+    if not kinds:
+        raise HTTPException(400, "kind is panic, test or panic,test")
+    rep, _ = report.build(request.app.state.store, since_ms=since, until_ms=until, now_ms=now, sla_s=cfg.sla_s,
+                          kinds=kinds)
+    return JSONResponse(rep)
 
-    async def requeue(request: Request) -> JSONResponse:
-        role, _ = principal(request)
-        if role not in REQUEUE_ROLES:
-            raise HTTPException(403, f"role {role} may not requeue")
-        try:
-            fid = int(request.path_params["fid"])
-        except ValueError:
-            raise HTTPException(404, "no such dead letter") from None
-        if not await run_in_threadpool(store.retry_forward, fid, now_ms()):
-            raise HTTPException(404, "no such dead letter")
-        on_requeue()
-        return JSONResponse({"requeued": fid})
 
-    return [
-        Route("/api/devices", devices),
-        Route("/api/devices/{id}", device),
-        # Before /api/incidents/{id}, which would otherwise take "inc-….cap" as an id.
-        Route("/api/incidents/{id}.cap", incident_cap),
-        Route("/api/report", sla_report),
-        Route("/api/forwards/dead", dead),
-        Route("/api/forwards/dead/{fid}/retry", requeue, methods=["POST"]),
-    ]
+@needs(via=VIA_TOKEN)
+def dead(request: Request) -> JSONResponse:
+    try:
+        limit = min(int(request.query_params.get("limit", 500)), 5000)
+    except ValueError:
+        raise HTTPException(400, "limit is an integer") from None
+    return JSONResponse({"dead": request.app.state.store.dead_forwards(request.query_params.get("sink"), limit)})
+
+
+# Requeueing a dead letter sends it again to a city system: the desk's call, not a viewer's.
+@needs(via=VIA_TOKEN, role="operator")
+async def requeue(request: Request) -> JSONResponse:
+    try:
+        fid = int(request.path_params["fid"])
+    except ValueError:
+        raise HTTPException(404, "no such dead letter") from None
+    if not await run_in_threadpool(request.app.state.store.retry_forward, fid, now_ms()):
+        raise HTTPException(404, "no such dead letter")
+    request.app.state.on_requeue()
+    return JSONResponse({"requeued": fid})
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/api/devices", devices),
+    Route("/api/devices/{id}", device),
+    # Before /api/incidents/{id}, which would otherwise take "inc-….cap" as an id.
+    Route("/api/incidents/{id}.cap", incident_cap),
+    Route("/api/report", sla_report),
+    Route("/api/forwards/dead", dead),
+    Route("/api/forwards/dead/{fid}/retry", requeue, methods=["POST"]),
+]

@@ -1,8 +1,9 @@
 """What the maps draw without any tile server: kelurahan centres, police posts, RT buttons.
 
-Kelurahan centres and posts come from the scenario file (simulator/scenarios/klojen.json
-by default, `[console] areas`); where it is missing, a kelurahan's centre is the mean of
-its registered buttons, so any deployment's own registry is enough.
+Kelurahan centres and posts come from an areas file (`[console] areas`; by default
+gateway/data/klojen_areas.json, shipped with the gateway); where a kelurahan is missing
+from it, its centre is the mean of its registered buttons, so any deployment's own
+registry is enough.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Who is asking: session cookies, CSRF tokens, the login rate limit, security headers."""
+"""The console's own guards: session cookies, CSRF tokens, the login rate limit, security headers."""
 from __future__ import annotations
 
 import hmac
@@ -11,38 +11,29 @@ from urllib.parse import urlsplit
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..auth import Principal
 from ..timeutil import now_ms
 from . import accounts
-from .accounts import User
 
 SESSION_COOKIE = "pbh_session"
 LOGIN_CSRF_COOKIE = "pbh_login"
 BASE = "/console"
 
 
-class NotLoggedIn(Exception):
-    """Turned into a redirect to the login page (or 401 for scripts and streams)."""
-
-
 class Sessions:
-    def __init__(self, store, secure: bool, ttl_ms: int) -> None:
+    """Opens and closes console sessions; reading them is auth.CredentialsBackend's job."""
+
+    def __init__(self, store, *, secure: bool, ttl_ms: int) -> None:
         self.store, self.secure, self.ttl_ms = store, secure, ttl_ms
 
-    def user(self, request: Request) -> tuple[User, str] | None:
-        token = request.cookies.get(SESSION_COOKIE)
-        if not token or len(token) > 100:
-            return None
-        return accounts.session(self.store, token, now_ms())
-
-    def require(self, request: Request, roles: tuple[str, ...] | None = None) -> tuple[User, str]:
-        found = self.user(request)
+    def principal(self, token: str) -> Principal | None:
+        found = accounts.session(self.store, token, now_ms())
         if found is None:
-            raise NotLoggedIn()
-        if roles is not None and found[0].role not in roles:
-            raise HTTPException(403, "forbidden")
-        request.state.user, request.state.csrf = found
-        return found
+            return None
+        user, csrf = found
+        return Principal(user.name, user.role, unit=user.unit, csrf=csrf)
 
     def set_cookie(self, response: Response, name: str, value: str, max_age: int | None) -> None:
         # HttpOnly: scripts never see it; Strict: no other site can make the browser send it.
@@ -68,8 +59,12 @@ def same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host")
 
 
-def check_csrf(request: Request, expected: str, sent: str | None) -> None:
-    if not same_origin(request) or not sent or not hmac.compare_digest(sent, expected):
+def check_csrf(request: Request, expected: str, sent: object) -> None:
+    """403 unless the request comes from our own pages with the session's token.
+
+    `sent` is whatever the form or header carried: a file upload in its place is refused too."""
+    if not same_origin(request) or not isinstance(sent, str) or not sent or not expected \
+            or not hmac.compare_digest(sent.encode(), expected.encode()):
         raise HTTPException(403, "csrf")
 
 
@@ -148,3 +143,32 @@ def csp(tile_url: str) -> str:
     # No inline scripts at all; Leaflet sets element styles, hence style 'unsafe-inline'.
     return (f"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src {img}; "
             "connect-src 'self'; media-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+
+
+class SecurityHeaders:
+    """Pure ASGI (not BaseHTTPMiddleware), so the live stream is never buffered.
+
+    Only paths under `prefix` get the headers: the console's pages, never the JSON API."""
+
+    def __init__(self, app: ASGIApp, *, policy: str, prefix: str = BASE) -> None:
+        self.app, self.policy, self.prefix = app, policy, prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _under(scope["path"], self.prefix):
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                for k, v in {**SECURITY_HEADERS, "Content-Security-Policy": self.policy}.items():
+                    if k.lower().encode() not in names:
+                        headers.append((k.lower().encode(), v.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")

@@ -3,20 +3,25 @@ the real gateway, broker and firmware under micropython: a press shows up in the
 queue within 1 s, and every step taken on the page reaches the button as its ack."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
+import gateway
+from gateway.console import geo
+from gateway.console.settings import ConsoleSettings
 from simulator.firmware import FirmwareDevice
 from simulator.stack import BIN, Stack
-
 from tests.conftest import KAUMAN, Webhook
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("PANIC_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -121,7 +126,7 @@ def test_nothing_works_without_login(console):
 def test_session_cookie_is_httponly_strict(console):
     _, r = http_login(console, "op")
     assert r.status_code == 303
-    cookie = [v for k, v in r.headers.multi_items() if k == "set-cookie" and v.startswith("pbh_session=")][0]
+    cookie = next(v for k, v in r.headers.multi_items() if k == "set-cookie" and v.startswith("pbh_session="))
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
 
 
@@ -151,6 +156,18 @@ def test_login_rate_limited_per_address_and_user(console):
     assert "pbh_session" not in r.headers.get("set-cookie", "")
     _, r = http_login(console, "op")  # another user from the same address is not locked out
     assert r.status_code == 303
+
+
+def test_maps_read_the_gateways_own_areas_not_the_simulators():
+    areas = Path(ConsoleSettings().areas).resolve()
+    assert areas.is_relative_to(Path(gateway.__file__).parent) and areas.exists()
+    drawn = geo.layers(str(areas), [])
+    # The same Klojen the simulator presses buttons in: its kelurahan centres and posts.
+    scenario = json.loads((ROOT / "simulator/scenarios/klojen.json").read_text())
+    assert [(k["name"], k["lat"], k["lon"]) for k in drawn["kelurahan"]] == \
+        sorted((k["name"], k["lat"], k["lon"]) for k in scenario["kelurahan"])
+    assert [p["name"] for p in drawn["posts"]] == [p["name"] for p in scenario["posts"]]
+    assert drawn["spread_m"] == scenario["spread_m"]
 
 
 # --- in the browser -----------------------------------------------------------------------------

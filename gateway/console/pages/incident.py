@@ -1,0 +1,66 @@
+"""One incident: its card, timeline and map, and the desk's actions on it."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from ... import actions
+from ...auth import VIA_SESSION, needs
+from ...domain.lifecycle import TransitionError, allowed_actions
+from ...timeutil import now_ms
+from .. import accounts, queries
+from ..render import render, sla_ms, tr, wants_json
+from ..security import BASE, check_csrf, safe_next
+
+MAX_NOTE = 2000
+MAX_UNIT = 64
+
+
+@needs(via=VIA_SESSION)
+async def incident_page(request: Request) -> Response:
+    store, settings, user = request.app.state.store, request.app.state.settings, request.user
+    inc = await run_in_threadpool(store.get_incident, request.path_params["id"])
+    if inc is None:
+        raise HTTPException(404, "not_found")
+    events = await run_in_threadpool(store.events, inc.id)
+    falses = (await run_in_threadpool(queries.false_alarms, store, [inc.dev], now_ms())).get(inc.dev, 0)
+    timeline, prev = [], inc.press_ms
+    for e in events:
+        timeline.append({**e, "since_press": e["at_ms"] - inc.press_ms, "step": e["at_ms"] - prev})
+        prev = e["at_ms"]
+    units = await run_in_threadpool(accounts.units, store)
+    boot = {"incident": inc.to_json(), "tile_url": settings.tile_url,
+            "tile_attribution": settings.tile_attribution, "words": tr(request).table(),
+            "sla_ms": sla_ms(request), "now": now_ms()}
+    return render(request, "incident.html", inc=inc, dev=inc.device or {}, timeline=timeline,
+                  latency=inc.latencies(), actions=allowed_actions(inc.state, user.role),
+                  falses=falses, units=units, boot=boot, sla_ms=sla_ms(request),
+                  ok=request.query_params.get("ok", ""), err=request.query_params.get("err", ""))
+
+
+def _with(back: str, key: str, value: str) -> str:
+    return f"{back}{'&' if '?' in back else '?'}{key}={value}"
+
+
+@needs(via=VIA_SESSION)
+async def act(request: Request) -> Response:
+    form = await request.form()
+    check_csrf(request, request.user.csrf, form.get("csrf") or request.headers.get("x-csrf-token"))
+    inc_id, action = request.path_params["id"], request.path_params["action"]
+    actions.permitted(action, request.user)
+    note = str(form.get("note") or "").strip()[:MAX_NOTE] or None
+    unit = str(form.get("unit") or "").strip()[:MAX_UNIT] or None
+    back = safe_next(str(form.get("next") or f"{BASE}/incidents/{inc_id}"))
+    try:
+        inc = await actions.take(request, inc_id, action, note=note, unit=unit)
+    except TransitionError as exc:
+        if wants_json(request):
+            raise  # the app's handler answers 409
+        return RedirectResponse(_with(back, "err", quote(str(exc)[:200])), 303)
+    if wants_json(request):
+        return JSONResponse({"state": inc.state, "id": inc.id})
+    return RedirectResponse(_with(back, "ok", action), 303)
