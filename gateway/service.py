@@ -6,11 +6,8 @@ import logging
 import uvicorn
 
 from . import broker, metrics
-from .api import create_app
-from .api_ops import ops_routes
 from .cap import to_cap
 from .config import Config
-from .console.app import mount_console
 from .console.hub import Hub
 from .console.settings import load as console_settings
 from .escalation import Escalator
@@ -19,6 +16,7 @@ from .health import HealthMonitor
 from .ingest import Ingest
 from .models import ACK_STAGE
 from .store import open_store
+from .web import build_app
 
 log = logging.getLogger("panic.gateway")
 
@@ -81,9 +79,8 @@ def run(cfg: Config) -> None:
                     log.warning("device %s suspended by the false-alarm policy", inc.dev)
         wake_forwarders()
 
-    app = create_app(store, health, sinks, on_change,
-                     extra_routes=lambda principal: ops_routes(store, cfg, principal, wake_forwarders))
-    mount_console(app, store, sinks, on_change, hub, console_settings(cfg))
+    app = build_app(store=store, cfg=cfg, console_settings=console_settings(cfg), hub=hub, health=health,
+                    on_change=on_change, on_requeue=wake_forwarders)
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port,
                                            log_level="warning", access_log=False))
     hub.stopping = lambda: server.should_exit  # live streams end so shutdown need not wait
