@@ -3,9 +3,9 @@
 One process holds thousands of device connections: each is an `asyncio.Protocol` with
 the device's own login (client id = username = device id), `clean_session=0`, the will
 (retained `{"v":1,"dev":…,"state":"offline"}` on `<root>/<dev>/status`), a QoS 1
-subscription to its own `ack`, signed QoS 1 alerts (gateway.signing, as the firmware
-signs) and retained QoS 1 status heartbeats. Every incoming ack is PUBACKed and its MAC
-verified before it counts, exactly as the firmware does.
+subscription to its own `ack`, signed QoS 1 alerts and retained QoS 1 status heartbeats
+(bodies and signatures from `protocol`, as the firmware's). Every incoming ack is
+PUBACKed and checked by `protocol.parse_ack`, as the firmware checks it, before it counts.
 
 Keepalive pings for all connections come from one timer (a task per connection would
 cost more than the connections); a connection can "vanish" (stop sending anything, socket
@@ -15,15 +15,14 @@ the will are what reveal it.
 from __future__ import annotations
 
 import asyncio
-import json
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gateway import signing
+import protocol
 
-ROOT = "panic/v1"
+ROOT = protocol.TOPIC_ROOT
 
 
 # --- codec -------------------------------------------------------------------------------
@@ -69,20 +68,16 @@ DISCONNECT = b"\xe0\x00"
 
 
 def alert_body(dev: str, boot: int, seq: int, kind: str = "panic", age: int = 3) -> bytes:
-    """The firmware's alert body (field order does not matter: the MAC covers the bytes)."""
-    return json.dumps({"v": 1, "dev": dev, "id": f"{dev}:{boot}:{seq}", "boot": boot, "seq": seq,
-                       "kind": kind, "t": time.time_ns() // 1_000_000, "age": age, "lat6": -7982600,
-                       "lon6": 112627000, "acc": 25, "src": "fixed", "batt": 87, "rssi": -61},
-                      separators=(",", ":")).encode()
+    """A bench button's alert: pressed now, at Kauman's fixed location."""
+    return protocol.alert_body(dev=dev, boot=boot, seq=seq, kind=kind, t=time.time_ns() // 1_000_000, age=age,
+                               lat6=-7982600, lon6=112627000, acc=25, src="fixed", batt=87, rssi=-61)
 
 
 def status_body(dev: str, boot: int, up: int, state: str = "online") -> bytes:
-    return json.dumps({"v": 1, "dev": dev, "state": state, "fw": "bench", "boot": boot, "up": up,
-                       "batt": 87, "rssi": -61, "outbox": 0}, separators=(",", ":")).encode()
+    return protocol.status_body(dev=dev, state=state, fw="bench", boot=boot, up=up, batt=87, rssi=-61, outbox=0)
 
 
-def will_body(dev: str) -> bytes:
-    return json.dumps({"v": 1, "dev": dev, "state": "offline"}, separators=(",", ":")).encode()
+will_body = protocol.will_body
 
 
 # --- one device connection ---------------------------------------------------------------
@@ -113,6 +108,7 @@ class DeviceConn(asyncio.Protocol):
         self.inflight: dict[int, str] = {}  # packet id -> alert id (or "" for a status)
         self.vanished = False
         self.observer: Callable[[bytes, bytes, float], None] | None = None
+        self.observer_login: tuple[str, str] | None = None   # (user, password) of a plain subscriber
         self.closed = load.loop.create_future()
         self.t_io = 0.0
         self.t_status = 0.0
@@ -121,9 +117,13 @@ class DeviceConn(asyncio.Protocol):
     # -- transport ----------------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if self.observer_login is not None:
+            user, password = self.observer_login
+            self._write(connect_packet(self.dev, user, password, self.load.keepalive, None, None, clean=True))
+            return
         c = self.creds
         self._write(connect_packet(c.dev, c.dev, c.password, self.load.keepalive,
-                                   f"{self.load.root}/{c.dev}/status", will_body(c.dev)))
+                                   protocol.status_topic(c.dev, self.load.root), will_body(c.dev)))
 
     def connection_lost(self, exc) -> None:
         self.load.conns.pop(self.dev, None)
@@ -190,27 +190,27 @@ class DeviceConn(asyncio.Protocol):
                     self.connack.set_result(True)
                 else:
                     self.connack.set_exception(ConnectionError(f"{self.dev}: CONNACK rc={body[1]}"))
-        elif kind == 0x90:
-            if not self.suback.done():
-                self.suback.set_result(body[2:])
+        elif kind == 0x90 and not self.suback.done():
+            self.suback.set_result(body[2:])
         # PINGRESP (0xD0) needs nothing
 
     # -- device actions -----------------------------------------------------------------
     def send_alert(self, kind: str = "panic") -> str:
         self.seq += 1
         body = alert_body(self.dev, self.boot, self.seq, kind)
-        aid = f"{self.dev}:{self.boot}:{self.seq}"
+        aid = protocol.alert_id(self.dev, self.boot, self.seq)
         pid = self._next_pid()
         self.inflight[pid] = aid
         self.load.sent[aid] = time.perf_counter()
-        self._write(publish_packet(f"{self.load.root}/{self.dev}/alert", signing.sign(body, self.creds.secret), pid))
+        self._write(publish_packet(protocol.alert_topic(self.dev, self.load.root),
+                                   protocol.sign(body, self.creds.secret), pid))
         return aid
 
     def send_status(self) -> None:
         pid = self._next_pid()
         self.inflight[pid] = ""
         up = int(time.monotonic() - self.started)
-        self._write(publish_packet(f"{self.load.root}/{self.dev}/status",
+        self._write(publish_packet(protocol.status_topic(self.dev, self.load.root),
                                    status_body(self.dev, self.boot, up), pid, retain=True))
         self.t_status = time.monotonic()
         self.load.statuses += 1
@@ -261,9 +261,9 @@ class Load:
         for attempt in range(retries):
             conn = DeviceConn(self, creds, boot)
             try:
-                await self.loop.create_connection(lambda: conn, self.host, self.port)
+                await self._dial(conn)
                 await asyncio.wait_for(conn.connack, 20)
-                conn.transport.write(subscribe_packet(f"{self.root}/{creds.dev}/ack", conn._next_pid()))
+                conn._write(subscribe_packet(protocol.ack_topic(creds.dev, self.root), conn._next_pid()))
                 await asyncio.wait_for(conn.suback, 20)
             except (TimeoutError, OSError, ConnectionError):
                 self.connect_failures += 1
@@ -274,6 +274,9 @@ class Load:
             self.conns[creds.dev] = conn
             return conn
         raise ConnectionError(f"{creds.dev}: could not connect after {retries} tries")
+
+    async def _dial(self, conn: DeviceConn) -> None:
+        await self.loop.create_connection(lambda: conn, self.host, self.port)
 
     async def connect_all(self, creds: list[Creds], concurrency: int = 200, boot: int = 1) -> float:
         """Connect every device (at most `concurrency` handshakes at once); returns seconds."""
@@ -332,12 +335,10 @@ class Load:
         descriptor above 1024, which a process holding 10,000 connections hands out)."""
         conn = DeviceConn(self, Creds(f"bench-observer-{id(callback) % 10000}", "", password), 1)
         conn.observer = callback
-        conn.creds = Creds(conn.dev, "", password)
-        conn.connection_made = lambda transport: (setattr(conn, "transport", transport), conn._write(
-            connect_packet(conn.dev, user, password, self.keepalive, None, None, clean=True)))
+        conn.observer_login = (user, password)
         await self.loop.create_connection(lambda: conn, self.host, self.port)
         await asyncio.wait_for(conn.connack, 20)
-        conn.transport.write(subscribe_packet(topic, conn._next_pid()))
+        conn._write(subscribe_packet(topic, conn._next_pid()))
         await asyncio.wait_for(conn.suback, 20)
         self.conns[conn.dev] = conn
         return conn
@@ -347,16 +348,11 @@ class Load:
         if conn.observer is not None:
             conn.observer(topic, payload, t)
             return
-        parts = signing.split(payload)
-        if parts is None or not signing.verify(parts[0], parts[1], conn.creds.secret):
+        _, ack = protocol.parse_ack(payload, conn.creds.secret)
+        if ack is None:
             self.bad_acks += 1
             return
-        try:
-            ack = json.loads(parts[0])
-        except ValueError:
-            self.bad_acks += 1
-            return
-        aid, stage = ack.get("id"), ack.get("stage")
+        aid, stage = ack["id"], ack["stage"]
         self.ack_count += 1
         if aid not in self.acked:
             rec = AckRecord(aid, stage, t)

@@ -2,18 +2,17 @@
 including hostile ones, with a device's real broker credentials."""
 from __future__ import annotations
 
-import json
 import queue
 import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import signing
+import protocol
 
 
 class RawDevice:
-    def __init__(self, creds: dict, port: int, root: str = "panic/v1", subscribe_ack: bool = True) -> None:
+    def __init__(self, creds: dict, port: int, root: str = protocol.TOPIC_ROOT, *, subscribe_ack: bool = True) -> None:
         self.dev = creds["id"]
         self.secret = creds["secret"]
         self.root = root
@@ -21,32 +20,32 @@ class RawDevice:
         self.sent: dict[tuple[int, int], bytes] = {}
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{self.dev}")
         self.client.username_pw_set(creds["mqtt_username"], creds["mqtt_password"])
-        self.client.on_message = lambda c, u, m: self.acks.put(m.payload)
+        self.client.on_message = lambda c, u, m: self.acks.put(bytes(m.payload))
         self.subacks: queue.Queue = queue.Queue()
         self.client.on_subscribe = lambda c, u, mid, codes, p: self.subacks.put(codes)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if subscribe_ack:
-            self.subscribe(f"{root}/{self.dev}/ack")
+            self.subscribe(protocol.ack_topic(self.dev, root))
 
     def subscribe(self, topic: str) -> list:
         self.client.subscribe(topic, qos=1)
         return self.subacks.get(timeout=5)
 
     def body(self, seq: int = 1, boot: int = 1, **over) -> bytes:
-        b = {"v": 1, "dev": self.dev, "id": f"{self.dev}:{boot}:{seq}", "boot": boot, "seq": seq,
-             "kind": "panic", "t": time.time_ns() // 1_000_000, "age": 3, "lat6": -7982600,
-             "lon6": 112627000, "acc": 25, "src": "fixed", "batt": 87, "rssi": -61}
+        """A valid alert body; `over` replaces or adds fields, hostile values included."""
+        b = protocol.alert_fields(dev=self.dev, boot=boot, seq=seq, kind="panic", t=time.time_ns() // 1_000_000,
+                                  age=3, lat6=-7982600, lon6=112627000, acc=25, src="fixed", batt=87, rssi=-61)
         b.update(over)
-        return json.dumps(b).encode()
+        return protocol.encode(b)
 
     def publish(self, payload: bytes, topic: str | None = None) -> None:
-        info = self.client.publish(topic or f"{self.root}/{self.dev}/alert", payload, qos=1)
+        info = self.client.publish(topic or protocol.alert_topic(self.dev, self.root), payload, qos=1)
         info.wait_for_publish(5)
 
     def send(self, seq: int = 1, **over) -> bytes:
         body = self.body(seq, **over)
-        self.sent[(over.get("boot", 1), seq)] = signing.sign(body, self.secret)
+        self.sent[(over.get("boot", 1), seq)] = protocol.sign(body, self.secret)
         self.publish(self.sent[(over.get("boot", 1), seq)])
         return body
 
@@ -56,9 +55,9 @@ class RawDevice:
 
     def ack(self, timeout: float = 5.0) -> dict:
         payload = self.acks.get(timeout=timeout)
-        parts = signing.split(payload)
-        assert parts and signing.verify(parts[0], parts[1], self.secret), "ack MAC must verify"
-        return json.loads(parts[0])
+        reason, ack = protocol.parse_ack(payload, self.secret)
+        assert ack is not None, f"ack refused as a button would: {reason}"
+        return ack
 
     def close(self) -> None:
         self.client.disconnect()
