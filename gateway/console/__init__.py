@@ -1,7 +1,9 @@
-"""The dispatch console: a browser UI served by the gateway under /console (issue 5).
+"""The dispatch console: a browser UI served by the gateway under /console.
 
-Modules: app (routes), security (sessions, CSRF, login limit), accounts (users and sessions
-in the database), hub (live-change pokes), queries/health/sla/geo (reads), i18n (words),
-settings ([console] in gateway.toml), cli (`panic-gateway user ...`). Nothing is imported
-here, so the CLI does not pay for the web stack.
+Modules: app (routes, error pages, shared state), pages/ (one module per screen), render
+(templates and formatters), security (sessions, CSRF, login limit, headers), accounts
+(users and sessions over the store), hub (live-change pokes), queries/health/sla/geo
+(reads), i18n (words), settings ([console] in gateway.toml), cli (`panic-gateway user ...`).
+Who is asking is gateway/auth.py's job, shared with the API. Nothing is imported here, so
+the CLI does not pay for the web stack.
 """

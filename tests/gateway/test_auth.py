@@ -17,12 +17,13 @@ from gateway.config import Config
 from gateway.console import accounts
 from gateway.console.hub import Hub
 from gateway.console.settings import ConsoleSettings
-from gateway.models import Incident
+from gateway.models import Alert, Device, Incident
 from gateway.store.sqlite import SqliteStore
 from gateway.web import build_app
 
 PASSWORD = "kata-sandi-uji-1"
 ROLES = ("viewer", "responder", "operator", "admin")
+DEV = "klj-kauman-rw05-rt03"
 
 
 def found(pattern: str, text: str) -> str:
@@ -45,6 +46,7 @@ class App:
             self.tokens[role] = new_token()
             self.store.add_token(token_hash(self.tokens[role]), role, f"script-{role}", now)
             accounts.set_user(self.store, role, role, PASSWORD, "sabhara-2" if role == "responder" else "", now)
+        self.store.add_device(Device(id=DEV, secret="s" * 64, mqtt_password="p", kelurahan="Kauman", created_ms=1))
 
     def _requeued(self) -> None:
         self.requeued += 1
@@ -66,11 +68,20 @@ class App:
         return c
 
 
-@pytest.fixture
-def web(tmp_path):
-    a = App(tmp_path)
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    a = App(tmp_path_factory.mktemp("web"))
     yield a
     a.store.close()
+
+
+def new_incident(web: App, seq: int) -> str:
+    now = time.time_ns() // 1_000_000
+    a = Alert(id=f"{DEV}:1:{seq}", dev=DEV, boot=1, seq=seq, kind="panic", t=now - 50, age=50, lat6=-7982600,
+              lon6=112627000, acc=25, src="fixed", batt=80, rssi=-60, ref=None, received_ms=now, body="{}")
+    inc = web.store.ingest([a])[0].incident
+    assert inc is not None
+    return inc.id
 
 
 def test_role_scopes_follow_the_hierarchy():
@@ -133,6 +144,38 @@ def test_roles_through_the_decorator_give_403(web):
     assert responder.get("/console/responder").status_code == 200
     assert web.session("viewer").get("/console/responder").status_code == 403
     assert web.session("viewer").get("/console/dashboard").status_code == 200
+
+
+def test_both_edges_take_actions_alike_and_tell_the_button(web):
+    inc = new_incident(web, 1)
+    api = web.bearer("operator")
+    r = api.post(f"/api/incidents/{inc}/acknowledge", json={"note": "seen"})
+    assert r.status_code == 200 and r.json()["state"] == "acknowledged"
+    assert api.post(f"/api/incidents/{inc}/acknowledge").status_code == 409  # already acknowledged
+    assert api.post(f"/api/incidents/{inc}/dispatch").json()["error"] == "dispatch needs a unit"
+    desk = web.session("operator")
+    csrf = found(r'"csrf": "([^"]+)"', desk.get("/console/").text)
+    r = desk.post(f"/console/incidents/{inc}/dispatch", data={"csrf": csrf, "unit": "sabhara-2"})
+    assert r.status_code == 303 and r.headers["location"] == f"/console/incidents/{inc}?ok=dispatch"
+    r = desk.post(f"/console/incidents/{inc}/dispatch", data={"csrf": csrf, "unit": "sabhara-2"},
+                  headers={"Accept": "application/json"})
+    assert r.status_code == 200 and r.json()["state"] == "dispatched"
+    # A responder on its phone: the field's actions only.
+    phone = web.session("responder")
+    csrf = found(r'name="csrf" value="([^"]+)"', phone.get("/console/responder").text)
+    r = phone.post(f"/console/incidents/{inc}/on_scene", data={"csrf": csrf, "next": "/console/responder"})
+    assert r.status_code == 303 and r.headers["location"] == "/console/responder?ok=on_scene"
+    r = phone.post(f"/console/incidents/{inc}/acknowledge", data={"csrf": csrf, "next": "/console/responder"})
+    assert r.status_code == 403
+    # A step that no longer fits: back to the page with the reason, or 409 for scripts.
+    r = desk.post(f"/console/incidents/{inc}/on_scene", data={"csrf": found(r'"csrf": "([^"]+)"', desk.get("/console/").text)})
+    assert r.status_code == 303 and "err=already%20on_scene" in r.headers["location"]
+    assert [(i.id, i.state) for i in web.changed] == [(inc, "acknowledged"), (inc, "dispatched"),
+                                                       (inc, "dispatched"), (inc, "on_scene")]
+    events = web.store.events(inc)
+    assert [e["actor"] for e in events[1:]] == ["operator:script-operator", "operator:operator",
+                                                "operator:operator", "responder:responder"]
+    web.changed.clear()
 
 
 def test_actions_refused_by_role_before_the_incident_is_read(web):
