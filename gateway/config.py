@@ -9,8 +9,12 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
+
+if TYPE_CHECKING:
+    from .sinks.base import SinkEntry
 
 DEFAULT_PATH = Path("var/gateway.toml")
 
@@ -55,23 +59,6 @@ class ApiConfig:
     port: int = 8080
 
 
-# Events a webhook may ask for: incident stages, escalation, and device events (ops).
-INCIDENT_EVENTS = ("new", "acknowledged", "dispatched", "en_route", "on_scene", "resolved", "cancelled",
-                   "escalated")
-DEVICE_EVENTS = ("health", "policy")
-
-
-@dataclass
-class WebhookConfig:
-    url: str
-    secret: str = ""
-    name: str = ""
-    # Empty: every incident event. Else only these (e.g. ["escalated"], or ["health", "policy"]
-    # for an operations webhook).
-    events: list = field(default_factory=list)
-    format: str = "json"  # json | cap (CAP 1.2 XML of the incident)
-
-
 @dataclass
 class Config:
     path: Path
@@ -98,7 +85,13 @@ class Config:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
-    webhooks: list[WebhookConfig] = field(default_factory=list)
+    # Every dispatch sink: the built-in ones, `[[webhooks]]` and `[[sinks]]` (gateway/sinks/registry.py).
+    sinks: list[SinkEntry] = field(default_factory=list)
+
+    @property
+    def webhooks(self) -> list[Any]:
+        """The options (url, secret, format) of every webhook sink."""
+        return [e.options for e in self.sinks if e.module == "gateway.sinks.webhook"]
 
 
 def _section(cls, data: dict, base: Path, name: str):
@@ -130,7 +123,7 @@ def load(path: str | os.PathLike | None = None) -> Config:
     gw = dict(raw.get("gateway", {}))
     cfg = Config(path=path)
     for key, value in gw.items():
-        if key not in Config.__dataclass_fields__ or key in ("path", "mqtt", "broker", "store", "api", "webhooks"):
+        if key not in Config.__dataclass_fields__ or key in ("path", "mqtt", "broker", "store", "api", "sinks"):
             raise ConfigError(f"[gateway]: unknown key {key!r}")
         default = Config.__dataclass_fields__[key].default
         ok = isinstance(value, (int, float)) if isinstance(default, float) else type(value) is type(default)
@@ -141,17 +134,13 @@ def load(path: str | os.PathLike | None = None) -> Config:
     cfg.broker = _section(BrokerConfig, raw.get("broker", {}), base, "broker")
     cfg.store = _section(StoreConfig, raw.get("store", {}), base, "store")
     cfg.api = _section(ApiConfig, raw.get("api", {}), base, "api")
-    cfg.webhooks = [_section(WebhookConfig, w, base, "webhooks") for w in raw.get("webhooks", [])]
+    # Sink modules import this one: load the registry only once the module is whole.
+    from .sinks.registry import parse as parse_sinks
+    cfg.sinks = parse_sinks(raw.get("sinks"), raw.get("webhooks"), base)
     if cfg.store.kind not in ("sqlite", "postgres"):
         raise ConfigError(f"[store] kind must be sqlite or postgres, not {cfg.store.kind!r}")
     if cfg.false_alarm_action not in ("flag", "suspend"):
         raise ConfigError(f"[gateway] false_alarm_action must be flag or suspend, not {cfg.false_alarm_action!r}")
-    for i, hook in enumerate(cfg.webhooks):
-        bad = set(hook.events) - set(INCIDENT_EVENTS) - set(DEVICE_EVENTS)
-        if bad:
-            raise ConfigError(f"[[webhooks]] {hook.name or i}: unknown events {sorted(bad)}")
-        if hook.format not in ("json", "cap"):
-            raise ConfigError(f"[[webhooks]] {hook.name or i}: format must be json or cap")
     if cfg.forward_backoff_ms <= 0 or cfg.escalate_after_s <= 0 or cfg.heartbeat_s <= 0:
         raise ConfigError("[gateway] forward_backoff_ms, escalate_after_s and heartbeat_s must be positive")
     return cfg

@@ -3,22 +3,16 @@
 Every incident event is queued per sink in the same transaction that stores it, so a
 sink that is down loses nothing: one thread per sink delivers the queue in order,
 retrying with exponential backoff, and gives an entry up as dead only after a
-configured age (dead entries stay visible in the API).
+configured age (dead entries stay visible in the API). An entry the sink refuses for
+good (DeliveryError(permanent=True)) is dead at once, so it does not hold up the rest.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import logging
 import threading
-from collections.abc import Callable
-
-import httpx
 
 from . import metrics
-from .config import WebhookConfig
-from .sinks import sink_names  # noqa: F401  (re-exported: the walking skeleton's name)
+from .sinks import DeliveryError, Forward, Sink
 from .store import Store
 from .timeutil import now_ms
 
@@ -27,24 +21,19 @@ log = logging.getLogger("panic.forward")
 POLL_S = 0.5  # also picks up work another gateway queued, and retries that fall due
 
 
-def signature(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 class Forwarder:
-    """Drains one sink's queue; `deliver` raises on failure.
+    """Drains one sink's queue through `sink.deliver`.
 
     Entries are claimed with a lease (see Store.claim_forwards), so any number of
     gateways may run a forwarder for the same sink on one PostgreSQL queue and each
     entry still goes out once; a forwarder that dies mid-delivery leaves its lease to
     run out, after which another (or its own restart, same owner) takes the entry."""
 
-    def __init__(self, sink: str, store: Store, deliver: Callable[[str, str], None], dead_after_s: int,
-                 owner: str = "gateway-1", backoff_ms: int = 1000, backoff_max_s: int = 300,
-                 lease_s: int = 60) -> None:
+    def __init__(self, sink: Sink, store: Store, *, dead_after_s: int, owner: str = "gateway-1",
+                 backoff_ms: int = 1000, backoff_max_s: int = 300, lease_s: int = 60) -> None:
         self.sink = sink
+        self.name = sink.name
         self.store = store
-        self.deliver = deliver
         self.dead_after_ms = dead_after_s * 1000
         self.owner = owner
         self.backoff_ms = backoff_ms
@@ -52,7 +41,7 @@ class Forwarder:
         self.lease_ms = lease_s * 1000
         self.wake = threading.Event()
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name=f"forward-{sink}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"forward-{sink.name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -68,16 +57,16 @@ class Forwarder:
             try:
                 wait = self._drain()
             except Exception:
-                log.exception("forwarder %s failed; retrying", self.sink)
+                log.exception("forwarder %s failed; retrying", self.name)
                 wait = POLL_S
             if wait > 0:
                 self.wake.wait(wait)
 
     def _drain(self) -> float:
         """Deliver what is due; return how long to wait before looking again (0: at once)."""
-        if not self.store.has_due(self.sink, now_ms()):
+        if not self.store.has_due(self.name, now_ms()):
             return POLL_S
-        rows = self.store.claim_forwards(self.sink, self.owner, now_ms(), self.lease_ms)
+        rows = self.store.claim_forwards(self.name, self.owner, now_ms(), self.lease_ms)
         done: list[int] = []
         try:
             for n, (fid, idem_key, payload, created_ms, attempts) in enumerate(rows):
@@ -85,70 +74,36 @@ class Forwarder:
                     self.store.release_forwards([r[0] for r in rows[n:]])
                     return POLL_S
                 try:
-                    self.deliver(idem_key, payload)
+                    self.sink.deliver(Forward(idem_key, payload, created_ms, attempts))
+                except DeliveryError as exc:
+                    if not exc.permanent:
+                        return self._failed(rows, n, exc)
+                    # Refused for good: says nothing about the sink's health, so go on with the next.
+                    self.store.forward_failed(fid, now_ms(), str(exc), dead=True)
+                    metrics.forwards.labels(self.name, "refused").inc()
+                    log.warning("forward %s to %s refused: %s; dead-lettered", idem_key, self.name, exc)
+                    continue
                 except Exception as exc:
-                    now = now_ms()
-                    dead = now - created_ms > self.dead_after_ms
-                    delay = min(self.backoff_ms * 2 ** min(attempts, 30), self.backoff_max_ms)
-                    self.store.forward_failed(fid, now + delay, str(exc), dead)
-                    # The sink is most likely down: hand the rest back rather than fail each in turn.
-                    self.store.release_forwards([r[0] for r in rows[n + 1:]])
-                    metrics.forwards.labels(self.sink, "dead" if dead else "retry").inc()
-                    log.warning("forward %s to %s failed (attempt %d): %s%s", idem_key, self.sink,
-                                attempts + 1, exc, "; dead-lettered" if dead else "")
-                    return min(delay / 1000, POLL_S)
+                    return self._failed(rows, n, exc)
                 done.append(fid)
-                metrics.forwards.labels(self.sink, "ok").inc()
+                metrics.forwards.labels(self.name, "ok").inc()
         finally:
             # One transaction for the batch: a mark lost to a crash only means a redelivery,
             # which the Idempotency-Key lets the sink drop.
             self.store.forwards_done(done, now_ms())
         return 0 if rows else POLL_S
 
+    def _failed(self, rows: list[tuple], n: int, exc: Exception) -> float:
+        """Entry n failed: back it off (or dead-letter it when too old), hand the rest back."""
+        fid, idem_key, _payload, created_ms, attempts = rows[n]
+        now = now_ms()
+        dead = now - created_ms > self.dead_after_ms
+        delay = min(self.backoff_ms * 2 ** min(attempts, 30), self.backoff_max_ms)
+        self.store.forward_failed(fid, now + delay, str(exc), dead=dead)
+        # The sink is most likely down: hand the rest back rather than fail each in turn.
+        self.store.release_forwards([r[0] for r in rows[n + 1:]])
+        metrics.forwards.labels(self.name, "dead" if dead else "retry").inc()
+        log.warning("forward %s to %s failed (attempt %d): %s%s", idem_key, self.name,
+                    attempts + 1, exc, "; dead-lettered" if dead else "")
+        return min(delay / 1000, POLL_S)
 
-def webhook_deliverer(hook: WebhookConfig, timeout_s: float = 5.0,
-                      cap: Callable[[dict], str] | None = None) -> Callable[[str, str], None]:
-    """POST the event; `cap` turns an incident event into CAP XML for format = "cap"."""
-    client = httpx.Client(timeout=timeout_s)
-
-    def deliver(idem_key: str, payload: str) -> None:
-        content_type = "application/json"
-        if hook.format == "cap" and cap is not None and "incident" in (event := json.loads(payload)):
-            body = cap(event).encode()
-            content_type = "application/cap+xml"
-        else:
-            body = payload.encode()
-        headers = {"Content-Type": content_type, "Idempotency-Key": idem_key}
-        if hook.secret:
-            headers["X-Panic-Signature"] = signature(body, hook.secret)
-        resp = client.post(hook.url, content=body, headers=headers)
-        if resp.status_code >= 300:
-            raise RuntimeError(f"HTTP {resp.status_code}")
-    return deliver
-
-
-def _publish(client, topic: str, body: str, retain: bool) -> None:
-    info = client.publish(topic, body, qos=1, retain=retain)
-    info.wait_for_publish(timeout=5)
-    if not info.is_published():
-        raise RuntimeError("broker did not confirm the publish")
-
-
-def mqtt_deliverer(client, root: str) -> Callable[[str, str], None]:
-    """Publish each incident's latest state, retained, on <root>/incidents/<id>."""
-
-    def deliver(idem_key: str, payload: str) -> None:
-        incident = json.loads(payload)["incident"]
-        _publish(client, f"{root}/incidents/{incident['id']}", json.dumps(incident), retain=True)
-    return deliver
-
-
-def ops_deliverer(client, root: str) -> Callable[[str, str], None]:
-    """Device events for city operations: <root>/ops/health/<dev> (retained: the latest
-    health of each device) and <root>/ops/policy/<dev>."""
-
-    def deliver(idem_key: str, payload: str) -> None:
-        event = json.loads(payload)
-        kind, dev = event["event"], event["device"]["id"]
-        _publish(client, f"{root}/ops/{kind}/{dev}", payload, retain=kind == "health")
-    return deliver

@@ -6,15 +6,16 @@ import logging
 import uvicorn
 
 from . import broker, metrics
-from .cap import to_cap
 from .config import Config
 from .console.hub import Hub
 from .console.settings import load as console_settings
 from .escalation import Escalator
-from .forward import Forwarder, mqtt_deliverer, ops_deliverer, sink_names, webhook_deliverer
+from .forward import Forwarder
 from .health import HealthMonitor
 from .ingest import Ingest
 from .models import ACK_STAGE
+from .sinks import SinkContext
+from .sinks import build as build_sinks
 from .store import open_store
 from .web import build_app
 
@@ -23,7 +24,11 @@ log = logging.getLogger("panic.gateway")
 
 def run(cfg: Config) -> None:
     store = open_store(cfg)
-    sinks = sink_names(cfg.webhooks)
+    # Every sink, built from its config entry; the store queues each event for those that take it.
+    sink_ctx = SinkContext(cfg)
+    sinkset = build_sinks(cfg.sinks, sink_ctx)
+    store.route = sinkset.route
+    sinks = sinkset.names
     forwarders: list[Forwarder] = []
     hub = Hub()  # the console's live streams hear every stored change through it
 
@@ -39,21 +44,12 @@ def run(cfg: Config) -> None:
     health_monitor = HealthMonitor(cfg, store, ingest.registry, ack=lambda m: ingest.client.ack(m.mid, m.qos),
                                    on_event=wake_forwarders)
     escalator = Escalator(store, cfg.escalate_after_s, sinks, on_escalated=wake_forwarders)
-
-    def forwarder(name, deliver) -> Forwarder:
-        # The MQTT client id names this gateway: its own leases are its to take back after a restart.
-        return Forwarder(name, store, deliver, cfg.forward_dead_after_s, owner=cfg.mqtt.client_id,
-                         backoff_ms=cfg.forward_backoff_ms, backoff_max_s=cfg.forward_backoff_max_s,
-                         lease_s=cfg.forward_lease_s)
-
-    def cap_of(event: dict) -> str:
-        return to_cap(event["incident"], None, sender=cfg.cap_sender, utc_offset_min=cfg.utc_offset_min,
-                      event=event["event"], at_ms=event["at_ms"])
-
-    forwarders.append(forwarder("mqtt", mqtt_deliverer(ingest.client, cfg.topic_root)))
-    forwarders.append(forwarder("ops", ops_deliverer(ingest.client, cfg.topic_root)))
-    for name, hook in zip(sinks[1:], cfg.webhooks):
-        forwarders.append(forwarder(name, webhook_deliverer(hook, cap=cap_of)))
+    sink_ctx.mqtt = ingest.client
+    # The MQTT client id names this gateway: its own leases are its to take back after a restart.
+    forwarders.extend(Forwarder(sink, store, dead_after_s=cfg.forward_dead_after_s, owner=cfg.mqtt.client_id,
+                                backoff_ms=cfg.forward_backoff_ms, backoff_max_s=cfg.forward_backoff_max_s,
+                                lease_s=cfg.forward_lease_s)
+                      for sink in sinkset)
 
     def health() -> dict:
         mqtt_ok = ingest.connected.is_set()

@@ -1,0 +1,101 @@
+"""What every dispatch sink is: the interface the forwarder drives, and what it is built with.
+
+A sink is anything that takes forwarded events: the retained MQTT incident topic, the
+operations topics, a dispatch webhook, and whatever a deployment adds (SMS, SIA DC-09).
+The forwarder knows sinks only through `Sink`; the registry builds them from config.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+# Incident stages and escalation: what a sink without an `events` list takes.
+INCIDENT_EVENTS = ("new", "acknowledged", "dispatched", "en_route", "on_scene", "resolved", "cancelled",
+                   "escalated")
+# Events about a device rather than an incident: only sinks that list them take them.
+DEVICE_EVENTS = ("health", "policy")
+EVENTS = INCIDENT_EVENTS + DEVICE_EVENTS
+
+
+def takes(events: frozenset[str] | None, event: str) -> bool:
+    """Whether a sink taking `events` (None: every incident event) takes `event`."""
+    if events is None:
+        return event not in DEVICE_EVENTS
+    return event in events
+
+
+class DeliveryError(Exception):
+    """A delivery that failed. `permanent`: this entry can never succeed (the sink refused
+    its body), so it is dead-lettered at once instead of blocking the entries behind it."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One queued event for one sink. `payload` is the event's JSON text; `idem_key` is the
+    same on every redelivery, so a sink can drop what it already has."""
+    idem_key: str
+    payload: str
+    created_ms: int = 0
+    attempts: int = 0
+
+    def event(self) -> dict[str, Any]:
+        """The payload parsed; a payload that is not a JSON object is a permanent failure."""
+        try:
+            parsed = json.loads(self.payload)
+        except ValueError as exc:
+            raise DeliveryError(f"payload is not JSON: {exc}", permanent=True) from None
+        if not isinstance(parsed, dict):
+            raise DeliveryError("payload is not a JSON object", permanent=True)
+        return parsed
+
+
+class Sink(Protocol):
+    # Unique and stable: it keys the sink's rows in the durable forward queue and its metrics.
+    name: str
+    # The events it takes; None: every incident event (no device events).
+    events: frozenset[str] | None
+
+    def deliver(self, item: Forward) -> None:
+        """Hand one event over, or raise DeliveryError (any other exception counts as transient)."""
+        ...
+
+
+class Publisher(Protocol):
+    """The part of a paho client the MQTT sinks use."""
+
+    def publish(self, topic: str, payload: str, qos: int = 0, retain: bool = False) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SinkEntry:
+    """One validated `[[sinks]]` (or `[[webhooks]]`) table: `options` is an instance of the
+    sink module's `Options` dataclass (None when the module takes no options)."""
+    type: str
+    module: str
+    name: str
+    events: frozenset[str] | None
+    options: Any = None
+
+
+@dataclass
+class SinkContext:
+    """What sinks are built with: the gateway's config and its broker connection."""
+    cfg: Config
+    mqtt: Publisher | None = None
+
+    def publish(self, topic: str, body: str, *, retain: bool, timeout_s: float = 5.0) -> None:
+        """Publish at QoS 1 and wait for the broker's PUBACK."""
+        if self.mqtt is None:
+            raise DeliveryError("no broker connection")
+        info = self.mqtt.publish(topic, body, qos=1, retain=retain)
+        info.wait_for_publish(timeout=timeout_s)
+        if not info.is_published():
+            raise DeliveryError("broker did not confirm the publish")
