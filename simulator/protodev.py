@@ -3,7 +3,9 @@ process. It is not the firmware. It speaks the identical wire protocol v1 (MQTT 
 clean_session=false, client id = username = device id, QoS 1, HMAC-SHA256 signed alerts
 keeping their id across retransmissions until a signed ack, retained status with an
 offline will) and the same stdin command / JSON event contract as the firmware's sim
-board, so the simulator drives both alike.
+board, so the simulator drives both alike. The button gesture and NMEA parsing are the
+firmware's own modules (firmware/gesture.py, firmware/gps.py, loaded by mpcompat), and
+every body, signature and ack check comes from `protocol`.
 
 Why: one firmware process (the MicroPython VM inside the PyPI package's CPython launcher)
 costs about 6 MiB of PSS, so 4,278 of them do not fit a 24 GB laptop next to everything
@@ -24,11 +26,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway import signing
+import protocol
+
+from .mpcompat import firmware_module, ticks_ms
 
 FW = "proto-1.0.0"
-RANK = {"received": 1, "acknowledged": 2, "dispatched": 3, "on_scene": 4,
-        "resolved": 5, "cancelled": 5, "rejected": 5}
+gesture = firmware_module("gesture")
+gps = firmware_module("gps")
 
 
 def _ms() -> int:
@@ -124,9 +128,7 @@ class ProtocolDevice:
         self.flash = Path(flash_dir)
         self.flash.mkdir(parents=True, exist_ok=True)
         (self.flash / "config.json").write_text(json.dumps(config))
-        self.cfg = dict({"long_press_ms": 2000, "triple_window_ms": 3000, "cancel_hold_ms": 5000,
-                         "retry_ms": 3000, "retry_max_ms": 30000, "keepalive_s": 30, "heartbeat_s": 60,
-                         "reconnect_min_ms": 500, "reconnect_max_ms": 15000, "trigger": "long"}, **config)
+        self.cfg = dict(protocol.DEVICE_DEFAULTS, **config)
         self.dev = config["dev"]
         self.on_event = on_event
         self.hub = Hub.get()
@@ -135,16 +137,25 @@ class ProtocolDevice:
         self.up = False
         self.wifi = True
         self.batt = 100
-        self.fix: tuple[int, int, int] | None = None
+        self.gps = gps.GPS((self.cfg.get("gps") or {}).get("fix_timeout_s", 30))
+        self.gest = gesture.Gesture(self.cfg["trigger"], self.cfg["long_press_ms"], self.cfg["triple_window_ms"],
+                                    self.cfg["cancel_hold_ms"])
         self.outbox: dict[str, dict] = {}
-        self.active: str | None = None
+        self._active: str | None = None
         self.last: str | None = None
-        self.down_t: float | None = None
-        self.used = False
-        self.presses: list[float] = []
         self.reconnect_at: float | None = None
         self.backoff = self.cfg["reconnect_min_ms"] / 1000
         self.t_hb = 0.0
+
+    @property
+    def active(self) -> str | None:
+        """The alert a hold would cancel; the gesture must know whether there is one."""
+        return self._active
+
+    @active.setter
+    def active(self, alert_id: str | None) -> None:
+        self._active = alert_id
+        self.gest.active = alert_id is not None
 
     # --- the stdin-like contract -------------------------------------------------------
     def start(self, wait_ready: float = 0) -> ProtocolDevice:
@@ -154,7 +165,7 @@ class ProtocolDevice:
     def send(self, command: str) -> float:
         t = time.perf_counter()
         # Stamped now, as an IRQ stamps an edge: the hub thread may run it later when busy.
-        at = time.monotonic()
+        at = ticks_ms()
         self.hub.call(lambda: self._command(command.strip(), at))
         return t
 
@@ -200,11 +211,12 @@ class ProtocolDevice:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.dev, clean_session=False,
                         protocol=mqtt.MQTTv311)
         c.username_pw_set(self.cfg["mqtt_user"], self.cfg["mqtt_password"])
-        root = f"{self.cfg['topic_root']}/{self.dev}"
-        self.t_alert, self.t_ack, self.t_status = root + "/alert", root + "/ack", root + "/status"
-        c.will_set(self.t_status, json.dumps({"v": 1, "dev": self.dev, "state": "offline"}), qos=1, retain=True)
-        c.on_socket_open = lambda cl, u, s: (s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),
-                                             self.hub.watch(s, cl, False))
+        root = self.cfg["topic_root"]
+        self.t_alert = protocol.alert_topic(self.dev, root)
+        self.t_ack = protocol.ack_topic(self.dev, root)
+        self.t_status = protocol.status_topic(self.dev, root)
+        c.will_set(self.t_status, protocol.will_body(self.dev), qos=1, retain=True)
+        c.on_socket_open = self._socket_open
         c.on_socket_close = lambda cl, u, s: self.hub.forget(s)
         c.on_socket_register_write = lambda cl, u, s: self.hub.watch(s, cl, True)
         c.on_socket_unregister_write = lambda cl, u, s: self.hub.watch(s, cl, False)
@@ -214,6 +226,11 @@ class ProtocolDevice:
         self.client = c
         self._emit("ready")
         self.reconnect_at = time.monotonic()
+
+    def _socket_open(self, client: mqtt.Client, userdata: object, sock) -> None:
+        # paho leaves Nagle on: without TCP_NODELAY every ack would wait ~40 ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.hub.watch(sock, client, False)
 
     def _halt(self, clean: bool) -> None:
         self.running = False
@@ -232,6 +249,8 @@ class ProtocolDevice:
 
     def _connect(self) -> None:
         br = self.cfg["brokers"][0]
+        if self.client is None:
+            return
         try:
             self.client.connect(br["host"], br["port"], self.cfg["keepalive_s"])
             self.reconnect_at = None
@@ -269,9 +288,10 @@ class ProtocolDevice:
 
     def _status(self) -> None:
         self.t_hb = time.monotonic()
-        body = {"v": 1, "dev": self.dev, "state": "online", "fw": FW, "boot": self.boot, "up": 0,
-                "batt": self.batt, "rssi": -60 if self.wifi else None, "outbox": len(self.outbox)}
-        self.client.publish(self.t_status, json.dumps(body), qos=1, retain=True)
+        body = protocol.status_body(dev=self.dev, state="online", fw=FW, boot=self.boot, up=0, batt=self.batt,
+                                    rssi=-60 if self.wifi else None, outbox=len(self.outbox))
+        if self.client is not None:
+            self.client.publish(self.t_status, body, qos=1, retain=True)
 
     def _save(self) -> None:
         data = {k: {f: v for f, v in r.items() if not f.startswith("_")} for k, r in self.outbox.items()}
@@ -281,11 +301,12 @@ class ProtocolDevice:
 
     def _trigger(self, kind: str) -> None:
         self.seq += 1
-        lat, lon, acc, src = self.cfg["lat6"], self.cfg["lon6"], self.cfg.get("acc", 25), "fixed"
-        if self.fix:
-            lat, lon, acc = self.fix
+        lat, lon, acc, src = self.cfg["lat6"], self.cfg["lon6"], self.cfg["acc"], "fixed"
+        fix = self.gps.fix()
+        if fix:
+            lat, lon, acc = fix
             src = "gps"
-        rec = {"id": f"{self.dev}:{self.boot}:{self.seq}", "boot": self.boot, "seq": self.seq, "kind": kind,
+        rec = {"id": protocol.alert_id(self.dev, self.boot, self.seq), "boot": self.boot, "seq": self.seq, "kind": kind,
                "t": _ms(), "lat6": lat, "lon6": lon, "acc": acc, "src": src}
         if kind == "cancel":
             rec["ref"] = self.last
@@ -300,37 +321,34 @@ class ProtocolDevice:
             self.reconnect_at = time.monotonic()
 
     def _send(self, rec: dict) -> None:
+        if self.client is None:
+            return
         age = max(0, _ms() - rec["t"])
-        body = {"v": 1, "dev": self.dev, "id": rec["id"], "boot": rec["boot"], "seq": rec["seq"],
-                "kind": rec["kind"], "t": rec["t"], "age": age, "lat6": rec["lat6"], "lon6": rec["lon6"],
-                "acc": rec["acc"], "src": rec["src"], "batt": self.batt, "rssi": -60 if self.wifi else None}
-        if rec.get("ref"):
-            body["ref"] = rec["ref"]
-        self.client.publish(self.t_alert, signing.sign(json.dumps(body).encode(), self.cfg["secret"]), qos=1)
+        body = protocol.alert_body(dev=self.dev, boot=rec["boot"], seq=rec["seq"], kind=rec["kind"], t=rec["t"],
+                                   age=age, lat6=rec["lat6"], lon6=rec["lon6"], acc=rec["acc"], src=rec["src"],
+                                   batt=self.batt, rssi=-60 if self.wifi else None, ref=rec.get("ref"))
+        self.client.publish(self.t_alert, protocol.sign(body, self.cfg["secret"]), qos=1)
         rec["_n"] += 1
         rec["_due"] = time.monotonic() + min(self.cfg["retry_ms"] * 2 ** (rec["_n"] - 1),
                                              self.cfg["retry_max_ms"]) / 1000
         self._emit("alert", id=rec["id"], kind=rec["kind"], **{"try": rec["_n"], "pub_ms": age})
 
     def _on_message(self, client, userdata, msg) -> None:
-        parts = signing.split(msg.payload)
-        if msg.topic != self.t_ack or not parts or not signing.verify(parts[0], parts[1], self.cfg["secret"]):
-            self._emit("bad_ack", reason="mac")
+        if msg.topic != self.t_ack:
+            self._emit("log", msg=f"unexpected topic {msg.topic}")
             return
-        try:
-            d = json.loads(parts[0])
-            aid, stage = d["id"], d["stage"]
-            RANK[stage]
-        except (ValueError, KeyError, TypeError):
-            self._emit("bad_ack", reason="format")
+        why, d = protocol.parse_ack(msg.payload, self.cfg["secret"])
+        if d is None:
+            self._emit("bad_ack", reason=why)
             return
+        aid, stage = d["id"], d["stage"]
         self._emit("ack", id=aid, stage=stage, inc=d.get("inc"))
         rec = self.outbox.pop(aid, None)
         if rec is not None:
             self._save()
             if rec["kind"] == "cancel" and rec.get("ref") == self.active and stage != "rejected":
                 self.active = None
-        if aid == self.active and RANK[stage] >= 5:
+        if aid == self.active and protocol.STAGE_RANK[stage] >= protocol.FINAL_RANK:
             self.active = None
 
     def _tick(self, now: float) -> None:
@@ -344,17 +362,15 @@ class ProtocolDevice:
                     self._send(r)
             if now - self.t_hb >= self.cfg["heartbeat_s"]:
                 self._status()
-        if self.down_t is not None and not self.used:
-            held = (now - self.down_t) * 1000
-            if self.active is not None:
-                if held >= self.cfg["cancel_hold_ms"]:
-                    self.used = True
-                    self._trigger("cancel")
-            elif self.cfg["trigger"] == "long" and held >= self.cfg["long_press_ms"]:
-                self.used = True
-                self._trigger("panic")
+        self._gesture(self.gest.tick(ticks_ms()))
 
-    def _command(self, s: str, at: float) -> None:
+    def _gesture(self, ev: str | None) -> None:
+        if ev == gesture.TRIGGER:
+            self._trigger("panic")
+        elif ev == gesture.CANCEL:
+            self._trigger("cancel")
+
+    def _command(self, s: str, at: int) -> None:
         if not self.running and s != "quit":
             return
         cmd, _, arg = s.partition(" ")
@@ -363,41 +379,21 @@ class ProtocolDevice:
         elif cmd == "cancel":
             if self.last:
                 self._trigger("cancel")
-        elif cmd == "down":
-            now = at
-            if self.down_t is None:
-                self.down_t, self.used = now, False
-                if self.cfg["trigger"] == "triple" and self.active is None:
-                    w = self.cfg["triple_window_ms"] / 1000
-                    self.presses = [p for p in self.presses if now - p < w] + [now]
-                    if len(self.presses) >= 3:
-                        self.presses, self.used = [], True
-                        self._trigger("panic")
-        elif cmd == "up":
-            # As the firmware does: a release after the threshold counts even if no tick saw it.
-            self._tick(at)
-            self.down_t = None
+        elif cmd in ("down", "up"):
+            self._gesture(self.gest.edge(cmd == "down", at))
         elif cmd == "wifi":
             self.wifi = arg != "off"
-            if not self.wifi and self.client is not None and self.client.socket() is not None:
+            sock = self.client.socket() if self.client is not None else None
+            if not self.wifi and isinstance(sock, socket.socket):
                 # The radio drops: no DISCONNECT, the broker finds out by keepalive.
-                self.client.socket().shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)
             elif self.wifi and not self.up:
                 self.reconnect_at = time.monotonic()
         elif cmd == "battery":
             self.batt = max(0, min(100, int(arg)))
         elif cmd == "gps":
-            self.fix = _gga_fix(arg)
+            if not self.gps.feed(arg):
+                self._emit("log", msg="gps sentence ignored (bad checksum/format or no fix)")
         elif cmd == "quit":
             self._halt(clean=True)
 
-
-def _gga_fix(line: str) -> tuple[int, int, int] | None:
-    f = line.split("*")[0].split(",")
-    if len(f) < 9 or not f[0].endswith("GGA") or f[6] in ("", "0"):
-        return None
-
-    def coord(v: str, hemi: str, w: int) -> int:
-        deg = int(v[:w]) + float(v[w:]) / 60
-        return round(-deg * 1e6 if hemi in "SW" else deg * 1e6)
-    return coord(f[2], f[3], 2), coord(f[4], f[5], 3), int(float(f[8]) * 5 + 0.5)
