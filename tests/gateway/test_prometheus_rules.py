@@ -166,17 +166,16 @@ def prometheus(gateway, tmp_path_factory) -> Iterator[str]:
         "scrape_configs:\n"
         f"  - job_name: {JOB}\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{gateway.api_port}']}}]\n")
-    log = open(home / "prometheus.log", "wb")
-    proc = subprocess.Popen([tool("prometheus"), f"--config.file={home / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=log, stderr=log)
-    try:
-        wait_port(port, timeout=30)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(15)
-        log.close()
+    with open(home / "prometheus.log", "wb") as log:
+        proc = subprocess.Popen([tool("prometheus"), f"--config.file={home / 'prometheus.yml'}",
+                                 f"--storage.tsdb.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=log, stderr=log)
+        try:
+            wait_port(port, timeout=30)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(15)
 
 
 def query(prom: str, expr: str) -> list[dict]:
