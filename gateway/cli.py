@@ -7,13 +7,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import logging
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import broker, certs, config, report
+from . import broker, certs, config, logs, report
 from .auth import ROLES, new_token, token_hash
 from .health import describe
 from .ids import new_password, new_secret, valid_device_id
@@ -83,7 +82,9 @@ def cmd_init(args) -> int:
 
 def cmd_run(args) -> int:
     from .service import run
-    run(config.load(args.config))
+    cfg = config.load(args.config)
+    logs.setup(cfg.log_format)
+    run(cfg)
     return 0
 
 
@@ -366,8 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    # Text until a command has read its config: `run` switches to the configured log_format.
+    logs.setup("text")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0

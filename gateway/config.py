@@ -16,6 +16,8 @@ import tomli_w
 if TYPE_CHECKING:
     from .sinks.base import SinkEntry
 
+from .logs import FORMATS as LOG_FORMATS
+
 DEFAULT_PATH = Path("var/gateway.toml")
 
 
@@ -81,6 +83,7 @@ class Config:
     sla_s: int = 600  # the promise: on scene within 10 minutes of the press
     cap_sender: str = "panic-gateway@polresta-malang-kota"
     utc_offset_min: int = 420  # WIB, for CAP times and reports
+    log_format: str = "text"  # text | json (one object per line, for a log stack)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -139,6 +142,8 @@ def load(path: str | os.PathLike | None = None) -> Config:
     cfg.sinks = parse_sinks(raw.get("sinks"), raw.get("webhooks"), base)
     if cfg.store.kind not in ("sqlite", "postgres"):
         raise ConfigError(f"[store] kind must be sqlite or postgres, not {cfg.store.kind!r}")
+    if cfg.log_format not in LOG_FORMATS:
+        raise ConfigError(f"[gateway] log_format must be one of {', '.join(LOG_FORMATS)}, not {cfg.log_format!r}")
     if cfg.false_alarm_action not in ("flag", "suspend"):
         raise ConfigError(f"[gateway] false_alarm_action must be flag or suspend, not {cfg.false_alarm_action!r}")
     if cfg.forward_backoff_ms <= 0 or cfg.escalate_after_s <= 0 or cfg.heartbeat_s <= 0:
