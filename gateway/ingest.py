@@ -246,7 +246,8 @@ class Ingest:
 
     def _rejected(self, r: Rejection) -> None:
         metrics.alerts_rejected.labels(r.reason).inc()
-        log.warning("rejected alert: %s (%s) dev=%s id=%s", r.reason, r.detail, r.dev, r.alert_id)
+        log.warning("rejected alert: %s (%s) dev=%s id=%s", r.reason, r.detail, r.dev, r.alert_id,
+                    extra={"event": "alert_rejected", "reason": r.reason, "dev": r.dev, "alert_id": r.alert_id})
         # A device whose MAC verified but whose alert can never be accepted is told so,
         # or it would retransmit forever; unauthenticated senders get nothing back.
         if r.alert_id and r.dev and r.reason in ("schema", "stale"):

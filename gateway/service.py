@@ -5,7 +5,7 @@ import logging
 
 import uvicorn
 
-from . import broker, metrics
+from . import broker, fleet_gauges, metrics
 from .config import Config
 from .console.hub import Hub
 from .console.settings import load as console_settings
@@ -56,6 +56,8 @@ def run(cfg: Config) -> None:
         return {"ok": mqtt_ok, "mqtt": mqtt_ok, "queue": ingest.queue.qsize(),
                 "forwards": store.forward_stats()}
 
+    metrics.ingest_queue.set_function(ingest.queue.qsize)
+    fleet_gauges.register(store)
     health_monitor.start()
     ingest.start()
     escalator.start()
@@ -77,8 +79,10 @@ def run(cfg: Config) -> None:
 
     app = build_app(store=store, cfg=cfg, console_settings=console_settings(cfg), hub=hub, health=health,
                     on_change=on_change, on_requeue=wake_forwarders)
+    # log_config=None: uvicorn's loggers go through the gateway's handler (text or JSON lines)
+    # instead of handlers of its own.
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port,
-                                           log_level="warning", access_log=False))
+                                           log_level="warning", access_log=False, log_config=None))
     hub.stopping = lambda: server.should_exit  # live streams end so shutdown need not wait
     log.info("API on http://%s:%d", cfg.api.host, cfg.api.port)
     try:
