@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import csv
 import json
-import math
 import os
 import platform
 import shutil
@@ -33,6 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import signing
+from gateway.domain.sla import percentile
 from simulator.firmware import FirmwareDevice
 from simulator.stack import Stack
 
@@ -52,12 +52,9 @@ def log(msg: str) -> None:
 
 
 def pct(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = max(0, min(len(s) - 1, math.ceil(p / 100 * len(s)) - 1))
-    return s[k]
+    """domain/sla.py's percentile with p in 0..100; NaN for no values, so a row still prints."""
+    v = percentile(values, p / 100)
+    return float("nan") if v is None else v
 
 
 def record(figure: str, measured, baseline, target: str, ok: bool | None, ratio=None) -> dict:

@@ -24,11 +24,9 @@ def check_interval(escalate_after_s: float) -> float:
 
 
 class Escalator:
-    def __init__(self, store: Store, after_s: int, sinks: list[str],
-                 on_escalated: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, store: Store, after_s: int, *, on_escalated: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.after_ms = after_s * 1000
-        self.sinks = sinks
         self.on_escalated = on_escalated
         self.interval = check_interval(after_s)
         self._stop = threading.Event()
@@ -50,7 +48,7 @@ class Escalator:
                 log.exception("escalation check failed")
 
     def check(self) -> int:
-        escalated = self.store.escalate_due(now_ms(), self.after_ms, self.sinks)
+        escalated = self.store.escalate_due(now_ms(), self.after_ms)
         for inc in escalated:
             metrics.escalations.labels(inc.kind).inc()
             log.warning("incident %s from %s not acknowledged after %d s: escalated", inc.id, inc.dev,

@@ -3,6 +3,13 @@
 paho's network thread only queues messages; one worker drains the queue in batches,
 commits each batch in one transaction, and only then acks the device and PUBACKs the
 broker (manual ack), so an ack always means the incident is on disk.
+
+Bounded on every side, so no single device can starve the others: the broker keeps at most
+RECEIVE_MAXIMUM QoS 1 alerts in flight to the gateway (MQTT v5 Receive Maximum; the rest
+wait in the broker's session), QoS 0 alerts past QOS0_QUEUE_MAX queued are shed and
+counted, statuses pass through a per-device StatusGate, and a message that keeps failing in
+the store is dead-lettered after DEAD_AFTER attempts instead of holding up every alert
+behind it.
 """
 from __future__ import annotations
 
@@ -23,6 +30,7 @@ from paho.mqtt.properties import Properties
 from . import metrics, signing
 from .config import Config
 from .models import Alert, Device, Incident, Outcome
+from .status_gate import StatusGate
 from .store import Store
 from .timeutil import now_ms
 from .validate import REASONS, Rejection, check_alert
@@ -34,6 +42,14 @@ for _reason in REASONS:
     metrics.alerts_rejected.labels(_reason)
 REGISTRY_TTL_S = 2.0
 SWITCH_INTERVAL_S = 0.0005
+RECEIVE_MAXIMUM = 1024  # several full batches in flight keep group commits full
+QOS0_QUEUE_MAX = 1024
+# Attempts of one message on its own before it is dead-lettered: enough to ride out a
+# deadlock or a brief lock timeout, few enough that a poison message costs seconds.
+DEAD_AFTER = 5
+# /healthz reports ingest stalled when one batch has been in the worker this long, or
+# messages wait while nothing has been committed for this long.
+STALL_AFTER_S = 10.0
 
 
 class Registry:
@@ -67,6 +83,10 @@ class Registry:
         return self._devices.get(dev)
 
 
+def _bytes(payload: bytes | bytearray) -> bytes:
+    return payload if isinstance(payload, bytes) else bytes(payload)
+
+
 def ack_body(alert_id: str, stage: str, inc: str | None, reason: str | None, floor: int | None = None) -> bytes:
     body = {"v": 1, "id": alert_id, "stage": stage, "inc": inc, "reason": reason, "now": now_ms()}
     if floor is not None:
@@ -82,13 +102,19 @@ class Ingest:
         self.store = store
         self.sinks = sinks
         self.on_stored = on_stored
-        # Status messages (health) go to their own worker, so a flood of them never
-        # delays an alert; without a handler they are acked and dropped.
-        self.on_status = on_status
+        # Status messages (health) go to their own worker through the gate, so a flood of
+        # them never delays an alert; without a handler they are acked and dropped.
+        self.status_gate: StatusGate | None = None
+        if on_status is not None:
+            self.status_gate = StatusGate(on_status, ack=lambda m: self.client.ack(m.mid, m.qos))
         self._stopping = False
         self.registry = Registry(store)
         self.root = cfg.topic_root
+        # Bounded by the broker (Receive Maximum) for QoS 1 and by QOS0_QUEUE_MAX for QoS 0.
         self.queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self._last_commit = time.monotonic()
+        self._busy_since: float | None = None
+        self.dead_lettered = 0
         self.connected = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.mqtt.client_id,
                                   protocol=mqtt.MQTTv5, manual_ack=True)
@@ -97,7 +123,7 @@ class Ingest:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_socket_open = self._on_socket_open
-        self.client.reconnect_delay_set(0.2, 5)
+        self.client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]  # paho takes seconds as a float
         self._worker = threading.Thread(target=self._work, name="ingest", daemon=True)
 
     # --- MQTT callbacks (paho's thread) ----------------------------------------------
@@ -124,23 +150,48 @@ class Ingest:
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.endswith("/status"):
-            if self.on_status is not None:
-                self.on_status(msg)
+            if self.status_gate is not None:
+                self.status_gate.offer(msg)
             else:
                 client.ack(msg.mid, msg.qos)
             return
+        if msg.qos == 0 and self.queue.qsize() >= QOS0_QUEUE_MAX:
+            metrics.alerts_shed.inc()
+            return
         self.queue.put(msg)
+
+    def status_done(self, msg: mqtt.MQTTMessage) -> None:
+        """The health worker has handled a status (it was acked on arrival)."""
+        if self.status_gate is not None:
+            self.status_gate.done(msg)
+
+    def progress(self) -> dict:
+        """Whether ingest is making progress, for /healthz: a queue that is not drained, or
+        one batch that never finishes, shows here while the MQTT link still looks fine."""
+        now = time.monotonic()
+        busy = self._busy_since
+        busy_s = now - busy if busy is not None else 0.0
+        since_commit = now - self._last_commit
+        depth = self.queue.qsize()
+        stalled = busy_s > STALL_AFTER_S or (depth > 0 and busy is None and since_commit > STALL_AFTER_S)
+        return {"ok": not stalled, "queue": depth, "busy_s": round(busy_s, 3),
+                "since_commit_s": round(since_commit, 3), "dead_letters": self.dead_lettered,
+                "status_waiting": self.status_gate.pending() if self.status_gate else 0}
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
         # A persistent session: alerts published while the gateway restarts wait for it.
         props.SessionExpiryInterval = 3600
+        # The broker holds the rest of a burst in the session, not the gateway's memory.
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
         # The worker drops the GIL in every SQLite call and the fsync; with the default 5 ms
         # switch interval it then waits up to 5 ms to get it back from the MQTT thread, per
         # statement (a convoy: the gateway sat at 60 % CPU with a full queue). 0.5 ms keeps
         # the worker's waits short; the extra switches cost little.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        if self.status_gate is not None:
+            self.status_gate.start()
         self._worker.start()
         self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=15,
                                   clean_start=False, properties=props)
@@ -150,6 +201,8 @@ class Ingest:
         self._stopping = True
         self.queue.put(None)
         self._worker.join(timeout=5)
+        if self.status_gate is not None:
+            self.status_gate.stop()
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -169,7 +222,11 @@ class Ingest:
                     self.queue.put(None)
                     break
                 batch.append(nxt)
-            self._process_until_done(batch)
+            self._busy_since = time.monotonic()
+            try:
+                self._process_until_done(batch)
+            finally:
+                self._busy_since = None
 
     def _process_until_done(self, batch: list[mqtt.MQTTMessage]) -> None:
         """Retry a failed batch (e.g. the database is down) rather than drop it: a message
@@ -185,15 +242,53 @@ class Ingest:
                 log.exception("ingest batch of %d failed (attempt %d); retrying", len(batch), attempt + 1)
                 time.sleep(delay)
         for msg in batch:
-            while not self._stopping:
-                try:
-                    self._process([msg])
-                    break
-                except Exception:
-                    metrics.store_errors.labels("ingest").inc()
-                    log.exception("ingest of one message on %s failed; retrying", msg.topic[:120])
-                    time.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+            self._process_alone(msg)
+
+    def _process_alone(self, msg: mqtt.MQTTMessage) -> None:
+        """One message, retried with backoff; after DEAD_AFTER failures it is dead-lettered,
+        unless the dead letter cannot be written either: then the store itself is down, and
+        every message waits for it (nothing could be stored anyway)."""
+        delay = 0.1
+        attempts = 0
+        while not self._stopping:
+            try:
+                self._process([msg])
+                return
+            except Exception as exc:
+                attempts += 1
+                metrics.store_errors.labels("ingest").inc()
+                if attempts >= DEAD_AFTER and self._dead_letter(msg, exc, attempts):
+                    return
+                log.exception("ingest of one message on %s failed (attempt %d); retrying", msg.topic[:120], attempts)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _dead_letter(self, msg: mqtt.MQTTMessage, exc: Exception, attempts: int) -> bool:
+        """Keep the message in the store with its reason, ack it, and tell the device it was
+        rejected (else it retransmits the same poison for ever). False if the store refused."""
+        result = check_alert(msg.topic, _bytes(msg.payload), root=self.root, max_payload=self.cfg.max_payload,
+                             device=self.registry, now_ms=now_ms(), stale_past_ms=self.cfg.stale_past_s * 1000,
+                             stale_future_ms=self.cfg.stale_future_s * 1000)
+        dev, alert_id = (result.dev, result.alert_id) if isinstance(result, Rejection) else (result.dev, result.id)
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        try:
+            self.store.record_dead_letter(topic=msg.topic[:200], dev=dev or "", alert_id=alert_id or "",
+                                          reason=reason, attempts=attempts,
+                                          payload=msg.payload.decode("utf-8", "replace"), at_ms=now_ms())
+        except Exception:
+            log.exception("dead letter for %s not recorded; the store is failing, retrying the message",
+                          msg.topic[:120])
+            return False
+        self.client.ack(msg.mid, msg.qos)
+        self.dead_lettered += 1
+        self._last_commit = time.monotonic()
+        metrics.ingest_dead_letters.inc()
+        log.error("dead-lettered alert after %d failed attempts: dev=%s id=%s reason=%s",
+                  attempts, dev, alert_id, reason)
+        device = self.registry(dev) if dev else None
+        if device is not None and alert_id:
+            self.send_ack(device, alert_id, "rejected", None, "ingest_failed")
+        return True
 
     def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
         self.registry.refresh()
@@ -201,7 +296,7 @@ class Ingest:
         valid: list[Alert] = []
         for msg in batch:
             metrics.alerts_received.inc()
-            result = check_alert(msg.topic, msg.payload, root=self.root, max_payload=self.cfg.max_payload,
+            result = check_alert(msg.topic, _bytes(msg.payload), root=self.root, max_payload=self.cfg.max_payload,
                                  device=self.registry, now_ms=now,
                                  stale_past_ms=self.cfg.stale_past_s * 1000,
                                  stale_future_ms=self.cfg.stale_future_s * 1000)
@@ -212,7 +307,7 @@ class Ingest:
         # One order for every gateway's batches, so two PostgreSQL transactions inserting
         # the same ids cannot deadlock (a cancel still follows the alert it cancels).
         valid.sort(key=lambda a: (a.dev, a.boot, a.seq))
-        outcomes = self.store.ingest(valid, self.sinks) if valid else []
+        outcomes = self.store.ingest(valid) if valid else []
         if outcomes:
             metrics.ingest_batch.observe(len(outcomes))
         created: list[str] = []
@@ -224,6 +319,7 @@ class Ingest:
             log.info("%d incident(s): %s", len(created), ", ".join(created))
         for msg in batch:
             self.client.ack(msg.mid, msg.qos)
+        self._last_commit = time.monotonic()
         if any(o.created or not o.duplicate for o in outcomes):
             self.on_stored()
 

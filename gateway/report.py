@@ -1,24 +1,22 @@
-"""SLA report: latencies per step (p50/p90/p99) and the share of incidents with an officer
-on scene within the promise (10 minutes from the press), per kelurahan and overall.
+"""SLA report for the CLI and `/api/report`: latencies per step (p50/p90/p99, ms) and the
+share of incidents with an officer on scene within the promise, per kelurahan and overall,
+as a table, CSV, JSON or a CDF plot.
 
-Which incidents count for the promise: panic incidents (drills with `--kind test`) that
-were not cancelled. One is *within* when on scene no later than `sla_s` after the press,
-*missed* when later or when still without an officer after `sla_s`, and *pending* while
-its clock is still running (not counted either way). Percentiles are nearest-rank, in
-milliseconds, over the incidents that reached the step.
+The numbers are domain/sla.py's (which incidents count, which percentile, which period):
+this module only lays them out.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
-import math
 import re
 from datetime import UTC, datetime
 
-from .metrics import STEPS
+from .domain import sla
+from .domain.sla import STEPS
 from .models import Incident
-from .store import Store
+from .store import ReportRow, Store
 
 UNITS_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
 
@@ -41,60 +39,32 @@ def parse_since(text: str | None, now_ms: int) -> int:
     return int(dt.timestamp() * 1000)
 
 
-def percentile(sorted_values: list[int], p: float) -> int | None:
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def _summary(incs: list[Incident], now_ms: int, sla_ms: int) -> dict:
-    steps = {}
-    for step in STEPS:
-        # Every incident that reached the step counts, false alarms too: the police did come.
-        values = sorted(v for i in incs if (v := i.latencies()[step]) is not None)
-        steps[step] = {"n": len(values), "p50_ms": percentile(values, 50), "p90_ms": percentile(values, 90),
-                       "p99_ms": percentile(values, 99)}
-    within = missed = pending = 0
-    for i in incs:
-        if i.state == "cancelled":
-            continue
-        if i.on_scene_ms is not None:
-            if i.on_scene_ms - i.press_ms <= sla_ms:
-                within += 1
-            else:
-                missed += 1
-        elif now_ms - i.press_ms > sla_ms:
-            missed += 1
-        else:
-            pending += 1
-    decided = within + missed
+def _summary(s: sla.SlaSummary) -> dict:
     return {
-        "incidents": len(incs),
-        "cancelled": sum(1 for i in incs if i.state == "cancelled"),
-        "false_alarms": sum(1 for i in incs if i.false_alarm),
-        "escalated": sum(1 for i in incs if i.escalated),
-        "steps": steps,
-        "sla": {"within": within, "missed": missed, "pending": pending,
-                "share": round(within / decided, 4) if decided else None},
+        "incidents": s.incidents,
+        "counted": s.n,
+        "cancelled": s.cancelled,
+        "false_alarms": s.false_alarms,
+        "escalated": s.escalated,
+        "steps": {name: {"n": st.n, "p50_ms": st.p50, "p90_ms": st.p90, "p99_ms": st.p99}
+                  for name, st in s.steps.items()},
+        "sla": {"within": s.within, "missed": s.missed, "pending": s.pending,
+                "share": None if s.share_within is None else round(s.share_within, 4)},
     }
 
 
-def compute(rows: list[tuple[Incident, str]], *, since_ms: int, until_ms: int, now_ms: int, sla_s: int,
+def compute(rows: list[ReportRow], *, since_ms: int, until_ms: int, now_ms: int, sla_s: int,
             kinds: tuple[str, ...]) -> dict:
-    sla_ms = sla_s * 1000
-    by_kel: dict[str, list[Incident]] = {}
-    for inc, kel in rows:
-        by_kel.setdefault(kel or "(unregistered)", []).append(inc)
+    overall, per = sla.by_kelurahan(rows, sla_s=sla_s, now_ms=now_ms, kinds=kinds)
     return {
         "since_ms": since_ms, "until_ms": until_ms, "sla_s": sla_s, "kinds": list(kinds),
-        "overall": _summary([i for i, _ in rows], now_ms, sla_ms),
-        "kelurahan": [{"kelurahan": k, **_summary(v, now_ms, sla_ms)} for k, v in sorted(by_kel.items())],
+        "overall": _summary(overall),
+        "kelurahan": [{"kelurahan": k, **_summary(v)} for k, v in per.items()],
     }
 
 
-def build(store: Store, *, since_ms: int, until_ms: int, now_ms: int, sla_s: int = 600,
-          kinds: tuple[str, ...] = ("panic",)) -> tuple[dict, list[tuple[Incident, str]]]:
+def build(store: Store, *, since_ms: int, until_ms: int, now_ms: int, sla_s: int = sla.SLA_S,
+          kinds: tuple[str, ...] = ("panic",)) -> tuple[dict, list[ReportRow]]:
     rows = store.report_incidents(since_ms, until_ms, kinds)
     return compute(rows, since_ms=since_ms, until_ms=until_ms, now_ms=now_ms, sla_s=sla_s, kinds=kinds), rows
 
@@ -132,8 +102,8 @@ def to_table(report: dict) -> str:
         share = "-" if sla["share"] is None else f"{sla['share'] * 100:.1f}% ({sla['within']}/{sla['within'] + sla['missed']})"
         cells.append(share)
         rows.append(cells)
-    widths = [max(len(r[c]) for r in [head] + rows) for c in range(len(head))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [head] + rows]
+    widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in [head, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines) + "\n"
 
@@ -160,7 +130,7 @@ def to_json(report: dict) -> str:
     return json.dumps(report, indent=2)
 
 
-def to_png(report: dict, rows: list[tuple[Incident, str]], path) -> None:
+def to_png(report: dict, rows: list[ReportRow], path) -> None:
     """CDF of press -> on scene (minutes), overall and per kelurahan, with the SLA line."""
     import matplotlib
     matplotlib.use("Agg")  # no display: files only
@@ -172,17 +142,17 @@ def to_png(report: dict, rows: list[tuple[Incident, str]], path) -> None:
     def minutes(incs):
         return [(i.on_scene_ms - i.press_ms) / 60_000 for i in incs if i.on_scene_ms is not None]
 
-    right = max([sla_min] + minutes([i for i, _ in rows])) * 1.08
+    right = max([sla_min, *minutes([i for i, _ in rows])]) * 1.08
 
     def cdf(values, **kw):
         # From 0 at the press to 1 past the slowest, so even a single incident shows as a step.
         values = sorted(values)
         n = len(values)
-        ax.step([0.0] + values + [right], [0.0] + [(i + 1) / n for i in range(n)] + [1.0], where="post", **kw)
+        ax.step([0.0, *values, right], [0.0] + [(i + 1) / n for i in range(n)] + [1.0], where="post", **kw)
 
     by_kel: dict[str, list[Incident]] = {}
     for inc, kel in rows:
-        by_kel.setdefault(kel or "(unregistered)", []).append(inc)
+        by_kel.setdefault(kel or sla.UNREGISTERED, []).append(inc)
     for kel, incs in sorted(by_kel.items()):
         if minutes(incs):
             cdf(minutes(incs), linewidth=1, alpha=0.7, label=kel)

@@ -3,38 +3,50 @@ kelurahan, the other latencies, faults and what the machine spent. Plain data in
 out (the --json file), and a text rendering of it."""
 from __future__ import annotations
 
-import math
-from collections import Counter, defaultdict
+from collections import Counter
+from collections.abc import Callable
 
-SLA_MIN = 10.0
+from gateway.domain import sla
+from gateway.domain.sla import Times, percentile
+
+SLA_MIN = sla.SLA_S / 60
+# A finished run has no clock still running: an incident nobody reached is a miss.
+RUN_OVER_MS = 2**62
 
 METHOD = ("press->on scene is computed per incident from the gateway's own timestamps, with the "
           "compressed intervals scaled back: simulated = (on_scene_ms - press_ms) + compressed * (speed - 1), "
           "where compressed is the wall time the incident spent in human or driving waits (operator queue "
           "and reaction, dispatch decision, waiting for a free unit, turnout, driving). Network, broker, "
           "gateway, webhook and API time is real time and is not scaled. With --speed 1 this is exactly "
-          "the gateway's press_to_on_scene.")
+          "the gateway's press_to_on_scene. Which incidents count and the percentile method are the "
+          "gateway's (gateway/domain/sla.py).")
 
 
 def pct(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no values."""
-    if not values:
-        return None
-    v = sorted(values)
-    return v[max(0, min(len(v) - 1, math.ceil(q / 100 * len(v)) - 1))]
+    """domain/sla.py's percentile with q in 0..100, as this report's tables state it."""
+    return percentile(values, q / 100)
 
 
 def _r(x, nd=2):
     return None if x is None else round(x, nd)
 
 
-def sla_block(minutes: list[float], not_reached: int = 0) -> dict:
-    n = len(minutes) + not_reached
-    within = sum(1 for m in minutes if m <= SLA_MIN)
-    return {"n": n, "on_scene": len(minutes), "not_reached": not_reached,
+def sla_block(s: sla.SlaSummary) -> dict:
+    minutes = [v / 60_000 for v in s.steps["press_to_on_scene"].values]
+    return {"n": s.decided, "on_scene": len(minutes), "not_reached": s.decided - len(minutes), "pending": s.pending,
             "p50_min": _r(pct(minutes, 50)), "p90_min": _r(pct(minutes, 90)), "p99_min": _r(pct(minutes, 99)),
             "max_min": _r(max(minutes) if minutes else None),
-            "within_10_min": within, "within_10_min_pct": _r(100 * within / n, 1) if n else None}
+            "within_10_min": s.within,
+            "within_10_min_pct": _r(100 * s.share_within, 1) if s.share_within is not None else None}
+
+
+def sla_of(incidents: list[dict], kelurahan_of: Callable[[dict], str], *, now_ms: int,
+           sla_s: int = sla.SLA_S) -> dict:
+    """The SLA of incidents as the API serves them, per kelurahan and overall: the gateway's
+    report states the same numbers for the same incidents."""
+    rows = [(Times.from_json(i), kelurahan_of(i)) for i in incidents]
+    overall, per = sla.by_kelurahan(rows, sla_s=sla_s, now_ms=now_ms)
+    return {"overall": sla_block(overall), "by_kelurahan": {k: sla_block(v) for k, v in per.items()}}
 
 
 def build(run, result: dict) -> dict:
@@ -68,13 +80,13 @@ def build(run, result: dict) -> dict:
         if n > 1:
             duplicates.append({"id": aid, "why": f"{n} incidents for one alert id"})
 
-    # SLA population: real emergencies (panic, not a false alarm), pressed in this run.
-    per_kel: dict[str, list[float]] = defaultdict(list)
-    not_reached: Counter = Counter()
-    allm: list[float] = []
+    # The SLA population is the gateway's rule (domain/sla.py); press->on scene is scaled back to
+    # simulated time (METHOD) before the rule measures it.
+    scaled: list[dict] = []
+    kel_of_alert: dict[str, str] = {}
     points = []
     p2r, r2a, r2d, d2o = [], [], [], []
-    outcomes = Counter()
+    outcomes: Counter = Counter()
     for p in run.presses:
         inc = inc_by_alert.get(p.alert_id or "")
         case = cases.get(p.alert_id or "")
@@ -90,7 +102,7 @@ def build(run, result: dict) -> dict:
         lat = inc["latency_ms"]
         if lat["press_to_received"] is not None:
             p2r.append(lat["press_to_received"])
-        if p.kind != "panic" or p.false is not None:
+        if not sla.counts(Times.from_json(inc)):
             continue
         # Compressed wall time up to each action (not the total: that includes the time
         # on scene before the unit resolves).
@@ -99,21 +111,21 @@ def build(run, result: dict) -> dict:
             r2a.append(_sim_s(inc["acknowledged_ms"] - inc["received_ms"], comp["acknowledge"], speed))
         if inc.get("dispatched_ms") and "dispatch" in comp:
             r2d.append(_sim_s(inc["dispatched_ms"] - inc["received_ms"], comp["dispatch"], speed))
+        kel_of_alert[inc["alert_id"]] = p.kelurahan
         if inc.get("on_scene_ms") is None:
-            not_reached[p.kelurahan] += 1
+            scaled.append(inc)
             points.append({"lat6": inc["lat6"], "lon6": inc["lon6"], "min": None, "kelurahan": p.kelurahan})
             continue
         m = ((inc["on_scene_ms"] - inc["press_ms"]) + comp.get("on_scene", 0.0) * 1000 * (speed - 1)) / 60000
-        per_kel[p.kelurahan].append(m)
-        allm.append(m)
+        scaled.append(dict(inc, on_scene_ms=inc["press_ms"] + round(m * 60000)))
         if case and case.drive_sim_s is not None:
             d2o.append(case.drive_sim_s / 60)
         points.append({"lat6": inc["lat6"], "lon6": inc["lon6"], "min": round(m, 2), "kelurahan": p.kelurahan,
                        "unit": inc.get("unit"), "distance_m": round(case.distance_m) if case and case.distance_m else None})
 
     kel_names = [k["name"] for k in run.scn["kelurahan"]]
-    by_kel = {k: sla_block(per_kel.get(k, []), not_reached.get(k, 0)) for k in kel_names
-              if per_kel.get(k) or not_reached.get(k)}
+    run_sla = sla_of(scaled, lambda i: kel_of_alert[i["alert_id"]], now_ms=RUN_OVER_MS)
+    by_kel = {k: run_sla["by_kelurahan"][k] for k in kel_names if k in run_sla["by_kelurahan"]}
     gps_expected = Counter(p.gps or "none" for p in run.presses if p.alert_id in inc_by_alert and p.kind == "panic")
     gps_got = Counter((p.gps or "none", inc_by_alert[p.alert_id]["src"]) for p in run.presses
                       if p.alert_id in inc_by_alert and p.kind == "panic")
@@ -147,7 +159,7 @@ def build(run, result: dict) -> dict:
         "bump_incidents": len(bump_incidents),
         "lost_detail": lost[:50], "duplicates_detail": duplicates[:50], "bump_incidents_detail": bump_incidents[:50],
         "retransmissions": run.counts["retransmissions"],
-        "sla": {"minutes": SLA_MIN, "overall": sla_block(allm, sum(not_reached.values())), "by_kelurahan": by_kel},
+        "sla": {"minutes": SLA_MIN, "overall": run_sla["overall"], "by_kelurahan": by_kel},
         "latency": {
             "press_to_received_ms": {"p50": pct(p2r, 50), "p90": pct(p2r, 90), "p99": pct(p2r, 99),
                                      "max": max(p2r) if p2r else None, "note": "real time, never scaled"},
@@ -194,7 +206,7 @@ def text(rep: dict) -> str:
     L.append("")
     L.append(f"SLA per kelurahan: press -> on scene, simulated minutes (promise: {rep['sla']['minutes']:.0f} min)")
     L.append(f"{'kelurahan':18} {'n':>4} {'p50':>6} {'p90':>6} {'p99':>6} {'<=10min':>8} {'not on scene':>13}")
-    rows = list(rep["sla"]["by_kelurahan"].items()) + [("ALL", rep["sla"]["overall"])]
+    rows = [*list(rep["sla"]["by_kelurahan"].items()), ("ALL", rep["sla"]["overall"])]
     for name, b in rows:
         if name == "ALL":
             L.append("-" * 67)

@@ -1,74 +1,74 @@
-"""SLA figures per kelurahan and their charts as inline SVG (no CDN, no JS, prints well)."""
+"""The dashboard's SLA figures per kelurahan (domain/sla.py's numbers) and their charts as
+inline SVG (no CDN, no JS, prints well)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
 
+from ..domain import sla
+from ..store import ReportRow
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        return None
-    v = sorted(values)
-    pos = (len(v) - 1) * q
-    lo = int(pos)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+# The templates take percentiles of the step lists (q as a fraction): the one method.
+percentile = sla.percentile
 
 
-@dataclass
+@dataclass(frozen=True)
 class Figures:
+    """One scope of the dashboard (a kelurahan or overall, `*`) over domain/sla.py's summary."""
     name: str
-    onscene: list[float] = field(default_factory=list)   # press -> on scene, ms
-    ack: list[float] = field(default_factory=list)       # received -> acknowledged, ms
-    dispatch: list[float] = field(default_factory=list)  # received -> dispatched, ms
-    counted: int = 0   # panics that reached the scene or have run past the promise
-    within: int = 0
-    total: int = 0
-    open: int = 0
+    summary: sla.SlaSummary
 
     @property
-    def p50(self):
-        return percentile(self.onscene, 0.5)
+    def onscene(self) -> tuple[int, ...]:  # press -> on scene, ms
+        return self.summary.steps["press_to_on_scene"].values
 
     @property
-    def p90(self):
-        return percentile(self.onscene, 0.9)
+    def ack(self) -> tuple[int, ...]:  # received -> acknowledged, ms
+        return self.summary.steps["received_to_acknowledged"].values
 
     @property
-    def share(self):
-        return self.within / self.counted if self.counted else None
+    def dispatch(self) -> tuple[int, ...]:  # received -> dispatched, ms
+        return self.summary.steps["received_to_dispatched"].values
+
+    @property
+    def total(self) -> int:
+        return self.summary.n
+
+    @property
+    def counted(self) -> int:  # reached the scene or ran past the promise
+        return self.summary.decided
+
+    @property
+    def within(self) -> int:
+        return self.summary.within
+
+    @property
+    def open(self) -> int:
+        return self.summary.open
+
+    @property
+    def p50(self) -> int | None:
+        return self.summary.p50
+
+    @property
+    def p90(self) -> int | None:
+        return self.summary.p90
+
+    @property
+    def share(self) -> float | None:
+        return self.summary.share_within
 
 
-def figures(rows: list[tuple], now_ms: int, sla_ms: int) -> tuple[list[Figures], Figures]:
-    """Per kelurahan and overall. False alarms and drills are left out; a panic not on scene
-    after the promise counts as a miss even before anyone arrives."""
-    per: dict[str, Figures] = {}
-    overall = Figures("*")
-    for kel, kind, state, press, received, acked, dispatched, on_scene in rows:
-        if kind != "panic" or (state == "cancelled" and on_scene is None):
-            continue
-        for f in (per.setdefault(kel or "?", Figures(kel or "?")), overall):
-            f.total += 1
-            if acked is not None:
-                f.ack.append(acked - received)
-            if dispatched is not None:
-                f.dispatch.append(dispatched - received)
-            if on_scene is not None:
-                f.onscene.append(on_scene - press)
-                f.counted += 1
-                f.within += on_scene - press <= sla_ms
-            elif now_ms - press > sla_ms:
-                f.counted += 1
-            if state not in ("resolved", "cancelled"):
-                f.open += 1
-    return sorted(per.values(), key=lambda f: f.name), overall
+def figures(rows: list[ReportRow], now_ms: int, sla_ms: int) -> tuple[list[Figures], Figures]:
+    """Per kelurahan and overall, by domain/sla.py's one rule."""
+    overall, per = sla.by_kelurahan(rows, sla_s=sla_ms // 1000, now_ms=now_ms)
+    return [Figures(k, v) for k, v in per.items()], Figures("*", overall)
 
 
 def minutes(ms) -> str:
     if ms is None:
         return "—"
-    s = int(round(ms / 1000))
+    s = round(ms / 1000)
     return f"{s // 60}:{s % 60:02d}"
 
 
@@ -94,7 +94,7 @@ def onscene_chart(items: list[Figures], sla_min: int, title: str, label_min: str
                    f"<text x='{x:.1f}' y='{height - 8}' font-size='10' fill='#6b7a8c' text-anchor='middle'>{m}</text>")
     for n, f in enumerate(rows):
         y = top + n * row_h
-        p50, p90 = f.p50 / 60000, f.p90 / 60000
+        p50, p90 = (f.p50 or 0) / 60000, (f.p90 or 0) / 60000
         late = p90 > sla_min
         out.append(f"<text x='{left - 8}' y='{y + 15}' font-size='12' fill='#1c2b3a' text-anchor='end'>{escape(f.name)}</text>"
                    f"<rect x='{left}' y='{y + 3}' width='{p90 * scale:.1f}' height='18' rx='2' "
@@ -129,8 +129,9 @@ def share_chart(items: list[Figures], title: str, target: float = 0.9) -> str:
                    f"<text x='{x:.1f}' y='{height - 8}' font-size='10' fill='#6b7a8c' text-anchor='middle'>{p}%</text>")
     for n, f in enumerate(rows):
         y = top + n * row_h
-        pct = 100 * f.share
-        color = "#1e8449" if f.share >= target else "#d68910" if f.share >= target - 0.15 else "#c0392b"
+        share = f.share or 0.0
+        pct = 100 * share
+        color = "#1e8449" if share >= target else "#d68910" if share >= target - 0.15 else "#c0392b"
         out.append(f"<text x='{left - 8}' y='{y + 15}' font-size='12' fill='#1c2b3a' text-anchor='end'>{escape(f.name)}</text>"
                    f"<rect x='{left}' y='{y + 4}' width='{100 * scale:.1f}' height='16' rx='2' fill='#eef1f5'/>"
                    f"<rect x='{left}' y='{y + 4}' width='{pct * scale:.1f}' height='16' rx='2' fill='{color}'>"

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 from ..config import Config
-from ..domain.lifecycle import TransitionError
-from .base import FalseAlarmPolicy, Store
+from ..domain.lifecycle import Forbidden, TransitionError
+from ..domain.policy import FalseAlarmPolicy
+from .accounts import ConsoleUser, Token
+from .base import Store
+from .incidents import ReportRow
 
 
 def open_store(cfg: Config) -> Store:
@@ -14,13 +17,13 @@ def open_store(cfg: Config) -> Store:
     else:
         from .sqlite import SqliteStore
         store = SqliteStore(cfg.store.path)
-    # Policy the store applies inside its transactions, so every process that changes
-    # incidents (gateway, CLI, console) applies the same rules.
-    from ..sinks import routes
-    store.routes = routes(cfg)
-    store.false_alarm = FalseAlarmPolicy(cfg.false_alarm_limit, cfg.false_alarm_window_s * 1000,
-                                         cfg.false_alarm_action)
+    # The policy is applied inside the store's transactions, so every process that changes
+    # incidents (gateway, CLI, console) applies the same rule. Sink routing (store.route) is
+    # the service's to set: a process without sinks queues nothing.
+    store.false_alarm = FalseAlarmPolicy(limit=cfg.false_alarm_limit, window_ms=cfg.false_alarm_window_s * 1000,
+                                         action=cfg.false_alarm_action)
     return store
 
 
-__all__ = ["Store", "TransitionError", "open_store"]
+__all__ = ["ConsoleUser", "FalseAlarmPolicy", "Forbidden", "ReportRow", "Store", "Token", "TransitionError",
+           "open_store"]

@@ -76,4 +76,10 @@ MIGRATIONS: list[list[str]] = [
             created_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS console_sessions_name ON console_sessions (name)",
     ],
+    [  # 4: alert messages ingest gave up on (poison messages), kept with their reason
+        """CREATE TABLE dead_letters (
+            id {serial}, topic TEXT NOT NULL, dev TEXT NOT NULL, alert_id TEXT NOT NULL,
+            reason TEXT NOT NULL, attempts INTEGER NOT NULL, payload TEXT NOT NULL,
+            at_ms BIGINT NOT NULL)""",
+    ],
 ]

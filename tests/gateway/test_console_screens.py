@@ -67,11 +67,12 @@ def seed(cfg_path: Path) -> dict:
         a = Alert(id=f"{d.id}:1:{seq[0]}", dev=d.id, boot=1, seq=seq[0], kind=kind, t=press, age=0,
                   lat6=d.lat6, lon6=d.lon6, acc=25, src="fixed", batt=rnd.randint(35, 100),
                   rssi=rnd.randint(-80, -50), ref=None, received_ms=press + rnd.randint(250, 1500), body="{}")
-        return store.ingest([a], [])[0].incident.id
+        return store.ingest([a])[0].incident.id
 
     def walk(inc: str, press: int, steps: list[tuple], unit: str) -> None:
         for action, at, actor, note in steps:
-            store.transition(inc, action, actor, at, [], note, unit if action == "dispatch" else None)
+            store.transition(inc, action, actor, at, role=actor.split(":")[0], note=note,
+                             unit=unit if action == "dispatch" else None)
 
     # A week of closed incidents.
     for day in range(7, -1, -1):
@@ -108,8 +109,7 @@ def seed(cfg_path: Path) -> dict:
     open_now["new"] = alert(d, now - 35 * s)
     d = by_kel["Samaan"][2]
     open_now["escalated"] = inc = alert(d, now - 190 * s)
-    with store._tx() as cur:
-        store._exec(cur, "UPDATE incidents SET escalated = 1 WHERE id = ?", (inc,))
+    store.mark_escalated(inc, now - 100 * s)
     d = by_kel["Oro-oro Dowo"][0]
     open_now["acknowledged"] = inc = alert(d, now - 340 * s)
     walk(inc, 0, [("acknowledge", now - 310 * s, op, "RT melapor pencurian motor")], "")
@@ -117,7 +117,7 @@ def seed(cfg_path: Path) -> dict:
     open_now["dispatched"] = inc = alert(d, now - 505 * s)
     walk(inc, 0, [("acknowledge", now - 490 * s, op, "Pelapor: ada perkelahian di gang"),
                   ("dispatch", now - 455 * s, op, "Unit terdekat dari Polsek Klojen")], "sabhara-1")
-    store.transition(inc, "en_route", "responder:sabhara-1", now - 440 * s, [], None)
+    store.transition(inc, "en_route", "responder:sabhara-1", now - 440 * s, role="responder")
     open_now["late"] = inc = alert(flaky, now - 665 * s)
     walk(inc, 0, [("acknowledge", now - 650 * s, op, None),
                   ("dispatch", now - 600 * s, op, None)], "sabhara-3")

@@ -25,8 +25,17 @@ def alert(seq: int, kind: str = "panic", ref: str | None = None, boot: int = 1, 
                  received_ms=now, body="{}")
 
 
+ROUTES = {"mqtt": None, "ops": frozenset({"health", "policy"}), "webhook:esc": frozenset({"escalated"})}
+DEVICE_EVENTS = ("health", "policy")
+
+
+def route(event: str) -> tuple[str, ...]:
+    """As a service sets it: a sink without a list takes every incident event."""
+    return tuple(s for s, evs in ROUTES.items() if (event in evs if evs is not None else event not in DEVICE_EVENTS))
+
+
 def prepare(store: Store) -> Store:
-    store.routes = {"mqtt": None, "ops": frozenset({"health", "policy"}), "webhook:esc": frozenset({"escalated"})}
+    store.route = route
     store.add_device(Device(id=DEV, secret="s" * 64, mqtt_password="p", kelurahan="Kauman", created_ms=1))
     return store
 
@@ -41,32 +50,29 @@ def store(request, tmp_path):
     s.close()
 
 
-SINKS = ["mqtt", "webhook:esc", "ops"]
-
-
 def test_migrations_are_versioned_and_idempotent(store):
     assert store.migrate() == len(MIGRATIONS)
-    assert store._rows("SELECT MAX(version) FROM schema_version")[0][0] == len(MIGRATIONS)
+    assert store.schema_version() == len(MIGRATIONS)
     assert store.registry_version() == 1  # one add_device
 
 
 def test_ingest_duplicates_and_cancel(store):
-    out = store.ingest([alert(1), alert(1)], SINKS)
+    out = store.ingest([alert(1), alert(1)])
     assert [o.created for o in out] == [True, False] and out[1].duplicate
     assert out[0].incident.id == incident_id(f"{DEV}:1:1")
-    cancel = store.ingest([alert(2, kind="cancel", ref=f"{DEV}:1:1")], SINKS)[0]
+    cancel = store.ingest([alert(2, kind="cancel", ref=f"{DEV}:1:1")])[0]
     assert cancel.stage == "cancelled" and cancel.incident.state == "cancelled"
-    assert store.ingest([alert(2, kind="cancel", ref=f"{DEV}:1:1")], SINKS)[0].duplicate
-    unknown = store.ingest([alert(3, kind="cancel", ref=f"{DEV}:9:9")], SINKS)[0]
+    assert store.ingest([alert(2, kind="cancel", ref=f"{DEV}:1:1")])[0].duplicate
+    unknown = store.ingest([alert(3, kind="cancel", ref=f"{DEV}:9:9")])[0]
     assert unknown.stage == "rejected" and unknown.reason == "unknown ref"
     # Only incident events reach incident sinks; the escalation sink wants escalations only.
     assert {s["sink"]: s["pending"] for s in store.forward_stats()} == {"mqtt": 2}
 
 
 def test_forward_claims_keep_each_incidents_order(store):
-    inc = store.ingest([alert(1)], SINKS)[0].incident
-    store.transition(inc.id, "acknowledge", "operator:a", inc.received_ms + 10, SINKS)
-    other = store.ingest([alert(2)], SINKS)[0].incident
+    inc = store.ingest([alert(1)])[0].incident
+    store.transition(inc.id, "acknowledge", "operator:a", inc.received_ms + 10, role="operator")
+    other = store.ingest([alert(2)])[0].incident
     now = time.time_ns() // 1_000_000 + 1000
     first = store.claim_forwards("mqtt", "gw-a", now, 60_000)
     # One entry per incident at a time: the acknowledgement waits for the incident's "new".
@@ -84,13 +90,13 @@ def test_forward_claims_keep_each_incidents_order(store):
 def test_escalation_and_false_alarm_policy(store):
     store.false_alarm = FalseAlarmPolicy(limit=2, window_ms=86_400_000, action="suspend")
     now = time.time_ns() // 1_000_000
-    a, b = (o.incident for o in store.ingest([alert(1, now=now - 5000), alert(2, now=now)], SINKS))
-    escalated = store.escalate_due(now, 2000, SINKS)
+    a, b = (o.incident for o in store.ingest([alert(1, now=now - 5000), alert(2, now=now)]))
+    escalated = store.escalate_due(now, 2000)
     assert [i.id for i in escalated] == [a.id]
-    assert store.escalate_due(now + 1, 2000, SINKS) == []  # once
+    assert store.escalate_due(now + 1, 2000) == []  # once
     assert {s["sink"]: s["pending"] for s in store.forward_stats()}["webhook:esc"] == 1
     for inc in (a, b):
-        store.transition(inc.id, "false_alarm", "operator:a", now, SINKS)
+        store.transition(inc.id, "false_alarm", "operator:a", now, role="operator")
     d = store.get_device(DEV)
     assert d.status == "suspended" and d.flag.startswith("suspended: 2 false alarms")
     assert store.false_alarms(DEV, now - 1000) == 2
@@ -130,11 +136,11 @@ def test_two_gateways_racing_on_postgres(pg_dsn):  # noqa: F811
     a, b = PostgresStore(pg_dsn), PostgresStore(pg_dsn)  # two processes' worth of connections
     try:
         prepare(a)
-        b.routes = a.routes
+        b.route = a.route
         alerts = [alert(i) for i in range(1, 41)]
         # Both "gateways" get every alert at once (a retransmission that went to the other one);
         # each batch in the one order Ingest sorts them in, so the two cannot deadlock.
-        outs = _race(2, lambda i: (a, b)[i].ingest(alerts, SINKS))
+        outs = _race(2, lambda i: (a, b)[i].ingest(alerts))
         created = sum(o.created for out in outs for o in out)
         assert created == 40 and len(a.list_incidents(limit=100)) == 40
         # Two forwarders claiming at once never get the same entry.
@@ -143,7 +149,7 @@ def test_two_gateways_racing_on_postgres(pg_dsn):  # noqa: F811
         ids = [r[0] for c in claims for r in c]
         assert len(ids) == len(set(ids)) == 40
         # Two escalation sweeps at once: each incident escalated once.
-        escalated = _race(2, lambda i: (a, b)[i].escalate_due(now + 5000, 1000, SINKS))
+        escalated = _race(2, lambda i: (a, b)[i].escalate_due(now + 5000, 1000))
         assert sorted(i.id for e in escalated for i in e) == sorted(i.id for i in a.list_incidents(limit=100))
     finally:
         a.close()

@@ -1,0 +1,65 @@
+"""Device health from status messages: online, offline, sleeping, silent, unknown, plus the
+conditions low battery and backlog.
+
+A device publishes a retained status at connect and every heartbeat; the broker publishes
+its will (`offline`) when the link dies. A device `online` or `sleeping` whose next status
+is overdue by `silent_factor` heartbeats is `silent`: it may be dead, out of range or
+stolen, and nothing else would tell. Records are plain dicts keyed like the store's
+`device_health` columns.
+"""
+from __future__ import annotations
+
+HEALTHS = ("online", "offline", "sleeping", "silent", "unknown")
+CONDITIONS = ("low_battery", "backlog")
+# A change of any of these is a device event for the sinks.
+WATCHED = ("health", "low_battery", "backlog")
+_LIVE = ("online", "sleeping")
+
+
+def merge_status(old: dict, status: dict, now_ms: int, *, heartbeat_s: int, silent_factor: float,
+                 low_battery_pct: int, backlog_min: int) -> dict:
+    """The health record after one status message (`status` as health.parse_status gives it)."""
+    new = dict(old)
+    for k in ("state", "fw", "boot", "up", "batt", "rssi", "outbox"):
+        if status.get(k) is not None:
+            new[k] = status[k]
+    if status["state"] == "offline":
+        new["outbox"] = old.get("outbox")  # the will carries no counters: keep the last known
+    new["heartbeat_s"] = status.get("hb") or old.get("heartbeat_s") or heartbeat_s
+    new["last_status_ms"] = now_ms
+    new["silent_at_ms"] = now_ms + int(silent_factor * new["heartbeat_s"] * 1000)
+    new["health"] = new["state"]
+    new["low_battery"] = int(new.get("batt") is not None and new["batt"] <= low_battery_pct)
+    new["backlog"] = int(new["state"] != "offline" and (new.get("outbox") or 0) >= backlog_min)
+    return new
+
+
+def overdue(h: dict, now_ms: int) -> bool:
+    """A live device whose next status should have come by now."""
+    return h.get("health") in _LIVE and h.get("silent_at_ms") is not None and h["silent_at_ms"] < now_ms
+
+
+def silenced(h: dict) -> dict:
+    return dict(h, health="silent")
+
+
+def changed(old: dict, new: dict) -> bool:
+    """Whether the difference is worth a device event (not a mere "last heard")."""
+    return any(old.get(k) != new.get(k) for k in WATCHED)
+
+
+def label(h: dict | None, *, suspended: bool = False) -> str:
+    """One word for an operator: suspended, then silent beats offline beats sleeping beats
+    low battery; a device never heard from is unknown."""
+    if suspended:
+        return "suspended"
+    if h is None:
+        return "unknown"
+    health, state = (h.get("health") or "").lower(), (h.get("state") or "").lower()
+    if health in ("silent", "offline", "sleeping"):
+        return health
+    if state in ("offline", "sleeping"):
+        return state
+    if h.get("low_battery"):
+        return "low_battery"
+    return "online" if state == "online" else "unknown"

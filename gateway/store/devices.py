@@ -1,0 +1,74 @@
+"""The device registry: buttons, their secrets and holders, and the boot numbers they used."""
+from __future__ import annotations
+
+from dataclasses import fields
+
+from ..models import Device
+from .core import StoreCore
+
+DEVICE_COLS = [f.name for f in fields(Device)]
+
+
+class DevicesMixin(StoreCore):
+    def add_device(self, device: Device) -> None:
+        self.add_devices([device])
+
+    def add_devices(self, devices: list[Device]) -> None:
+        cols = ", ".join(DEVICE_COLS)
+        marks = ", ".join("?" * len(DEVICE_COLS))
+        with self._tx() as cur:
+            for device in devices:
+                self._exec(cur, f"INSERT INTO devices ({cols}) VALUES ({marks})",
+                           [getattr(device, c) for c in DEVICE_COLS])
+            self._bump_registry(cur)
+
+    def update_device(self, dev: str, **changes) -> bool:
+        unknown = set(changes) - set(DEVICE_COLS)
+        if unknown:
+            raise ValueError(f"no device fields {sorted(unknown)}")
+        sets = ", ".join(f"{k} = ?" for k in changes)
+        with self._tx() as cur:
+            n = self._exec(cur, f"UPDATE devices SET {sets} WHERE id = ?", [*changes.values(), dev]).rowcount
+            self._bump_registry(cur)
+            return n > 0
+
+    def remove_device(self, dev: str) -> bool:
+        with self._tx() as cur:
+            n = self._exec(cur, "DELETE FROM devices WHERE id = ?", (dev,)).rowcount
+            self._exec(cur, "DELETE FROM device_health WHERE dev = ?", (dev,))
+            self._bump_registry(cur)
+            return n > 0
+
+    def _device(self, cur, dev: str) -> Device | None:
+        row = self._exec(cur, f"SELECT {', '.join(DEVICE_COLS)} FROM devices WHERE id = ?", (dev,)).fetchone()
+        return Device(*row) if row else None
+
+    def get_device(self, dev: str) -> Device | None:
+        with self._tx() as cur:
+            return self._device(cur, dev)
+
+    def list_devices(self) -> list[Device]:
+        rows = self._rows(f"SELECT {', '.join(DEVICE_COLS)} FROM devices ORDER BY id")
+        return [Device(*r) for r in rows]
+
+    def devices_by_id(self, devs: list[str]) -> dict[str, Device]:
+        """The registered devices among `devs`, by id."""
+        devs = list(dict.fromkeys(devs))
+        if not devs:
+            return {}
+        marks = ", ".join("?" * len(devs))
+        rows = self._rows(f"SELECT {', '.join(DEVICE_COLS)} FROM devices WHERE id IN ({marks})", devs)
+        return {r[0]: Device(*r) for r in rows}
+
+    def _max_boot(self, cur, dev: str) -> int:
+        ids = self._exec(cur, "SELECT id FROM alerts WHERE dev = ?", (dev,)).fetchall()
+        return max((int(i.rsplit(":", 2)[1]) for (i,) in ids), default=0)
+
+    def boot_floor(self, dev: str) -> int:
+        """The highest boot number this device has used: a re-flashed button starts above it."""
+        with self._tx() as cur:
+            return self._max_boot(cur, dev)
+
+    def last_alerts(self) -> dict[str, int]:
+        """Each device's latest alert, received time in ms."""
+        return {d: t for d, t in self._rows("SELECT dev, MAX(received_ms) FROM alerts GROUP BY dev")}

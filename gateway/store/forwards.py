@@ -1,0 +1,79 @@
+"""The forwarding queue: events waiting for each sink, leased to one forwarder at a time,
+retried with backoff, dead-lettered after a deadline. Entries are written by the outbox
+(core.py) in the transaction that made the event."""
+from __future__ import annotations
+
+import json
+
+from .core import StoreCore
+
+
+class ForwardsMixin(StoreCore):
+    def has_due(self, sink: str, now_ms: int) -> bool:
+        """Whether a claim could find anything: a read, so an idle sink woken by every
+        stored batch does not take the write lock from ingest for nothing."""
+        return bool(self._read("SELECT 1 FROM forwards WHERE sink = ? AND delivered_ms IS NULL AND dead = 0 "
+                               "AND next_ms <= ? LIMIT 1", (sink, now_ms)))
+
+    def claim_forwards(self, sink: str, owner: str, now_ms: int, lease_ms: int, limit: int = 50) -> list[tuple]:
+        """Lease due entries to one forwarder: (id, idem_key, payload, created_ms, attempts).
+
+        Several gateways drain one queue: a leased entry is not handed out again until its
+        lease runs out (a forwarder killed mid-delivery), SKIP LOCKED keeps two claims from
+        blocking each other, and an entry is only claimed when no earlier entry of the same
+        incident is still pending, so a sink sees each incident's events in order."""
+        sql = ("UPDATE forwards SET lease_until = ?, lease_owner = ? WHERE id IN ("
+               " SELECT f.id FROM forwards f WHERE f.sink = ? AND f.delivered_ms IS NULL AND f.dead = 0"
+               " AND f.next_ms <= ? AND (f.lease_until < ? OR f.lease_owner = ?)"
+               " AND NOT EXISTS (SELECT 1 FROM forwards e WHERE e.sink = f.sink"
+               "  AND e.incident_id = f.incident_id AND e.id < f.id AND e.delivered_ms IS NULL AND e.dead = 0)"
+               f" ORDER BY f.id LIMIT ?{self.skip_locked}) "
+               "RETURNING id, idem_key, payload, created_ms, attempts")
+        with self._tx() as cur:
+            rows = self._exec(cur, sql, (now_ms + lease_ms, owner, sink, now_ms, now_ms, owner, limit)).fetchall()
+        return sorted(rows)
+
+    def release_forwards(self, fids: list[int]) -> None:
+        if not fids:
+            return
+        with self._tx() as cur:
+            for fid in fids:
+                self._exec(cur, "UPDATE forwards SET lease_until = 0, lease_owner = NULL WHERE id = ?", (fid,))
+
+    def forwards_done(self, fids: list[int], now_ms: int) -> None:
+        if not fids:
+            return
+        with self._tx() as cur:
+            for fid in fids:
+                self._exec(cur, "UPDATE forwards SET delivered_ms = ?, attempts = attempts + 1, lease_until = 0 "
+                                "WHERE id = ?", (now_ms, fid))
+
+    def forward_failed(self, fid: int, next_ms: int, error: str, *, dead: bool) -> None:
+        with self._tx() as cur:
+            self._exec(cur, "UPDATE forwards SET next_ms = ?, attempts = attempts + 1, last_error = ?, "
+                            "dead = ?, lease_until = 0, lease_owner = NULL WHERE id = ?",
+                       (next_ms, error[:500], int(dead), fid))
+
+    def forward_stats(self) -> list[dict]:
+        rows = self._rows("SELECT sink, SUM(CASE WHEN delivered_ms IS NULL AND dead = 0 THEN 1 ELSE 0 END), "
+                          "SUM(CASE WHEN delivered_ms IS NOT NULL THEN 1 ELSE 0 END), SUM(dead) "
+                          "FROM forwards GROUP BY sink ORDER BY sink")
+        return [dict(sink=s, pending=int(p or 0), delivered=int(d or 0), dead=int(x or 0)) for s, p, d, x in rows]
+
+    def dead_forwards(self, sink: str | None = None, limit: int = 500) -> list[dict]:
+        sql = ("SELECT id, sink, incident_id, idem_key, created_ms, attempts, last_error, payload "
+               "FROM forwards WHERE dead = 1")
+        args: list = []
+        if sink:
+            sql += " AND sink = ?"
+            args.append(sink)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        return [dict(id=i, sink=s, subject=subj, idem_key=k, created_ms=c, attempts=a, last_error=e,
+                     payload=json.loads(p)) for i, s, subj, k, c, a, e, p in self._rows(sql, args)]
+
+    def retry_forward(self, fid: int, now_ms: int) -> bool:
+        """Put a dead letter back in its queue (an operator fixed the sink)."""
+        with self._tx() as cur:
+            return self._exec(cur, "UPDATE forwards SET dead = 0, next_ms = ?, created_ms = ?, lease_until = 0 "
+                                   "WHERE id = ? AND dead = 1", (now_ms, now_ms, fid)).rowcount > 0
