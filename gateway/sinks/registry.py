@@ -147,8 +147,8 @@ def parse(sinks: Any, webhooks: Any, base: Path) -> list[SinkEntry]:
     entries = [_entry({"type": sink_type, "name": name}, f"built-in sink {name}", base)
                for name, sink_type in BUILTIN]
     for i, hook in enumerate(_tables(webhooks, "webhooks")):
-        # `[[webhooks]]` predates `[[sinks]]`: its queue rows are keyed webhook:<name or index>,
-        # and an empty events list there means every incident event.
+        # The short form of a webhook sink: named webhook:<name or index>, which keys its queue
+        # rows, and an empty events list there means every incident event.
         table = dict(hook)
         label = table.pop("name", "") or str(i)
         if "type" in table:
