@@ -35,7 +35,8 @@ def _in_console(request: Request) -> bool:
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+    if not isinstance(exc, HTTPException):  # registered for HTTPException only
+        raise exc
     if _in_console(request):
         return await console.http_error(request, exc)
     if exc.status_code == 401:

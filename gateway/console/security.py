@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..auth import Principal
+from ..store import Store
 from ..timeutil import now_ms
 from . import accounts
 
@@ -25,7 +26,7 @@ BASE = "/console"
 class Sessions:
     """Opens and closes console sessions; reading them is auth.CredentialsBackend's job."""
 
-    def __init__(self, store, *, secure: bool, ttl_ms: int) -> None:
+    def __init__(self, store: Store, *, secure: bool, ttl_ms: int) -> None:
         self.store, self.secure, self.ttl_ms = store, secure, ttl_ms
 
     def principal(self, token: str) -> Principal | None:
