@@ -9,7 +9,7 @@ import pytest
 
 from gateway.ids import incident_id
 from gateway.models import Alert, Device
-from gateway.store import FalseAlarmPolicy, Store
+from gateway.store import FalseAlarmPolicy, Forbidden, Store, TransitionError
 from gateway.store.postgres import PostgresStore
 from gateway.store.schema import MIGRATIONS
 from gateway.store.sqlite import SqliteStore
@@ -154,3 +154,63 @@ def test_two_gateways_racing_on_postgres(pg_dsn):  # noqa: F811
     finally:
         a.close()
         b.close()
+
+
+def test_transition_applies_the_lifecycle_with_the_role(store):
+    inc = store.ingest([alert(1)])[0].incident
+    with pytest.raises(Forbidden):
+        store.transition(inc.id, "false_alarm", "responder:u1", inc.received_ms + 5, role="responder")
+    with pytest.raises(TransitionError, match="needs a unit"):
+        store.transition(inc.id, "dispatch", "operator:a", inc.received_ms + 5, role="operator")
+    got = store.transition(inc.id, "dispatch", "operator:a", inc.received_ms + 10, role="operator", unit="u1")
+    assert got.state == "dispatched" and got.acknowledged_ms == inc.received_ms + 10 and got.unit == "u1"
+    same = store.transition(inc.id, "en_route", "responder:u1", inc.received_ms + 20, role="responder")
+    assert same.state == "dispatched" and [e["stage"] for e in store.events(inc.id)][-1] == "en_route"
+    assert store.open_for_unit("u1")[0].id == inc.id
+    store.transition(inc.id, "resolve", "responder:u1", inc.received_ms + 30, role="responder")
+    with pytest.raises(TransitionError, match="incident is resolved"):
+        store.transition(inc.id, "on_scene", "responder:u1", inc.received_ms + 40, role="responder")
+    with pytest.raises(LookupError):
+        store.transition("inc-nope", "resolve", "admin:x", 1, role="admin")
+
+
+def test_without_a_route_nothing_is_queued(store):
+    store.route = lambda event: ()
+    inc = store.ingest([alert(1)])[0].incident
+    store.transition(inc.id, "acknowledge", "operator:a", inc.received_ms + 10, role="operator")
+    assert store.forward_stats() == []
+    assert [e["stage"] for e in store.events(inc.id)] == ["new", "acknowledged"]
+
+
+def test_console_reads(store):
+    now = time.time_ns() // 1_000_000
+    cursor = store.event_cursor()
+    a, b = (o.incident for o in store.ingest([alert(1, now=now - 10), alert(2, now=now)]))
+    nxt, ids = store.changed_after(cursor)
+    assert nxt > cursor and sorted(ids) == sorted([a.id, b.id]) and store.changed_after(nxt) == (nxt, [])
+    store.transition(a.id, "false_alarm", "operator:a", now, role="operator")
+    assert [i.id for i in store.open_and_recent(now)] == [b.id, a.id]  # open first, then recently closed
+    assert [i.id for i in store.incidents_by_id([a.id, b.id])] == [b.id, a.id]
+    assert store.false_alarm_counts([DEV, "other-dev"], now - 1000) == {DEV: 1}
+    assert store.last_alerts() == {DEV: now}
+    assert list(store.devices_by_id([DEV, DEV, "nobody"])) == [DEV]
+    assert store.mark_escalated(b.id, now) and store.get_incident(b.id).escalated == 1
+    rows = store.report_incidents(now - 1000, now + 1, ("panic",))
+    assert [(r.incident.id, r.kelurahan) for r in rows] == [(a.id, "Kauman"), (b.id, "Kauman")]
+
+
+def test_accounts_and_sessions(store):
+    assert store.save_user("andi", "operator", "hash1", "", 1) is True
+    assert store.save_user("budi", "responder", "hash2", "sabhara-1", 1) is True
+    store.open_session("sid-1", "andi", "csrf-1", 100, 1000)
+    user, csrf = store.session("sid-1", 500)
+    assert (user.name, user.role, csrf) == ("andi", "operator", "csrf-1")
+    assert store.session("sid-1", 1101) is None  # expired
+    assert store.save_user("andi", "admin", "hash3", "", 2) is False  # updated ...
+    assert store.session("sid-1", 500) is None  # ... and the old password's sessions end
+    assert store.password_hash("andi") == "hash3" and store.password_hash("nobody") is None
+    assert [u.name for u in store.users()] == ["andi", "budi"] and store.user("budi").unit == "sabhara-1"
+    assert store.units() == ["sabhara-1"]
+    assert store.delete_user("budi") and store.user("budi") is None and not store.delete_user("budi")
+    store.add_token("h" * 64, "viewer", "city-ops", 1)
+    assert store.token("h" * 64) == ("viewer", "city-ops") and store.token("x") is None
