@@ -12,7 +12,8 @@ HEAP        ?= 96K
 PYTEST_ARGS ?=
 
 # chromium: the console's browser tests (Playwright drives /usr/bin/chromium; no browser download)
-APT_PACKAGES := mosquitto mosquitto-clients openssl chromium
+# prometheus: promtool and the server check deploy/prometheus rules and the Grafana dashboard
+APT_PACKAGES := mosquitto mosquitto-clients openssl chromium prometheus
 FIRMWARE_SRC := $(wildcard firmware/*.py)
 
 .PHONY: help setup system-packages test demo up down firmware flash clean
