@@ -15,6 +15,7 @@ report turns a gateway interval into simulated time as
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 import threading
@@ -37,6 +38,7 @@ class PeopleConfig:
     dispatch_median_s: float = 25.0   # calls back / reads the map / picks a unit
     dispatch_sigma: float = 0.5
     callback_median_s: float = 60.0   # a false alarm found out on the call back
+    callback_sigma: float = 0.4
     drill_close_s: float = 45.0       # drills are acknowledged and closed, never dispatched
     turnout_median_s: float = 45.0    # from hearing the dispatch to rolling
     turnout_sigma: float = 0.4
@@ -146,7 +148,7 @@ class People:
                 case.state = "cancelled"
                 self._release(case)
             elif event == "dispatched" and inc.get("unit") and case.unit == inc["unit"]:
-                unit = self.by_unit.get(case.unit)
+                unit = self.by_unit.get(case.unit or "")
                 if unit is not None and unit.case is case and "heard" not in case.steps:
                     case.steps["heard"] = now
                     # The dispatch reached the unit: the feed's delay was real time.
@@ -163,7 +165,7 @@ class People:
                 continue
             self.free_operators -= 1
             delay = _lognormal(self.rng, self.cfg.ack_median_s, self.cfg.ack_sigma)
-            self.sched.after(self.wait(delay), lambda c=case: self._acknowledge(c))
+            self.sched.after(self.wait(delay), functools.partial(self._acknowledge, case))
 
     def _operator_done(self) -> None:
         with self.lock:
@@ -197,7 +199,7 @@ class People:
             self.sched.after(self.wait(self.cfg.drill_close_s), lambda: self._close_drill(case))
         elif case.alert_id in self.operator_false:
             case.false_alarm = True
-            delay = _lognormal(self.rng, self.cfg.callback_median_s, 0.4)
+            delay = _lognormal(self.rng, self.cfg.callback_median_s, self.cfg.callback_sigma)
             self.sched.after(self.wait(delay), lambda: self._false_alarm(case))
         else:
             delay = _lognormal(self.rng, self.cfg.dispatch_median_s, self.cfg.dispatch_sigma)
@@ -280,7 +282,7 @@ class People:
                 continue
             case.waited_for_unit_s = (time.monotonic() - case.steps.get("queued", time.monotonic())) * self.speed
             unit.case = case
-            self.sched.after(0, lambda c=case, u=unit: self._send_unit(c, u))
+            self.sched.after(0, functools.partial(self._send_unit, case, unit))
             return
         back = haversine_m(unit.lat, unit.lon, unit.post.lat, unit.post.lon) * self.cfg.road_factor / (
             self.cfg.speed_kmh / 3.6)

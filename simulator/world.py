@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from .scenario import Button
 
@@ -70,7 +71,8 @@ def profiles(buttons: list[Button], cfg: WorldConfig, seed: int) -> dict[str, Pr
 
 def _poisson(rng: random.Random, rate_per_h: float, sim_s: float) -> list[float]:
     """Arrival times in simulated seconds."""
-    out, t = [], 0.0
+    out: list[float] = []
+    t = 0.0
     if rate_per_h <= 0:
         return out
     while True:
@@ -94,7 +96,7 @@ def plan(cfg: WorldConfig, duration_s: float, speed: float, seed: int,
 
     def press_args(burst: bool = False) -> dict:
         u = rng.random()
-        a = {"kind": "panic", "false": None, "burst": burst}
+        a: dict[str, Any] = {"kind": "panic", "false": None, "burst": burst}
         if u < cfg.drill_share and not burst:
             a["kind"] = "test"
         elif u < cfg.drill_share + cfg.holder_cancel_share:
