@@ -15,8 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import config, fleet_gauges
+from gateway.store import open_store
 from simulator.stack import Stack, free_port, wait_port
 from tests.gateway.test_gateway_support import custom_stack, device
 
@@ -235,15 +238,21 @@ def test_dashboard_covers_sla_fleet_ingest_and_forwards():
 def test_fleet_gauges_and_unacknowledged_alert_follow_the_gateway(gateway, prometheus):
     """An unacknowledged press fires PanicIncidentsUnacknowledged in the real Prometheus;
     the per-kelurahan gauges count the registered button."""
-    button, _ = device(gateway, "klj-bareng-rw01-rt01", kelurahan="Bareng", rw=1, rt=1)
+    dev = "klj-bareng-rw01-rt01"
+    button, _ = device(gateway, dev, kelurahan="Bareng", rw=1, rt=1)
     try:
         button.send(1)
         assert button.ack()["stage"] == "received"
+        button.publish(json.dumps({"v": 1, "dev": dev, "state": "online", "batt": 10}).encode(),
+                       topic=f"panic/v1/{dev}/status")
     finally:
         button.close()
-    series = wait_for(lambda: query(prometheus, f'panic_kelurahan_devices{{job="{JOB}", kelurahan="Bareng"}}'),
-                      what="kelurahan gauges")
+    wait_for(lambda: query(prometheus, f'panic_kelurahan_devices{{job="{JOB}", kelurahan="Bareng", health="online"}}'
+                                       " == 1"), what="the button online in Bareng")
+    series = query(prometheus, f'panic_kelurahan_devices{{job="{JOB}", kelurahan="Bareng"}}')
     assert sum(float(s["value"][1]) for s in series) == 1
+    assert query(prometheus, f'panic_kelurahan_devices_flagged{{job="{JOB}", kelurahan="Bareng", flag="low_battery"}}'
+                             " == 1")
     wait_for(lambda: query(prometheus, f'panic_incidents_unacknowledged{{job="{JOB}", kind="panic"}} > 0'),
              what="the unacknowledged gauge")
 
@@ -252,3 +261,19 @@ def test_fleet_gauges_and_unacknowledged_alert_follow_the_gateway(gateway, prome
         return [a for a in alerts if a["labels"]["alertname"] == "PanicIncidentsUnacknowledged"
                 and a["state"] == "firing"]
     wait_for(firing, what="PanicIncidentsUnacknowledged firing")
+
+
+def test_a_failing_store_costs_the_scrape_only_the_fleet_gauges(tmp_path):
+    """Bad state at scrape time is counted, never a failed /metrics."""
+    (tmp_path / "gateway.toml").write_text('[store]\nkind = "sqlite"\npath = "gateway.db"\n')
+    store = open_store(config.load(tmp_path / "gateway.toml"))
+    registry = CollectorRegistry()
+    fleet_gauges.register(store, registry)
+    assert "panic_incidents_unacknowledged{kind=\"panic\"} 0.0" in generate_latest(registry).decode()
+    store.close()  # every read now raises
+
+    def errors() -> float:
+        return REGISTRY.get_sample_value("panic_store_errors_total", {"where": "metrics"}) or 0.0
+    before = errors()
+    assert "panic_kelurahan_devices" not in generate_latest(registry).decode()
+    assert errors() == before + 1
