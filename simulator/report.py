@@ -32,12 +32,15 @@ def _r(x, nd=2):
 
 
 def sla_block(s: sla.SlaSummary) -> dict:
-    minutes = [v / 60_000 for v in s.steps["press_to_on_scene"].values]
+    scene = s.steps["press_to_on_scene"]
+    minutes = [v / 60_000 for v in scene.values]
     return {"n": s.decided, "on_scene": len(minutes), "not_reached": s.decided - len(minutes), "pending": s.pending,
             "p50_min": _r(pct(minutes, 50)), "p90_min": _r(pct(minutes, 90)), "p99_min": _r(pct(minutes, 99)),
             "max_min": _r(max(minutes) if minutes else None),
             "within_10_min": s.within,
-            "within_10_min_pct": _r(100 * s.share_within, 1) if s.share_within is not None else None}
+            "within_10_min_pct": _r(100 * s.share_within, 1) if s.share_within is not None else None,
+            # Unrounded, to compare with the gateway's report.
+            "p50_ms": scene.p50, "p90_ms": scene.p90, "p99_ms": scene.p99, "share": s.share_within}
 
 
 def sla_of(incidents: list[dict], kelurahan_of: Callable[[dict], str], *, now_ms: int,
