@@ -29,6 +29,13 @@ device_events = Counter("panic_device_events", "Device health changes and policy
 status_rejected = Counter("panic_status_rejected", "Status messages ignored, by reason", ["reason"])
 forwards_backlog = Gauge("panic_forwards_backlog", "Forward queue entries by sink and state", ["sink", "state"])
 store_errors = Counter("panic_store_errors", "Store transactions that failed and were retried", ["where"])
+ingest_dead_letters = Counter("panic_ingest_dead_letters", "Alert messages ingest gave up on after repeated "
+                              "store failures (acked, kept in the store, device told)")
+status_limited = Counter("panic_status_limited", "Status messages acked without being recorded: superseded by "
+                         "a newer one of the same device while it waited for its turn (one at a time, about "
+                         "one a second per device), or one topic too many", ["reason"])
+alerts_shed = Counter("panic_alerts_shed", "QoS 0 alert messages dropped because the ingest queue was full "
+                      "(buttons send at QoS 1, which the broker holds until acked)")
 
 # Every step and reason shows from the first scrape, so dashboards and alerts need no data first.
 for _step in STEPS:

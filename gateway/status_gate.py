@@ -1,0 +1,117 @@
+"""Status traffic between the broker and the health worker, bounded per device.
+
+A status only ever says what a device is like now, so a newer one supersedes an older one
+still waiting. Per device the gate keeps at most one status in the health worker's hands
+and the newest one waiting, and hands on at most `rate_per_s` a second (with a small burst),
+so one device flooding its own status topic costs a dict entry, never a queue that grows
+or store writes that take the lock from alert ingest. Every status is acked to the broker
+on arrival (a status is never worth holding the gateway's in-flight window, which alerts
+need), and each one superseded before the health worker saw it is counted."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import metrics
+
+REASONS = ("superseded", "too_many_topics")
+for _reason in REASONS:
+    metrics.status_limited.labels(_reason)
+
+
+@dataclass
+class _Slot:
+    tokens: float
+    stamp: float
+    busy: bool = False  # one status of this device is with the health worker
+    waiting: Any = None  # the newest status not yet handed on
+
+
+class StatusGate:
+    def __init__(self, submit: Callable[[Any], object], ack: Callable[[Any], object], *,
+                 rate_per_s: float = 1.0, burst: int = 5, max_devices: int = 200_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.submit = submit  # hand a status to the health worker
+        self.ack = ack  # PUBACK a status to the broker (on arrival)
+        self.rate = rate_per_s
+        self.burst = float(burst)
+        self.max_devices = max_devices
+        self.clock = clock
+        self._slots: dict[str, _Slot] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status-gate", daemon=True)
+
+    # --- the MQTT thread -------------------------------------------------------------
+    def offer(self, msg: Any) -> None:
+        topic = msg.topic
+        self.ack(msg)
+        hand: Any = None
+        with self._lock:
+            slot = self._slots.get(topic)
+            if slot is None:
+                if len(self._slots) >= self.max_devices:
+                    metrics.status_limited.labels("too_many_topics").inc()
+                    return
+                slot = self._slots[topic] = _Slot(tokens=self.burst, stamp=self.clock())
+            if slot.waiting is not None:
+                metrics.status_limited.labels("superseded").inc()
+            slot.waiting = msg
+            hand = self._take(slot)
+        if hand is not None:
+            self.submit(hand)
+
+    # --- the health worker ----------------------------------------------------------
+    def done(self, msg: Any) -> None:
+        """The health worker has handled `msg`: hand on the device's next one if due."""
+        with self._lock:
+            slot = self._slots.get(msg.topic)
+            hand = None
+            if slot is not None:
+                slot.busy = False
+                hand = self._take(slot)
+        if hand is not None:
+            self.submit(hand)
+
+    def pending(self) -> int:
+        """Statuses held back (waiting for their device's turn)."""
+        with self._lock:
+            return sum(1 for s in self._slots.values() if s.waiting is not None)
+
+    def _take(self, slot: _Slot) -> Any:
+        """The waiting status, when the device has none with the worker and a token to spend."""
+        if slot.busy or slot.waiting is None:
+            return None
+        now = self.clock()
+        slot.tokens = min(self.burst, slot.tokens + (now - slot.stamp) * self.rate)
+        slot.stamp = now
+        if slot.tokens < 1.0:
+            return None
+        slot.tokens -= 1.0
+        slot.busy = True
+        msg, slot.waiting = slot.waiting, None
+        return msg
+
+    # --- held-back statuses go on when their device's rate allows ------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def flush(self) -> None:
+        with self._lock:
+            hands = [m for m in (self._take(s) for s in self._slots.values() if s.waiting is not None)
+                     if m is not None]
+        for m in hands:
+            self.submit(m)
+
+    def _run(self) -> None:
+        tick = min(0.25, 1.0 / self.rate) if self.rate > 0 else 0.25
+        while not self._stop.wait(tick):
+            self.flush()
