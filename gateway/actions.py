@@ -15,6 +15,10 @@ from .domain.lifecycle import ACTIONS, TRANSITIONS
 from .models import Incident
 from .timeutil import now_ms
 
+# The longest note and unit name an action may carry, from either edge.
+MAX_NOTE = 2000
+MAX_UNIT = 64
+
 
 def permitted(action: str, principal: Principal) -> None:
     """404 for an action that does not exist, 403 for one the role may never take.

@@ -12,10 +12,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from . import actions
+from .actions import MAX_NOTE, MAX_UNIT
 from .auth import VIA_TOKEN, needs
-
-MAX_NOTE = 2000
-MAX_UNIT = 64
 
 
 def healthz(request: Request) -> JSONResponse:

@@ -154,6 +154,9 @@ def test_both_edges_take_actions_alike_and_tell_the_button(web):
     assert api.post(f"/api/incidents/{inc}/acknowledge").status_code == 409  # already acknowledged
     assert api.post(f"/api/incidents/{inc}/dispatch").json()["error"] == "dispatch needs a unit"
     desk = web.session("operator")
+    # The page offers what lifecycle allows this role in this state, in the desk's order.
+    page = desk.get(f"/console/incidents/{inc}").text
+    assert re.findall(r'data-action="(\w+)"', page) == ["dispatch", "on_scene", "resolve", "false_alarm"]
     csrf = found(r'"csrf": "([^"]+)"', desk.get("/console/").text)
     r = desk.post(f"/console/incidents/{inc}/dispatch", data={"csrf": csrf, "unit": "sabhara-2"})
     assert r.status_code == 303 and r.headers["location"] == f"/console/incidents/{inc}?ok=dispatch"

@@ -9,15 +9,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ... import actions
+from ...actions import MAX_NOTE, MAX_UNIT
 from ...auth import VIA_SESSION, needs
 from ...domain.lifecycle import TransitionError, allowed_actions
 from ...timeutil import now_ms
-from .. import accounts, queries
+from .. import queries
 from ..render import render, sla_ms, tr, wants_json
 from ..security import BASE, check_csrf, safe_next
-
-MAX_NOTE = 2000
-MAX_UNIT = 64
 
 
 @needs(via=VIA_SESSION)
@@ -32,7 +30,7 @@ async def incident_page(request: Request) -> Response:
     for e in events:
         timeline.append({**e, "since_press": e["at_ms"] - inc.press_ms, "step": e["at_ms"] - prev})
         prev = e["at_ms"]
-    units = await run_in_threadpool(accounts.units, store)
+    units = await run_in_threadpool(store.units)
     boot = {"incident": inc.to_json(), "tile_url": settings.tile_url,
             "tile_attribution": settings.tile_attribution, "words": tr(request).table(),
             "sla_ms": sla_ms(request), "now": now_ms()}
