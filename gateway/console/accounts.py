@@ -56,10 +56,6 @@ def list_users(store: Store) -> list[User]:
     return store.users()
 
 
-def get_user(store: Store, name: str) -> User | None:
-    return store.user(name)
-
-
 def check_password(store: Store, name: str, password: str) -> User | None:
     pw_hash = store.password_hash(name)
     try:
@@ -67,11 +63,6 @@ def check_password(store: Store, name: str, password: str) -> User | None:
     except (VerificationError, InvalidHashError):
         return None
     return store.user(name) if pw_hash else None
-
-
-def units(store: Store) -> list[str]:
-    """Units an operator can dispatch to: responders' units and any used before."""
-    return store.units()
 
 
 # --- sessions ---------------------------------------------------------------------------

@@ -32,10 +32,6 @@ def false_alarms(store: Store, devs: list[str], now_ms: int) -> dict[str, int]:
     return store.false_alarm_counts(devs, store.false_alarm.since(now_ms))
 
 
-def last_alerts(store: Store) -> dict[str, int]:
-    return store.last_alerts()
-
-
 def card(inc: Incident, device: Device | None, false_count: int, *, warns: bool) -> dict:
     """One incident as the queue shows it: no credentials, flags worked out."""
     d = inc.to_json()
@@ -66,7 +62,3 @@ def for_unit(store: Store, unit: str) -> list[Incident]:
 def sla_rows(store: Store, from_ms: int, to_ms: int) -> list[ReportRow]:
     """Panic incidents received in a period, with their kelurahan (domain/sla.py's window)."""
     return store.report_incidents(from_ms, to_ms, ("panic",))
-
-
-def device_dict(d: Device) -> dict:
-    return d.public()
