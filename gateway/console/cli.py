@@ -45,7 +45,7 @@ def cmd_user_add(args) -> int:
 def cmd_user_list(args) -> int:
     users = accounts.list_users(_store(args))
     if args.json:
-        print(json.dumps([u.__dict__ for u in users]))
+        print(json.dumps([u._asdict() for u in users]))
     else:
         for u in users:
             print(f"{u.name:24} {u.role:10} {u.unit:12} {'disabled' if u.disabled else ''}")

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 import gateway
+from gateway import cli as gateway_cli
 from gateway.console import geo
 from gateway.console.settings import ConsoleSettings
 from simulator.firmware import FirmwareDevice
@@ -168,6 +169,19 @@ def test_maps_read_the_gateways_own_areas_not_the_simulators():
         sorted((k["name"], k["lat"], k["lon"]) for k in scenario["kelurahan"])
     assert [p["name"] for p in drawn["posts"]] == [p["name"] for p in scenario["posts"]]
     assert drawn["spread_m"] == scenario["spread_m"]
+
+
+def test_user_list_as_json(tmp_path, capsys):
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('[store]\nkind = "sqlite"\npath = "gateway.db"\n')
+    for name, role, unit in (("op", "operator", ""), ("unit2", "responder", "sabhara-2")):
+        assert gateway_cli.main(["user", "add", name, "--role", role, "--unit", unit, "--generate",
+                                 "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    assert gateway_cli.main(["user", "list", "--json", "--config", str(cfg)]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"name": "op", "role": "operator", "unit": "", "disabled": 0},
+        {"name": "unit2", "role": "responder", "unit": "sabhara-2", "disabled": 0}]
 
 
 # --- in the browser -----------------------------------------------------------------------------
