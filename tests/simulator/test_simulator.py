@@ -50,3 +50,20 @@ def test_small_scenario_loses_and_duplicates_nothing(tmp_path, capsys):
         data = (tmp_path / "plots" / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert "SLA per kelurahan" in printed and "OK: lost 0, duplicated 0" in printed
+
+
+def test_protocol_devices_lose_and_duplicate_nothing(tmp_path, capsys):
+    """The same world on protocol devices (simulator/protodev.py): the firmware's gesture
+    and NMEA logic, the protocol module's bodies and ack checks, over the real stack."""
+    out = tmp_path / "report.json"
+    args = ["--devices", "30", "--duration", "20", "--speed", "30", "--seed", "3", "--rate", "60",
+            "--burst", "0.5:6:30", "--bumps", "60", "--outages", "10", "--power-cuts", "0",
+            "--broker-restarts", "1", "--idle-probe", "1", "--drain", "40", "--no-progress", "--firmware-max", "0"]
+    rc = cli.main(["run", "klojen", *args, "--state", str(tmp_path / "state"), "--json", str(out)])
+    printed = capsys.readouterr().out
+    rep = json.loads(out.read_text())
+    assert rc == 0, printed
+    assert rep["devices"]["protocol"] == 30 and rep["devices"]["firmware"] == 0
+    assert rep["lost"] == 0 and rep["duplicates"] == 0 and rep["bump_incidents"] == 0, printed
+    assert rep["pressed"] >= 6 and rep["incidents"] == rep["pressed"]
+    assert rep["faults"]["bumps"] >= 1 and rep["faults"]["broker_restarts"] == 1
