@@ -7,6 +7,8 @@ import io
 import json
 import time
 
+import pytest
+
 from gateway import config, report
 from gateway.models import Alert, Device
 from gateway.store import open_store
@@ -98,3 +100,14 @@ def test_live_metrics_and_report_api(tmp_path, webhook):
     finally:
         raw.close()
         s.down()
+
+
+def test_the_promise_is_one_setting(tmp_path):
+    from gateway.config import ConfigError
+    from gateway.console import settings as console_settings
+
+    s = custom_stack(tmp_path / "state", start=False, sla_s=480)
+    assert console_settings.load(config.load(s.config)).sla_minutes == 8
+    s.set_config("console", sla_minutes=10)
+    with pytest.raises(ConfigError, match="sla_minutes"):
+        console_settings.load(config.load(s.config))
