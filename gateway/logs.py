@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -56,7 +57,9 @@ def formatter(fmt: str) -> logging.Formatter:
 def setup(fmt: str = "text", *, level: int = logging.INFO, stream: IO[str] | None = None) -> None:
     """One handler on the root logger, writing `fmt` lines to stderr (or `stream`).
 
-    Called again (the config is read after the command line), it replaces the handler."""
+    Python warnings and exceptions that end a thread go through it too, so a JSON log holds
+    nothing but JSON lines. Called again (the config is read after the command line), it
+    replaces the handler."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter(fmt))
     root = logging.getLogger()
@@ -64,3 +67,14 @@ def setup(fmt: str = "text", *, level: int = logging.INFO, stream: IO[str] | Non
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    logging.captureWarnings(True)
+    threading.excepthook = log_thread_exception
+
+
+def log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("panic.thread").error(
+        "thread %s died", name, exc_info=args.exc_value,
+        extra={"event": "thread_died", "thread_name": name})

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import time
+import warnings
 
 import pytest
 
@@ -108,3 +110,36 @@ def test_gateway_writes_json_lines_without_secrets(tmp_path):
     for secret in secrets:
         assert secret not in text
     assert_no_secrets_in_logs(s)
+
+
+@pytest.fixture
+def restore_logging():
+    root = logging.getLogger()
+    handlers, level, hook = list(root.handlers), root.level, threading.excepthook
+    yield
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    for h in handlers:
+        root.addHandler(h)
+    root.setLevel(level)
+    threading.excepthook = hook
+    logging.captureWarnings(False)
+
+
+def test_setup_sends_warnings_and_dying_threads_through_the_json_handler(restore_logging):
+    out = io.StringIO()
+    logs.setup("json", stream=out)
+
+    def boom() -> None:
+        raise RuntimeError("worker failed")
+    t = threading.Thread(target=boom, name="forward-test")
+    t.start()
+    t.join()
+    warnings.warn("deprecated option", UserWarning, stacklevel=1)
+    logging.getLogger("panic.test").info("still here")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    died = [line for line in lines if line.get("event") == "thread_died"]
+    assert len(died) == 1 and died[0]["thread_name"] == "forward-test"
+    assert "RuntimeError: worker failed" in died[0]["exc"]
+    assert any(line["logger"] == "py.warnings" and "deprecated option" in line["msg"] for line in lines)
+    assert lines[-1]["msg"] == "still here"
