@@ -28,13 +28,13 @@ SLACK = 0.005   # seconds: the monotonic clock read before and after the same in
 class World:
     """A stack, the webhook feed and People wired as simulator/run.py wires them."""
 
-    def __init__(self, stack: Stack, posts: list[Post], cfg: PeopleConfig = EXACT,
+    def __init__(self, stack: Stack, feed: WebhookFeed, posts: list[Post], cfg: PeopleConfig = EXACT,
                  operator_false: set[str] | None = None) -> None:
         self.stack = stack
         self.sched = Scheduler()
         self.api = Api(stack.api, stack.token("operator"), stack.token("responder"))
         self.people = People(self.api, posts, cfg, SPEED, self.sched, seed=1, operator_false=operator_false)
-        stack.feed.handler = self.people.on_event
+        feed.handler = self.people.on_event
         self.devices: list[RawDevice] = []
 
     def press(self, dev: str, *, kind: str = "panic") -> str:
@@ -61,24 +61,29 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    feed = WebhookFeed(lambda event, inc: None)
+def feed():
+    """The gateway's dispatch webhook, as the simulator receives it; each test's People listen."""
+    f = WebhookFeed(lambda event, inc: None)
+    yield f
+    f.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, feed):
     s = Stack(tmp_path_factory.mktemp("people") / "state", webhooks=[feed.url])
     s.up()
     feed.secret = tomllib.loads(s.config.read_text())["webhooks"][0]["secret"]
-    s.feed = feed
     yield s
-    feed.stop()
     s.down()
     assert_no_secrets_in_logs(s)
 
 
 @pytest.fixture
-def world(stack):
+def world(stack, feed):
     made: list[World] = []
 
     def make(*args, **kw) -> World:
-        made.append(World(stack, *args, **kw))
+        made.append(World(stack, feed, *args, **kw))
         return made[-1]
     yield make
     for w in made:

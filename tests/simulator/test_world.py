@@ -3,6 +3,7 @@ pocket bumps that the firmware's own gesture logic never turns into an alert."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -11,8 +12,8 @@ from simulator import scenario
 from simulator.mpcompat import firmware_module, ticks_add
 from simulator.world import WorldConfig, plan, profiles
 
-QUIET = dict(rate_per_h=0.0, bursts=[], bumps_per_h=0.0, outages_per_h=0.0, power_cuts_per_h=0.0,
-             broker_restarts=0)
+QUIET = WorldConfig(rate_per_h=0.0, bursts=[], bumps_per_h=0.0, outages_per_h=0.0, power_cuts_per_h=0.0,
+                    broker_restarts=0)
 # 205 wall seconds: 5 quiet lead seconds, then 200 s; at speed 18 that is one simulated hour.
 DURATION, SPEED, LEAD = 205.0, 18.0, 5.0
 
@@ -34,7 +35,7 @@ def test_same_seed_same_plan_other_seed_other_plan():
 def test_presses_follow_the_rate(rate):
     # One simulated hour: a Poisson count with mean `rate` and sd sqrt(rate); 4 sd is far
     # outside what a working generator gives for any seed, and far inside a wrong rate.
-    counts = [len(of(plan(WorldConfig(**{**QUIET, "rate_per_h": rate}), DURATION, SPEED, seed=s), "press"))
+    counts = [len(of(plan(replace(QUIET, rate_per_h=rate), DURATION, SPEED, seed=s), "press"))
               for s in range(5)]
     mean = sum(counts) / len(counts)
     assert abs(mean - rate) < 4 * (rate / len(counts)) ** 0.5, counts
@@ -42,14 +43,14 @@ def test_presses_follow_the_rate(rate):
 
 
 def test_presses_stay_inside_the_run_after_the_quiet_lead():
-    p = of(plan(WorldConfig(**{**QUIET, "rate_per_h": 400.0}), DURATION, SPEED, seed=1), "press")
+    p = of(plan(replace(QUIET, rate_per_h=400.0), DURATION, SPEED, seed=1), "press")
     assert all(LEAD <= h.at < DURATION for h in p)
 
 
 def test_speed_compresses_simulated_intervals_into_wall_time():
     # The same simulated hour at twice the speed in half the wall time: the same draws, and
     # every happening twice as close to the start (after the quiet lead).
-    cfg = WorldConfig(**{**QUIET, "rate_per_h": 100.0, "bumps_per_h": 50.0})
+    cfg = replace(QUIET, rate_per_h=100.0, bumps_per_h=50.0)
     slow = plan(cfg, DURATION, SPEED, seed=3)
     fast = plan(cfg, LEAD + (DURATION - LEAD) / 2, SPEED * 2, seed=3)
     slow_p = [h for h in slow if h.what in ("press", "bump")]
@@ -62,7 +63,7 @@ def test_speed_compresses_simulated_intervals_into_wall_time():
 
 
 def test_bursts_put_their_presses_in_their_window():
-    cfg = WorldConfig(**{**QUIET, "bursts": [(0.5, 12, 120.0)]})
+    cfg = replace(QUIET, bursts=[(0.5, 12, 120.0)])
     burst = [h for h in of(plan(cfg, DURATION, SPEED, seed=2), "press") if h.args["burst"]]
     assert len(burst) == 12
     start = LEAD + 0.5 * (DURATION - LEAD)
@@ -71,8 +72,7 @@ def test_bursts_put_their_presses_in_their_window():
 
 
 def test_power_cuts_outages_and_broker_restarts_as_configured():
-    cfg = WorldConfig(**{**QUIET, "power_cuts_per_h": 120.0, "outages_per_h": 120.0, "broker_restarts": 3,
-                         "broker_down_s": 4.0})
+    cfg = replace(QUIET, power_cuts_per_h=120.0, outages_per_h=120.0, broker_restarts=3, broker_down_s=4.0)
     p = plan(cfg, DURATION, SPEED, seed=4)
     cuts, outages, restarts = of(p, "power_cut"), of(p, "wifi_outage"), of(p, "broker_restart")
     assert 60 < len(cuts) < 180 and 60 < len(outages) < 180
@@ -88,7 +88,7 @@ def test_power_cuts_outages_and_broker_restarts_as_configured():
 
 
 def test_press_shares_drills_false_alarms_and_power_cuts():
-    cfg = WorldConfig(**{**QUIET, "rate_per_h": 4000.0, "power_cut_press_share": 0.1})
+    cfg = replace(QUIET, rate_per_h=4000.0, power_cut_press_share=0.1)
     args = [h.args for h in of(plan(cfg, DURATION, SPEED, seed=5), "press")]
     n = len(args)
     kinds = Counter(a["kind"] for a in args)
@@ -119,7 +119,7 @@ def _replay(g, taps: int, hold_s: float) -> list:
 def test_bumps_never_become_alerts_under_the_firmware_gesture(mode):
     gesture = firmware_module("gesture")
     d = protocol.DEVICE_DEFAULTS
-    bumps = of(plan(WorldConfig(**{**QUIET, "bumps_per_h": 2000.0}), DURATION, SPEED, seed=6), "bump")
+    bumps = of(plan(replace(QUIET, bumps_per_h=2000.0), DURATION, SPEED, seed=6), "bump")
     assert len(bumps) > 1000
     for b in bumps:
         g = gesture.Gesture(mode, d["long_press_ms"], d["triple_window_ms"], d["cancel_hold_ms"])
