@@ -16,13 +16,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from . import metrics
+from .domain.health import CONDITIONS, HEALTHS
 from .store import Store
 
 log = logging.getLogger("panic.metrics")
 
-# Exclusive health states (each device is in exactly one); flags overlap them.
-STATES = ("online", "offline", "sleeping", "silent", "unknown")
-FLAGS = ("low_battery", "backlog")
 # Prometheus drops a label whose value is empty: a device registered without a kelurahan
 # still needs a series of its own.
 NO_KELURAHAN = "none"
@@ -52,21 +50,12 @@ class FleetGauges(Collector):
 
     def _fleet(self) -> list[Metric]:
         by_state, by_flag = _by_state(), _by_flag()
-        kelurahan = {d.id: d.kelurahan or NO_KELURAHAN for d in self.store.list_devices()}
-        counts: dict[str, dict[str, int]] = {k: dict.fromkeys(STATES + FLAGS, 0) for k in set(kelurahan.values())}
-        for dev, h in self.store.device_health().items():
-            k = kelurahan.get(dev)
-            if k is None:
-                continue  # registered between the two reads
-            state = h["health"] if h["health"] in STATES else "unknown"
-            counts[k][state] += 1
-            for flag in FLAGS:
-                counts[k][flag] += int(bool(h.get(flag)))
-        for k in sorted(counts):
-            for state in STATES:
-                by_state.add_metric([k, state], counts[k][state])
-            for flag in FLAGS:
-                by_flag.add_metric([k, flag], counts[k][flag])
+        for kelurahan, counts in sorted(self.store.health_by_kelurahan().items()):
+            name = kelurahan or NO_KELURAHAN
+            for state in HEALTHS:
+                by_state.add_metric([name, state], counts.get(state, 0))
+            for flag in CONDITIONS:
+                by_flag.add_metric([name, flag], counts.get(flag, 0))
         return [by_state, by_flag]
 
     def _unacknowledged(self) -> Metric:

@@ -94,6 +94,19 @@ class HealthMixin(StoreCore):
             counts["backlog"] += int(backlog or 0)
         return counts
 
+    def health_by_kelurahan(self) -> dict[str, dict[str, int]]:
+        """health_counts per kelurahan (its name as registered; '' when none), in one query."""
+        rows = self._rows("SELECT d.kelurahan, COALESCE(h.health, 'unknown'), COUNT(*), "
+                          "SUM(COALESCE(h.low_battery, 0)), SUM(COALESCE(h.backlog, 0)) FROM devices d "
+                          "LEFT JOIN device_health h ON h.dev = d.id GROUP BY d.kelurahan, COALESCE(h.health, 'unknown')")
+        out: dict[str, dict[str, int]] = {}
+        for kelurahan, health, n, low, backlog in rows:
+            counts = out.setdefault(kelurahan or "", {k: 0 for k in (*rules.HEALTHS, *rules.CONDITIONS)})
+            counts[health] = counts.get(health, 0) + int(n)
+            counts["low_battery"] += int(low or 0)
+            counts["backlog"] += int(backlog or 0)
+        return out
+
     def device_events(self, dev: str, limit: int = 50) -> list[dict]:
         rows = self._rows("SELECT body FROM device_events WHERE dev = ? ORDER BY id DESC LIMIT ?", (dev, limit))
         return [json.loads(r[0]) for r in rows]

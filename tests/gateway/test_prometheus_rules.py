@@ -19,9 +19,11 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import config, fleet_gauges
+from gateway.models import Device
 from gateway.store import open_store
+from gateway.timeutil import now_ms
 from simulator.stack import Stack, free_port, wait_port
-from tests.gateway.test_gateway_support import custom_stack, device
+from tests.gateway.test_gateway_support import custom_stack, device, pg_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "panic-rules.yml"
@@ -277,3 +279,32 @@ def test_a_failing_store_costs_the_scrape_only_the_fleet_gauges(tmp_path):
     before = errors()
     assert "panic_kelurahan_devices" not in generate_latest(registry).decode()
     assert errors() == before + 1
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_fleet_gauges_count_each_kelurahan_in_one_query(kind, tmp_path):
+    """Counts per kelurahan and health from the store (SQLite and PostgreSQL); a button
+    registered without a kelurahan gets the label `none`."""
+    with pg_schema() as dsn:
+        store_section = f'kind = "postgres"\ndsn = "{dsn}"' if kind == "postgres" else 'kind = "sqlite"\npath = "g.db"'
+        (tmp_path / "gateway.toml").write_text(f"[store]\n{store_section}\n")
+        store = open_store(config.load(tmp_path / "gateway.toml"))
+        try:
+            store.add_devices([Device(id=f"klj-k{i}", secret="s", mqtt_password="p", kelurahan=k)
+                               for i, k in enumerate(["Kauman", "Kauman", "Kauman", "Bareng", ""])])
+            for dev, batt in (("klj-k0", 90), ("klj-k1", 5)):
+                store.record_status(dev, {"state": "online", "batt": batt}, now_ms(), retained=False, heartbeat_s=60,
+                                    silent_factor=2.5, low_battery_pct=20, backlog_min=1)
+            registry = CollectorRegistry()
+            fleet_gauges.register(store, registry)
+
+            def value(name: str, **labels: str) -> float | None:
+                return registry.get_sample_value(name, labels)
+            assert value("panic_kelurahan_devices", kelurahan="Kauman", health="online") == 2
+            assert value("panic_kelurahan_devices", kelurahan="Kauman", health="unknown") == 1
+            assert value("panic_kelurahan_devices", kelurahan="Kauman", health="silent") == 0
+            assert value("panic_kelurahan_devices_flagged", kelurahan="Kauman", flag="low_battery") == 1
+            assert value("panic_kelurahan_devices", kelurahan="Bareng", health="unknown") == 1
+            assert value("panic_kelurahan_devices", kelurahan="none", health="unknown") == 1
+        finally:
+            store.close()
