@@ -272,7 +272,7 @@ def test_a_failing_store_costs_the_scrape_only_the_fleet_gauges(tmp_path):
     registry = CollectorRegistry()
     fleet_gauges.register(store, registry)
     assert "panic_incidents_unacknowledged{kind=\"panic\"} 0.0" in generate_latest(registry).decode()
-    store.close()  # every read now raises
+    store.close()  # every read of a closed store raises
 
     def errors() -> float:
         return REGISTRY.get_sample_value("panic_store_errors_total", {"where": "metrics"}) or 0.0
