@@ -116,6 +116,12 @@ def test_promtool_checks_the_rules():
     assert f"SUCCESS: {len(alert_names())} rules found" in out.stdout
 
 
+def test_promtool_checks_the_example_config():
+    out = run(tool("promtool"), "check", "config", str(RULES.parent / "prometheus.yml"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"SUCCESS: {len(alert_names())} rules found" in out.stdout
+
+
 def test_promtool_rule_unit_tests_pass():
     assert RULE_TESTS, "no promtool tests in deploy/prometheus/tests"
     out = run(tool("promtool"), "test", "rules", *map(str, RULE_TESTS))
