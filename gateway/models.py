@@ -5,6 +5,7 @@ import copy
 from dataclasses import asdict, dataclass, field, fields
 
 # The lifecycle's names live with its rules; re-exported for the code that reads them here.
+from .domain import sla
 from .domain.lifecycle import ACK_STAGE, FINAL, STAGES
 
 __all__ = ["ACK_STAGE", "FINAL", "STAGES", "Alert", "Device", "Incident", "Outcome"]
@@ -101,15 +102,9 @@ class Incident:
         d["latency_ms"] = self.latencies()
         return d
 
-    def latencies(self) -> dict:
-        def diff(a, b):
-            return None if a is None or b is None else a - b
-        return {
-            "press_to_received": diff(self.received_ms, self.press_ms),
-            "received_to_acknowledged": diff(self.acknowledged_ms, self.received_ms),
-            "received_to_dispatched": diff(self.dispatched_ms, self.received_ms),
-            "press_to_on_scene": diff(self.on_scene_ms, self.press_ms),
-        }
+    def latencies(self) -> dict[str, int | None]:
+        """Each SLA step in ms (domain/sla.py's steps), None until it happened."""
+        return {step: sla.step_ms(self, step) for step in sla.STEPS}
 
 
 _INCIDENT_FIELDS = tuple(f.name for f in fields(Incident))
