@@ -28,6 +28,10 @@ def run(cfg: Config) -> None:
     sink_ctx = SinkContext(cfg)
     sinkset = build_sinks(cfg.sinks, sink_ctx)
     store.route = sinkset.route
+    orphaned = sinkset.unconfigured(row["sink"] for row in store.forward_stats() if row["pending"])
+    if orphaned:
+        log.warning("pending forwards for sinks not in the config, left undelivered: %s "
+                    "(a sink removed or renamed; restore its entry to deliver them)", ", ".join(orphaned))
     sinks = sinkset.names
     forwarders: list[Forwarder] = []
     hub = Hub()  # the console's live streams hear every stored change through it

@@ -23,6 +23,11 @@ class SinkSet:
         found = self._routes.get(event)
         return found if found is not None else self._takers(event)
 
+    def unconfigured(self, queued: Iterable[str]) -> list[str]:
+        """Of the sink names that have queue entries, those no sink here goes by: entries
+        nobody will deliver (a sink removed or renamed)."""
+        return sorted(set(queued) - {s.name for s in self.sinks})
+
     @property
     def names(self) -> list[str]:
         return [s.name for s in self.sinks]

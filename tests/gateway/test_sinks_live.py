@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tomllib
 from pathlib import Path
 
@@ -79,6 +80,31 @@ def test_refused_event_is_dead_at_once_and_does_not_hold_up_the_rest(tmp_path, s
         m = s.metrics()
         assert m['panic_forwards_total{result="refused",sink="webhook:dispatch0"}'] == 1
         assert m.get('panic_forwards_total{result="retry",sink="webhook:dispatch0"}', 0) == 0
+    finally:
+        raw.close()
+        s.down()
+
+
+def test_pending_forwards_of_a_removed_sink_are_reported_at_start(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/gone"  # nothing listens there afterwards
+    s = custom_stack(tmp_path / "state", webhooks=[closed], forward_backoff_ms=60_000)
+    raw, _ = device(s)
+    try:
+        raw.send(seq=1)
+        raw.ack()
+        wait_until(lambda: {x["sink"]: x["pending"] for x in s.get("/api/forwards")["sinks"]}
+                   .get("webhook:dispatch0") == 1)
+        s.down()
+        log = s.state / "gateway0.log"  # each start appends to it
+        assert "pending forwards" not in log.read_text()
+        data = tomllib.loads(s.config.read_text())
+        del data["webhooks"]
+        write(data, s.config)
+        s.start_broker()
+        s.start_gateway()
+        assert "pending forwards for sinks not in the config, left undelivered: webhook:dispatch0 " in log.read_text()
     finally:
         raw.close()
         s.down()
