@@ -38,12 +38,25 @@ def add_user(stack: Stack, name: str, role: str, unit: str = "") -> None:
                    capture_output=True, env=env)
 
 
+class ConsoleStack(Stack):
+    """A stack whose one webhook sink delivers to `webhook`."""
+
+    def __init__(self, state: Path, hook: Webhook) -> None:
+        super().__init__(state, webhooks=[hook.url])
+        self.webhook = hook
+
+
+def found(pattern: str, text: str) -> str:
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not in the page"
+    return m.group(1)
+
+
 @pytest.fixture(scope="module")
 def console(tmp_path_factory):
     hook = Webhook()
-    stack = Stack(tmp_path_factory.mktemp("console") / "state", webhooks=[hook.url])
+    stack = ConsoleStack(tmp_path_factory.mktemp("console") / "state", hook)
     stack.up()
-    stack.webhook = hook
     for name, (role, unit) in USERS.items():
         add_user(stack, name, role, unit)
     yield stack
@@ -92,7 +105,7 @@ def login(browser, stack: Stack, name: str, viewport=None):
 
 def http_login(stack: Stack, name: str, password: str = PASSWORD) -> tuple[httpx.Client, httpx.Response]:
     c = httpx.Client(base_url=stack.api, follow_redirects=False, timeout=10)
-    token = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text).group(1)
+    token = found(r'name="csrf" value="([^"]+)"', c.get("/console/login").text)
     r = c.post("/console/login", data={"csrf": token, "username": name, "password": password})
     return c, r
 
@@ -135,7 +148,7 @@ def test_csrf_token_required_for_every_post(console):
     c, r = http_login(console, "op")
     assert r.status_code == 303
     page = c.get("/console/").text
-    token = re.search(r'"csrf": "([^"]+)"', page).group(1)
+    token = found(r'"csrf": "([^"]+)"', page)
     url = "/console/incidents/inc-000000000000/acknowledge"
     assert c.post(url).status_code == 403
     assert c.post(url, data={"csrf": "wrong"}).status_code == 403
@@ -236,7 +249,7 @@ def test_viewer_sees_but_cannot_act_and_responder_closes_from_a_phone(console, b
     assert viewer.locator("button[data-ack]").count() == 0
     viewer.goto(f"{console.api}/console/incidents/{inc}")
     assert viewer.locator("button.act").count() == 0 and viewer.locator(".view-only").is_visible()
-    csrf = re.search(r'"csrf": "([^"]+)"', viewer.goto(f"{console.api}/console/").text()).group(1)
+    csrf = found(r'"csrf": "([^"]+)"', viewer.goto(f"{console.api}/console/").text())
     status = viewer.evaluate("""([inc, csrf]) => fetch('/console/incidents/' + inc + '/acknowledge',
         {method: 'POST', headers: {'X-CSRF-Token': csrf, 'Accept': 'application/json'}}).then(r => r.status)""",
                              [inc, csrf])

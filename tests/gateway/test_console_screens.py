@@ -42,7 +42,8 @@ def seed(cfg_path: Path) -> dict:
     store = open_store(config.load(cfg_path))
     areas = json.loads((ROOT / "simulator/scenarios/klojen.json").read_text())["kelurahan"]
     now = time.time_ns() // 1_000_000
-    devices, by_kel = [], {}
+    devices: list[Device] = []
+    by_kel: dict[str, list[Device]] = {}
     n = 0
     for k in areas:
         for rw in (1, 3, 5):
@@ -67,7 +68,9 @@ def seed(cfg_path: Path) -> dict:
         a = Alert(id=f"{d.id}:1:{seq[0]}", dev=d.id, boot=1, seq=seq[0], kind=kind, t=press, age=0,
                   lat6=d.lat6, lon6=d.lon6, acc=25, src="fixed", batt=rnd.randint(35, 100),
                   rssi=rnd.randint(-80, -50), ref=None, received_ms=press + rnd.randint(250, 1500), body="{}")
-        return store.ingest([a])[0].incident.id
+        inc = store.ingest([a])[0].incident
+        assert inc is not None
+        return inc.id
 
     def walk(inc: str, press: int, steps: list[tuple], unit: str) -> None:
         for action, at, actor, note in steps:
