@@ -95,12 +95,11 @@ def ack_body(alert_id: str, stage: str, inc: str | None, reason: str | None, flo
 
 
 class Ingest:
-    def __init__(self, cfg: Config, store: Store, sinks: list[str],
+    def __init__(self, cfg: Config, store: Store, *,
                  on_stored: Callable[[], None] = lambda: None,
                  on_status: Callable[[mqtt.MQTTMessage], None] | None = None) -> None:
         self.cfg = cfg
         self.store = store
-        self.sinks = sinks
         self.on_stored = on_stored
         # Status messages (health) go to their own worker through the gate, so a flood of
         # them never delays an alert; without a handler they are acked and dropped.

@@ -32,7 +32,6 @@ def run(cfg: Config) -> None:
     if orphaned:
         log.warning("pending forwards for sinks not in the config, left undelivered: %s "
                     "(a sink removed or renamed; restore its entry to deliver them)", ", ".join(orphaned))
-    sinks = sinkset.names
     forwarders: list[Forwarder] = []
     hub = Hub()  # the console's live streams hear every stored change through it
 
@@ -43,7 +42,7 @@ def run(cfg: Config) -> None:
 
     store.on_transition = metrics.observe_transition
     health_monitor: HealthMonitor | None = None
-    ingest = Ingest(cfg, store, sinks, on_stored=wake_forwarders,
+    ingest = Ingest(cfg, store, on_stored=wake_forwarders,
                     on_status=lambda msg: health_monitor.submit(msg) if health_monitor else None)
     health_monitor = HealthMonitor(cfg, store, ingest.registry, ack=lambda m: ingest.client.ack(m.mid, m.qos),
                                    on_event=wake_forwarders)
