@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from starlette.authentication import (
     AuthCredentials,
@@ -111,5 +111,5 @@ def needs(*, via: str, role: str = "viewer") -> Callable[[F], F]:
     `role` may also be DESK. Two stacked `requires` so the two failures keep their own codes."""
     def wrap(endpoint: F) -> F:
         inner = requires(role, status_code=403)(endpoint)
-        return requires(via, status_code=401)(inner)  # type: ignore[return-value]
+        return cast(F, requires(via, status_code=401)(inner))
     return wrap
