@@ -11,7 +11,8 @@ alerts_rejected = Counter("panic_alerts_rejected", "Alerts rejected, by reason",
 alerts_duplicate = Counter("panic_alerts_duplicate", "Alerts whose id was already stored (acked again)")
 incidents_created = Counter("panic_incidents_created", "Incidents created", ["kind"])
 acks_sent = Counter("panic_acks_sent", "Signed acks published to devices", ["stage"])
-forwards = Counter("panic_forwards", "Forward attempts to dispatch sinks", ["sink", "result"])
+forwards = Counter("panic_forwards", "Forward attempts to dispatch sinks; result: ok, retry, dead (failed too long), "
+                   "refused (the sink refused the entry for good: dead at once)", ["sink", "result"])
 ingest_batch = Histogram("panic_ingest_batch_size", "Alerts stored per commit",
                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 latency = Histogram("panic_latency_seconds", "Incident latencies by step", ["step"], buckets=_LATENCY)
