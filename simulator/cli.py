@@ -93,7 +93,7 @@ def execute(opts: RunOptions, json_path: str | None, plots_dir: str | None, on_r
         shutil.rmtree(opts.state, ignore_errors=True)   # own stack: start from a clean state
     run = Run(opts)
     if on_ready:
-        run.on_ready = on_ready
+        run.on_ready = on_ready  # type: ignore[method-assign]  # the demo's hook replaces the default
     result = run.execute()
     rep = report.build(run, result)
     print(report.text(rep))

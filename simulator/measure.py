@@ -84,7 +84,8 @@ class Sampler:
         sys1 = system_cpu()
         out = {"seconds": seconds}
         for name, group in pids.items():
-            d = [cpu_ticks(p) - before[p] for p in group if cpu_ticks(p) is not None and before.get(p) is not None]
+            after = {p: cpu_ticks(p) for p in group}
+            d = [t - b for p in group if (t := after[p]) is not None and (b := before.get(p)) is not None]
             out[f"{name}_cpu_pct"] = round(100 * sum(d) / HZ / seconds, 2)
         n = max(1, len(pids["firmware"]))
         out["firmware_processes"] = len(pids["firmware"])
@@ -93,7 +94,7 @@ class Sampler:
         pss = [pss_kb(p) or 0 for p in pids["firmware"]]
         out["per_device_rss_mib"] = round(sum(rss) / n / 1024, 2)
         out["per_device_pss_mib"] = round(sum(pss) / n / 1024, 2)
-        out["machine_cpu_pct"] = round(100 * (sys1[0] - sys0[0]) / max(1, sys1[1] - sys0[1]) * os.cpu_count(), 1)
+        out["machine_cpu_pct"] = round(100 * (sys1[0] - sys0[0]) / max(1, sys1[1] - sys0[1]) * (os.cpu_count() or 1), 1)
         self.idle = out
         return out
 
@@ -127,7 +128,7 @@ class Sampler:
                 if name == "firmware" and n % 5 == 0:
                     sample["firmware_pss_mib"] = sum(pss_kb(p) or 0 for p in group) / 1024
             s = system_cpu()
-            sample["machine_cpu_pct"] = 100 * (s[0] - last_sys[0]) / max(1, s[1] - last_sys[1]) * os.cpu_count()
+            sample["machine_cpu_pct"] = 100 * (s[0] - last_sys[0]) / max(1, s[1] - last_sys[1]) * (os.cpu_count() or 1)
             sample["mem_available_mib"] = mem_available_kb() / 1024
             last_sys, last_t = s, now
             self.samples.append(sample)

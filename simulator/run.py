@@ -9,6 +9,7 @@ ids, is a duplicate.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -24,6 +25,7 @@ from .firmware import FirmwareDevice
 from .measure import Sampler
 from .people import Api, People, PeopleConfig
 from .progress import Progress
+from .protodev import ProtocolDevice
 from .sched import Scheduler
 from .stack import Stack
 from .world import Happening, Profile, WorldConfig, plan, profiles
@@ -54,7 +56,7 @@ class Press:
 class DevState:
     button: scenario.Button
     profile: Profile
-    device: object                  # FirmwareDevice or protodev.ProtocolDevice
+    device: FirmwareDevice | ProtocolDevice
     firmware: bool
     busy: bool = False
     off: bool = False
@@ -103,6 +105,8 @@ class Run:
                                       "battery_updates", "holder_cancels", "skipped_no_idle_button",
                                       "gps_fix_fed", "gps_nofix_fed", "retransmissions")}
         self.stack: Stack | None = None
+        self.feed: WebhookFeed | None = None
+        self.poll: PollFeed | None = None
         self.own_stack = opts.api is None
         self.sched = Scheduler()
         self.progress = Progress(enabled=opts.progress)
@@ -114,29 +118,28 @@ class Run:
     # --- setup ---------------------------------------------------------------------------
     def _start_stack(self) -> tuple[str, str, str]:
         o = self.o
-        self.feed = WebhookFeed(self._feed_event)
         if self.own_stack:
-            self.stack = Stack(o.state, webhooks=[self.feed.url])
-            self.stack.up()
-            hooks = tomllib.loads(self.stack.config.read_text()).get("webhooks", [])
-            self.feed.secret = hooks[0]["secret"] if hooks else None
-            return self.stack.api, self.stack.token("operator"), self.stack.token("responder")
+            feed = self.feed = WebhookFeed(self._feed_event)
+            stack = self.stack = Stack(o.state, webhooks=[feed.url])
+            stack.up()
+            hooks = tomllib.loads(stack.config.read_text()).get("webhooks", [])
+            feed.secret = hooks[0]["secret"] if hooks else None
+            return stack.api, stack.token("operator"), stack.token("responder")
         # A running stack: we cannot add our webhook to it, so the people poll the API.
-        self.feed.stop()
-        self.feed = None
-        if o.config is None:
+        if o.config is None or o.api is None:
             raise SystemExit("--api needs --config FILE (the gateway's TOML) to provision buttons")
-        self.stack = Stack(Path(o.config).parent)
-        self.stack.config = Path(o.config).resolve()
-        self.stack.api_port = int(o.api.rsplit(":", 1)[1].split("/")[0])
-        op = o.token or self.stack.token("operator")
-        resp = o.responder_token or self.stack.cli("token", "create", "--role", "responder").stdout.strip()
+        stack = self.stack = Stack(Path(o.config).parent)
+        stack.config = Path(o.config).resolve()
+        stack.api_port = int(o.api.rsplit(":", 1)[1].split("/")[0])
+        op = o.token or stack.token("operator")
+        resp = o.responder_token or stack.cli("token", "create", "--role", "responder").stdout.strip()
         return o.api.rstrip("/"), op, resp
 
     def _provision(self) -> list[dict]:
         """New buttons through `panic-gateway device import`; ones a running stack already
         knows (a re-run) get their config from its registry, read-only."""
         st = self.stack
+        assert st is not None, "the stack starts before the buttons are provisioned"
         known = {d["id"] for d in json.loads(st.cli("device", "list", "--json").stdout)}
         fresh = [b for b in self.buttons if b.id not in known]
         creds = {c["id"]: c for c in (fleet.provision(st, fresh) if fresh else [])}
@@ -149,6 +152,8 @@ class Run:
             for b in self.buttons:
                 if b.id not in creds:
                     d = store.get_device(b.id)
+                    if d is None:
+                        raise SystemExit(f"{b.id}: not in the gateway's registry")
                     creds[b.id] = {"id": d.id, "config": firmware_config(cfg, d)}
         return [creds[b.id] for b in self.buttons]
 
@@ -156,24 +161,22 @@ class Run:
         o = self.o
         flash = Path(o.state) / "flash"
         n_fw = min(len(creds), o.firmware_max)
-        started = 0
         self.progress.phase(f"starting {n_fw} firmware buttons (micropython)"
                             + (f" and {len(creds) - n_fw} protocol buttons" if len(creds) > n_fw else ""))
         for i, c in enumerate(creds):
             b = self.buttons[i]
             prof = self.profiles[b.id]
             cfg = dict(c["config"], trigger=prof.trigger, long_press_ms=o.long_press_ms)
+            dev: FirmwareDevice | ProtocolDevice
             if i < n_fw:
                 dev = FirmwareDevice(flash / b.id, cfg, on_event=self._device_event)
                 fw = True
             else:
-                from .protodev import ProtocolDevice
                 dev = ProtocolDevice(flash / b.id, cfg, on_event=self._device_event)
                 fw = False
             self.devs[b.id] = DevState(b, prof, dev, fw)
-        for st in self.devs.values():
+        for started, st in enumerate(self.devs.values(), start=1):
             st.device.start(wait_ready=0)
-            started += 1
             self.progress.update(f"started {started}/{len(self.devs)} buttons")
         deadline = time.monotonic() + 60 + len(self.devs) * 0.1
         while time.monotonic() < deadline:
@@ -202,7 +205,7 @@ class Run:
             elif kind == "ack" and st.active is not None and ev.get("id") == st.active.alert_id \
                     and ev.get("stage") in FINAL_STAGES:
                 st.active = None
-                self.sched.after(1.0, lambda s=st: self._free(s))
+                self.sched.after(1.0, functools.partial(self._free, st))
 
     def _on_alert(self, st: DevState, ev: dict) -> None:
         aid = ev["id"]
@@ -366,7 +369,7 @@ class Run:
         self.sched.after(off_s, on)
 
     def _w_broker_restart(self, a: dict) -> None:
-        if not self.own_stack:
+        if not self.own_stack or self.stack is None:
             return
         self.counts["broker_restarts"] += 1
         self.stack.stop_broker()
@@ -388,7 +391,7 @@ class Run:
                 return False
         cases = {c.alert_id: c for c in list(self.people.cases.values())}
         for p in self.presses:
-            c = cases.get(p.alert_id)
+            c = cases.get(p.alert_id) if p.alert_id is not None else None
             if c is None:
                 return False
             if p.kind == "test" and c.state != "resolved":
@@ -425,7 +428,7 @@ class Run:
             happenings = plan(o.world, o.duration, o.speed, o.seed, can_restart_broker=self.own_stack)
             self.t0 = time.monotonic()
             for h in happenings:
-                self.sched.at(self.t0 + h.at, lambda h=h: self._happen(h))
+                self.sched.at(self.t0 + h.at, functools.partial(self._happen, h))
             self.progress.phase(f"world running: {o.duration:.0f} s wall, speed x{o.speed:g}")
             while time.monotonic() < self.t0 + o.duration:
                 self.progress.tick(self, (time.monotonic() - self.t0) / o.duration)
@@ -462,7 +465,7 @@ class Run:
     def _metrics(self, api: str) -> dict:
         import httpx
         from prometheus_client.parser import text_string_to_metric_families
-        out: dict[str, float] = {}
+        out: dict[str, float | str] = {}
         try:
             for fam in text_string_to_metric_families(httpx.get(f"{api}/metrics", timeout=10).text):
                 for s in fam.samples:
@@ -475,14 +478,14 @@ class Run:
 
     def shutdown(self) -> None:
         self.sched.stop()
-        if getattr(self, "poll", None):
+        if self.poll is not None:
             self.poll.stop()
         threads = [threading.Thread(target=s.device.stop) for s in self.devs.values()]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        if getattr(self, "feed", None):
+        if self.feed is not None:
             self.feed.stop()
         if self.own_stack and self.stack is not None:
             self.stack.down()

@@ -114,7 +114,7 @@ class Stack:
                     return
                 last = r.text
             except httpx.HTTPError as exc:
-                last = exc
+                last = str(exc)
             time.sleep(0.05)
         raise TimeoutError(f"gateway not healthy after {timeout}s: {last}")
 
