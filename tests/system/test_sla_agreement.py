@@ -9,14 +9,20 @@ promise is set to 9 minutes in `[gateway] sla_s`, so a figure that ignored the o
 would differ."""
 from __future__ import annotations
 
+import html
 import json
 import random
+import re
 import time
+from datetime import datetime, timedelta
+
+import httpx
 
 from gateway import config
-from gateway.console import queries
+from gateway.console import accounts, queries
 from gateway.console import settings as console_settings
 from gateway.console import sla as console_sla
+from gateway.console.render import WIB
 from gateway.models import Alert, Device
 from gateway.store import open_store
 from simulator import report as sim_report
@@ -49,7 +55,7 @@ def _seed(store, now: int, since: int) -> tuple[str, str]:
     for _ in range(160):
         d = rnd.choice(devs)
         # Never within the last 30 minutes: every figure's "now" then decides the same verdicts.
-        press = now - rnd.randint(30 * MIN, 7 * DAY - MIN)
+        press = rnd.randint(since + 10 * MIN, now - 30 * MIN)
         received = press + rnd.randint(150, 4000)
         synced = rnd.random() < 0.7
         kind = "test" if rnd.random() < 0.08 else "panic"
@@ -92,17 +98,46 @@ def _figures(f) -> dict:
             "within": f.within, "decided": f.counted}
 
 
+def _day_ms(d) -> int:
+    return int(datetime(d.year, d.month, d.day, tzinfo=WIB).timestamp() * 1000)
+
+
+def _dashboard(s, d_from, d_to) -> tuple[dict[str, dict], dict]:
+    """The dashboard page's period table as an operator sees it: per kelurahan, and its total row."""
+    c = httpx.Client(base_url=s.api, follow_redirects=False, timeout=10)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text).group(1)
+    r = c.post("/console/login", data={"csrf": csrf, "username": "desk", "password": "kata-sandi-uji-1"})
+    assert r.status_code == 303, r.text[:300]
+    page = c.get("/console/dashboard", params={"from": d_from.isoformat(), "to": d_to.isoformat()})
+    assert page.status_code == 200
+    rows = re.findall(r'<tr( class="total")?><td>([^<]+)</td><td>(\d+)</td><td class="mono">([^<]+)</td>\s*'
+                      r'<td class="mono[^"]*">([^<]+)</td>\s*<td class="mono[^"]*">([^<]+)</td>', page.text)
+    cells = [(total, html.unescape(name), {"p50": p50, "p90": p90, "share": share})
+             for total, name, _, p50, p90, share in rows]
+    totals = [c for t, _, c in cells if t]
+    assert len(totals) == 1, page.text[:500]
+    return {name: c for t, name, c in cells if not t}, totals[0]
+
+
+def _shown(p50: int | None, p90: int | None, share: float | None) -> dict:
+    return {"p50": console_sla.minutes(p50), "p90": console_sla.minutes(p90),
+            "share": "—" if share is None else f"{100 * share:.0f}%"}
+
+
 def test_report_api_dashboard_and_simulator_agree(tmp_path):
     s = custom_stack(tmp_path / "state", start=False, sla_s=SLA_S)
     now = time.time_ns() // 1_000_000
-    since = now - 7 * DAY
+    today = datetime.fromtimestamp(now / 1000, WIB).date()
+    d_from = today - timedelta(days=7)
+    # The dashboard's period is whole days (WIB): the others are asked for the same one.
+    since, until = _day_ms(d_from), _day_ms(today + timedelta(days=1))
     cfg = config.load(s.config)
     store = open_store(cfg)
     held, early = _seed(store, now, since)
+    accounts.set_user(store, "desk", "viewer", "kata-sandi-uji-1", "", now)
     s.start_broker()
     s.start_gateway()
     try:
-        until = now + 1
         # 1. The CLI report.
         cli = json.loads(s.cli("report", "--format", "json", "--since", str(since), "--until", str(until)).stdout)
         # 2. The API's report, from the running gateway.
@@ -136,6 +171,10 @@ def test_report_api_dashboard_and_simulator_agree(tmp_path):
         assert {k["kelurahan"]: from_report(k) for k in api["kelurahan"]} == by_kel_cli
         assert {f.name: _figures(f) for f in per} == by_kel_cli
         assert {k: from_sim(b) for k, b in sim["by_kelurahan"].items()} == by_kel_cli
+        # 5. The dashboard page itself shows those figures (rounded to seconds and percent).
+        shown, total = _dashboard(s, d_from, today)
+        assert total == _shown(overall_cli["p50"], overall_cli["p90"], overall_cli["share"])
+        assert shown == {k: _shown(v["p50"], v["p90"], v["share"]) for k, v in by_kel_cli.items()}
         # The period is by received time: the press held through the outage counts, the early one not.
         ids = {i["id"] for i in incidents}
         assert held in ids and early not in ids
