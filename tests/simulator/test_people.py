@@ -45,12 +45,14 @@ class World:
         assert d.ack()["stage"] == "received"
         return f"{dev}:1:1"
 
-    def case(self, alert_id: str, state: str, timeout: float = 30.0):
+    def case(self, alert_id: str, state: str, *, step: str, timeout: float = 30.0):
+        """The case once it is in `state` and the people have recorded `step` (the feed's
+        event can arrive before the API call that caused it returns)."""
         def reached():
             with self.people.lock:
                 c = next((c for c in self.people.cases.values() if c.alert_id == alert_id), None)
-                return c if c is not None and c.state == state else None
-        return wait_until(reached, timeout, what=f"{alert_id} {state}")
+                return c if c is not None and c.state == state and step in c.steps else None
+        return wait_until(reached, timeout, what=f"{alert_id} {state} after {step}")
 
     def close(self) -> None:
         self.sched.stop()
@@ -93,7 +95,7 @@ def world(stack, feed):
 def test_a_panic_goes_to_the_nearest_unit_which_drives_there_at_the_set_speed(world):
     w = world([FAR, NEAR])
     aid = w.press("klj-kauman-rw05-rt31")
-    case = w.case(aid, "resolved")
+    case = w.case(aid, "resolved", step="resolve")
     c = EXACT
     assert case.unit == "kauman-1", "the nearest free unit"
     lat, lon = KAUMAN[0] / 1e6, KAUMAN[1] / 1e6
@@ -120,7 +122,7 @@ def test_one_operator_takes_alerts_in_turn_and_a_busy_unit_is_waited_for(world):
     w = world([NEAR])
     first = w.press("klj-kauman-rw05-rt32")
     second = w.press("klj-kauman-rw05-rt33")
-    a, b = w.case(first, "resolved"), w.case(second, "resolved")
+    a, b = w.case(first, "resolved", step="resolve"), w.case(second, "resolved", step="resolve")
     c = EXACT
     # The one operator is busy until the first dispatch decision, then needs its delay.
     assert b.steps["acknowledge"] - a.steps["acknowledge"] >= (c.dispatch_median_s + c.ack_median_s) / SPEED - SLACK
@@ -136,8 +138,8 @@ def test_drills_are_closed_and_false_alarms_called_back_never_dispatched(world):
     w = world([NEAR], operator_false={false_id})
     w.press("klj-kauman-rw05-rt34", kind="test")
     w.press("klj-kauman-rw05-rt35")
-    drill = w.case(drill_id, "resolved")
-    false = w.case(false_id, "cancelled")
+    drill = w.case(drill_id, "resolved", step="resolve")
+    false = w.case(false_id, "cancelled", step="false_alarm")
     c = EXACT
     assert "dispatch" not in drill.steps and drill.unit is None
     assert drill.steps["resolve"] - drill.steps["acknowledge"] >= c.drill_close_s / SPEED - SLACK
