@@ -1,72 +1,94 @@
-"""The project's mosquitto: config, password file and ACL, kept current with the registry.
+"""The project's mosquitto: its config, its logins and ACLs, kept current with the registry.
 
-A device's MQTT username is its id, and the ACL lets it write only its own alert and
-status and read only its own ack. Registry changes rewrite the files and send SIGHUP,
-on which mosquitto reloads the password file and ACL without dropping anyone else.
+A device's MQTT username is its id. Logins and ACLs live in mosquitto's dynamic-security
+plugin (gateway/dynsec.py): a device may publish only its own alert and status, subscribe
+to and receive only its own ack, and connect only with its id as client id, so it can
+neither join the gateways' shared subscription nor take over another client's session.
+The gateway's login and the broker admin's are never a device's.
 
-Revocation is immediate: on SIGHUP mosquitto (2.0) checks every connected client
-against the reloaded password file and disconnects those whose login no longer
-verifies, so a suspended, removed or re-keyed device loses its connection at the
-reload (tests/test_registry.py proves it); the gateway independently rejects alerts
-under an old secret from its next batch on (the registry version, see ingest.Registry).
+Registry changes are applied to a running broker at once as dynamic-security commands:
+a suspended, removed or re-keyed device is disconnected as its login goes (the plugin
+kicks the clients of a changed login); the gateway independently rejects alerts under an
+old secret from its next batch on (the registry version, see ingest.Registry).
 
-Listeners: plain MQTT on loopback (`device_port`, the gateway's own link, and devices
-on the same host such as the simulator), and, when `tls_port` is set, TLS for devices
-on `tls_bind`, with a CA and server certificate made by `certs.ensure` unless given.
+Listeners: plain MQTT on loopback (`device_port`, the gateway's own link, and devices on
+the same host such as the simulator), and, when `tls_port` is set, TLS for devices on
+`tls_bind` (loopback unless configured: exposing the broker is a decision, not a default),
+with a CA and server certificate made by `certs.ensure` unless given.
+
+Privileges: started as root, mosquitto runs as `mosquitto` when that account exists and can
+reach the broker's folder; else as the user that wrote the config, which says why. What it
+writes (its plugin state and pid in `run/`, its persistence in `data/`) is that user's; the
+folder and mosquitto.conf stay root's, so the broker's account cannot change how it is
+started next time.
 """
 from __future__ import annotations
 
-import base64
 import getpass
-import hashlib
+import json
 import os
+import pwd
 import secrets
 import signal
+import stat
 from pathlib import Path
 
-from . import certs
+from . import certs, dynsec
 from .config import Config, ConfigError, broker_file
 from .models import Device
 
-PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$ (PBKDF2-SHA512)
+DROP_TO = "mosquitto"
+STATE_FILE = "run/dynamic-security.json"
+PID_FILE = "run/mosquitto.pid"
+ADMIN_FILE = "broker-admin.secret"
 
 
-def password_hash(password: str, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
-    return f"$7${PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+def run_as(cfg: Config) -> tuple[str, str | None]:
+    """(the user mosquitto runs as, why it keeps root or None). Only root can switch users."""
+    me = getpass.getuser()
+    if os.geteuid() != 0:
+        return me, None
+    try:
+        account = pwd.getpwnam(DROP_TO)
+    except KeyError:
+        return me, f"no `{DROP_TO}` account on this host"
+    blocked = _unreachable(cfg.broker.dir, account.pw_uid, account.pw_gid)
+    if blocked is not None:
+        return me, f"{blocked} is not reachable by `{DROP_TO}` (put the state folder where it is, e.g. /var/lib)"
+    return DROP_TO, None
 
 
-def acl_text(root: str, gateway_user: str) -> str:
-    return "\n".join([
-        f"user {gateway_user}",
-        f"topic read {root}/+/alert",
-        f"topic read {root}/+/status",
-        f"topic write {root}/+/ack",
-        f"topic readwrite {root}/incidents/#",
-        f"topic readwrite {root}/ops/#",
-        "",
-        "# every other user is a device, named by its id",
-        f"pattern write {root}/%u/alert",
-        f"pattern write {root}/%u/status",
-        f"pattern read {root}/%u/ack",
-        "",
-    ])
+def _unreachable(path: Path, uid: int, gid: int) -> Path | None:
+    """The first folder above `path` that user uid/gid cannot enter, if any."""
+    for folder in reversed(path.resolve().parents):
+        st = folder.stat()
+        mode = st.st_mode
+        if st.st_uid == uid:
+            ok = mode & stat.S_IXUSR
+        elif st.st_gid == gid:
+            ok = mode & stat.S_IXGRP
+        else:
+            ok = mode & stat.S_IXOTH
+        if not ok:
+            return folder
+    return None
 
 
 def mosquitto_conf(cfg: Config) -> str:
     d = cfg.broker.dir
+    user, why = run_as(cfg)
     lines = [
-        "# Written by panic-gateway; registry changes rewrite passwd and acl.",
-        f"user {getpass.getuser()}",  # keep the user that owns the files (see DESIGN: root drops to mosquitto)
+        "# Written by panic-gateway; logins and ACLs are the dynamic-security plugin's.",
+        *([f"# runs as {user}: {why}"] if why else []),
+        f"user {user}",
         "per_listener_settings false",
         "allow_anonymous false",
-        f"password_file {d / 'passwd'}",
-        f"acl_file {d / 'acl'}",
+        f"plugin {dynsec.plugin_path()}",
+        f"plugin_opt_config_file {d / STATE_FILE}",
         "persistence true",
         f"persistence_location {d / 'data'}/",
         "autosave_interval 60",
-        f"pid_file {d / 'mosquitto.pid'}",
+        f"pid_file {d / PID_FILE}",
         "log_dest stderr",
         "log_type error",
         "log_type warning",
@@ -115,19 +137,62 @@ def _write(path: Path, text: str, mode: int = 0o600) -> None:
     os.replace(tmp, path)
 
 
+def _admin_password(d: Path) -> str:
+    path = d / ADMIN_FILE
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        password = secrets.token_urlsafe(24)
+        _write(path, password + "\n")
+        return password
+
+
+def _plan(cfg: Config, devices: list[Device]) -> tuple[Path, dict, list[dict], str]:
+    d = cfg.broker.dir
+    (d / "run").mkdir(parents=True, exist_ok=True)
+    admin = _admin_password(d)
+    logins, roles = dynsec.wanted(cfg.topic_root, cfg.mqtt.group, (cfg.mqtt.username, cfg.mqtt.password), admin,
+                                  [(dev.id, dev.mqtt_password) for dev in devices if dev.status == "active"])
+    state = d / STATE_FILE
+    try:
+        old = json.loads(state.read_text())
+    except FileNotFoundError:
+        old = {}
+    except ValueError as exc:
+        raise ConfigError(f"{state} is not JSON ({exc}); remove it and run `panic-gateway broker-config`") from None
+    new, commands = dynsec.plan(old, logins, roles)
+    return state, new, commands, admin
+
+
+def _hand_over(cfg: Config, paths: list[Path]) -> None:
+    """Give the files mosquitto writes (its state, persistence, pid) to the user it runs as."""
+    user, _ = run_as(cfg)
+    if os.geteuid() != 0 or user == getpass.getuser():
+        return
+    account = pwd.getpwnam(user)
+    for path in paths:
+        if path.exists():
+            os.chown(path, account.pw_uid, account.pw_gid)
+
+
 def write_files(cfg: Config, devices: list[Device]) -> Path:
     d = cfg.broker.dir
-    (d / "data").mkdir(parents=True, exist_ok=True)
+    for sub in ("data", "run"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    # Where `make down` and reload() have always looked for the pid.
+    pid_link = d / "mosquitto.pid"
+    if not pid_link.is_symlink():
+        pid_link.unlink(missing_ok=True)
+        pid_link.symlink_to(PID_FILE)
     _write(d / "mosquitto.conf", mosquitto_conf(cfg), 0o644)
-    users = [(cfg.mqtt.username, cfg.mqtt.password)]
-    users += [(dev.id, dev.mqtt_password) for dev in devices if dev.status == "active"]
-    _write(d / "passwd", "".join(f"{u}:{password_hash(p)}\n" for u, p in users))
-    _write(d / "acl", acl_text(cfg.topic_root, cfg.mqtt.username))
+    state, new, _, _ = _plan(cfg, devices)
+    _write(state, json.dumps(new, indent=1))
+    _hand_over(cfg, [d / "data", d / "run", state, *(d / "data").iterdir(), *(d / "tls").glob("server.*")])
     return d / "mosquitto.conf"
 
 
 def reload(cfg: Config) -> bool:
-    """SIGHUP the running broker, if any; True when one was told."""
+    """SIGHUP the running broker, if any (it re-reads its config); True when one was told."""
     pid_file = cfg.broker.dir / "mosquitto.pid"
     try:
         pid = int(pid_file.read_text().strip())
@@ -138,5 +203,17 @@ def reload(cfg: Config) -> bool:
 
 
 def sync(cfg: Config, devices: list[Device]) -> bool:
-    write_files(cfg, devices)
-    return reload(cfg)
+    """Bring the broker's logins in line with the registry: a running broker through
+    dynamic-security commands (it rewrites its state file itself), else the file.
+    True when a running broker was told."""
+    state, new, commands, admin = _plan(cfg, devices)
+    told = False
+    try:
+        dynsec.send("127.0.0.1", cfg.broker.device_port, admin, commands)
+        told = bool(commands)
+    except OSError:
+        pass  # no broker running: it reads the file at start
+    if not told:
+        _write(state, json.dumps(new, indent=1))
+        _hand_over(cfg, [state])
+    return told

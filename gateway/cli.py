@@ -275,7 +275,7 @@ def cmd_token_create(args) -> int:
 
 
 def cmd_broker_config(args) -> int:
-    """Write mosquitto.conf, passwd and acl. With --out, a broker for devices in the field:
+    """Write mosquitto.conf and the broker's logins and ACLs. With --out, a broker for devices in the field:
     a TLS listener (port from the config, else --tls-port, else 8883) next to the loopback one."""
     cfg = config.load(args.config)
     if args.out:
@@ -356,10 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--role", choices=ROLES, required=True)
     c.add_argument("--name", default="")
 
-    c = command(sub, "broker-config", cmd_broker_config, "write mosquitto.conf, passwd and acl")
+    c = command(sub, "broker-config", cmd_broker_config, "write mosquitto.conf and the broker's logins and ACLs")
     c.add_argument("--out", help="folder (default: the config's [broker] dir)")
     c.add_argument("--tls-port", type=int, help="TLS listener port for devices")
-    c.add_argument("--tls-bind", help="address of the TLS listener (default 0.0.0.0)")
+    c.add_argument("--tls-bind", help="address of the TLS listener (default 127.0.0.1; 0.0.0.0 for every interface)")
 
     from .console.cli import add_commands as add_user_commands  # console accounts (issue 5)
     add_user_commands(sub, command)

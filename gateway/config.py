@@ -41,7 +41,7 @@ class BrokerConfig:
     device_port: int = 18830
     tls_port: int = 0  # 0: no TLS listener
     public_host: str = "127.0.0.1"  # the host name devices are given in their config
-    tls_bind: str = "0.0.0.0"  # where the TLS listener for devices listens
+    tls_bind: str = "127.0.0.1"  # where the TLS listener for devices listens; exposing it is a choice
     # CA, certificate and key of the TLS listener; empty: made with `openssl` in <dir>/tls/
     tls_cafile: str = ""
     tls_certfile: str = ""

@@ -7,7 +7,7 @@ import secrets
 
 DEVICE_ID = re.compile(r"[a-z0-9-]{3,64}")
 # Names a device may not take: they are broker users or topic levels of the system itself.
-RESERVED = frozenset({"gateway", "incidents", "dispatch", "admin", "ops"})
+RESERVED = frozenset({"gateway", "incidents", "dispatch", "admin", "ops", "panic-broker-admin"})
 
 
 def valid_device_id(dev: object) -> bool:

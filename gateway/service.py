@@ -44,7 +44,7 @@ def run(cfg: Config) -> None:
     health_monitor: HealthMonitor | None = None
     ingest = Ingest(cfg, store, on_stored=wake_forwarders,
                     on_status=lambda msg: health_monitor.submit(msg) if health_monitor else None)
-    health_monitor = HealthMonitor(cfg, store, ingest.registry, ack=lambda m: ingest.client.ack(m.mid, m.qos),
+    health_monitor = HealthMonitor(cfg, store, ingest.registry, ack=ingest.status_done,
                                    on_event=wake_forwarders)
     escalator = Escalator(store, cfg.escalate_after_s, on_escalated=wake_forwarders)
     sink_ctx.mqtt = ingest.client
@@ -56,7 +56,8 @@ def run(cfg: Config) -> None:
 
     def health() -> dict:
         mqtt_ok = ingest.connected.is_set()
-        return {"ok": mqtt_ok, "mqtt": mqtt_ok, "queue": ingest.queue.qsize(),
+        progress = ingest.progress()
+        return {"ok": mqtt_ok and progress["ok"], "mqtt": mqtt_ok, "ingest": progress, "queue": progress["queue"],
                 "forwards": store.forward_stats()}
 
     metrics.ingest_queue.set_function(ingest.queue.qsize)

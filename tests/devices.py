@@ -18,7 +18,7 @@ class RawDevice:
         self.root = root
         self.acks: queue.Queue[bytes] = queue.Queue()
         self.sent: dict[tuple[int, int], bytes] = {}
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{self.dev}")
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.dev)  # the broker binds a device login to its id
         self.client.username_pw_set(creds["mqtt_username"], creds["mqtt_password"])
         self.client.on_message = lambda c, u, m: self.acks.put(bytes(m.payload))
         self.subacks: queue.Queue = queue.Queue()

@@ -17,9 +17,12 @@ def test_broker_config_out_writes_a_tls_listener_with_a_generated_ca(tmp_path):
     s.cli("broker-config", "--out", str(out), "--tls-port", "8884")
     conf = (out / "mosquitto.conf").read_text()
     assert f"listener {s.broker_port} 127.0.0.1" in conf  # the gateway's loopback listener stays
+    assert "listener 8884 127.0.0.1" in conf  # every interface only when asked for
+    s.cli("broker-config", "--out", str(out), "--tls-port", "8884", "--tls-bind", "0.0.0.0")
+    conf = (out / "mosquitto.conf").read_text()
     assert "listener 8884 0.0.0.0" in conf and f"cafile {out / 'tls' / 'ca.crt'}" in conf
     assert "tls_version tlsv1.2" in conf
-    assert (out / "passwd").exists() and (out / "acl").exists()
+    assert (out / "run" / "dynamic-security.json").stat().st_mode & 0o077 == 0
     assert (out / "tls" / "server.key").stat().st_mode & 0o077 == 0
     ca = (out / "tls" / "ca.crt").read_bytes()
     s.cli("broker-config", "--out", str(out))  # again: keeps the CA devices already trust
@@ -34,10 +37,10 @@ def test_tls_listener_presents_the_generated_certificate_and_carries_alerts(tmp_
     try:
         ca = s.state / "broker" / "tls" / "ca.crt"
         ctx = ssl.create_default_context(cafile=str(ca))  # verifies chain and host name
-        with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw:
-            with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                cert = tls.getpeercert()
-                assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            cert = tls.getpeercert()
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
         issuer = dict(x[0] for x in cert["issuer"])
         assert issuer["commonName"] == "Panic Button broker CA"
         assert ("IP Address", "127.0.0.1") in cert["subjectAltName"]

@@ -10,6 +10,8 @@ import queue
 import pytest
 
 from gateway import broker, config, signing
+from gateway.models import Device
+from gateway.store import open_store
 from tests.conftest import wait_until
 from tests.devices import RawDevice
 
@@ -89,9 +91,8 @@ def test_unknown_device_is_rejected(stack, device, tmp_path):
     # A login the broker knows but the registry does not (e.g. a registry restored from an
     # old backup): the gateway must not trust the broker's word alone.
     cfg = config.load(stack.config)
-    with open(cfg.broker.dir / "passwd", "a") as f:
-        f.write(f"klj-ghost-rw01-rt01:{broker.password_hash('ghostpw')}\n")
-    assert broker.reload(cfg)
+    ghost_login = Device(id="klj-ghost-rw01-rt01", secret="s" * 64, mqtt_password="ghostpw")
+    assert broker.sync(cfg, [*open_store(cfg).list_devices(), ghost_login])
     ghost = RawDevice({"id": "klj-ghost-rw01-rt01", "secret": "s" * 64, "mqtt_username": "klj-ghost-rw01-rt01",
                        "mqtt_password": "ghostpw"}, stack.broker_port)
     try:

@@ -69,7 +69,8 @@ def device(stack: Stack, dev: str = "klj-kauman-rw05-rt03", **fields) -> tuple[R
 def login(port: int, username: str, password: str, client_id: str | None = None, tls: dict | None = None):
     """Try an MQTT login; return the CONNACK reason code (0 = accepted) and the client."""
     got: queue.Queue = queue.Queue()
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"probe-{uuid.uuid4().hex[:8]}")
+    # A device login connects only with its id as client id (the broker binds them).
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or username)
     c.username_pw_set(username, password)
     if tls:
         c.tls_set(**tls)

@@ -1,0 +1,247 @@
+"""The broker's logins and ACLs through mosquitto's dynamic-security plugin.
+
+mosquitto 2.0's `acl_file` grants every SUBSCRIBE (only delivery is checked), so a device
+could join the gateways' shared subscription and take its share of every button's alerts;
+nor can an ACL file bind a client id to a login. The dynamic-security plugin checks
+subscriptions (denied unless a role allows them) and binds a client to one client id. It
+has no `%u` patterns, so every device gets a role of its own naming its own topics.
+
+The plugin keeps its state in a JSON file it reads at start and rewrites after every
+change; a running broker is changed only through `$CONTROL/dynamic-security/v1` commands
+from the admin login. `plan` compares the file (the broker's current state) with the
+registry and returns the new file plus the commands that turn the one into the other.
+"""
+from __future__ import annotations
+
+import base64
+import glob
+import hashlib
+import hmac
+import json
+import queue
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .config import ConfigError
+
+PLUGIN_GLOBS = ("/usr/lib/*/mosquitto_dynamic_security.so", "/usr/lib/mosquitto_dynamic_security.so",
+                "/usr/local/lib/mosquitto_dynamic_security.so", "/usr/local/lib/*/mosquitto_dynamic_security.so")
+ADMIN = "panic-broker-admin"
+ITERATIONS = 101  # the plugin's own default for PBKDF2-SHA512
+CONTROL = "$CONTROL/dynamic-security/v1"
+MAX_COMMANDS_BYTES = 48_000  # stay under the broker's max_packet_size (65536)
+# Deny what no role allows; unsubscribing is harmless.
+DEFAULT_ACCESS = {"publishClientSend": False, "publishClientReceive": False, "subscribe": False,
+                  "unsubscribe": True}
+
+
+class DynsecError(ConfigError):
+    pass
+
+
+def plugin_path() -> str:
+    for pattern in PLUGIN_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    raise DynsecError("mosquitto_dynamic_security.so not found: install mosquitto 2.x (Debian package "
+                      "`mosquitto` ships it)")
+
+
+@dataclass(frozen=True)
+class Login:
+    username: str
+    password: str
+    role: str
+    clientid: str | None = None  # set: the only client id this login may connect with
+
+
+def _acl(acltype: str, topic: str) -> dict:
+    return {"acltype": acltype, "topic": topic, "priority": 0, "allow": True}
+
+
+def gateway_acls(root: str, group: str) -> list[dict]:
+    reads = [f"{root}/+/alert", f"{root}/+/status", f"{root}/incidents/#", f"{root}/ops/#"]
+    subs = [*reads, f"$share/{group}/{root}/+/alert"]
+    sends = [f"{root}/+/ack", f"{root}/incidents/#", f"{root}/ops/#"]
+    return ([_acl("subscribePattern", t) for t in subs] + [_acl("publishClientReceive", t) for t in reads]
+            + [_acl("publishClientSend", t) for t in sends])
+
+
+def device_acls(root: str, dev: str) -> list[dict]:
+    return [_acl("publishClientSend", f"{root}/{dev}/alert"), _acl("publishClientSend", f"{root}/{dev}/status"),
+            _acl("subscribeLiteral", f"{root}/{dev}/ack"), _acl("publishClientReceive", f"{root}/{dev}/ack")]
+
+
+def admin_acls() -> list[dict]:
+    t = "$CONTROL/dynamic-security/#"
+    return [_acl("publishClientSend", t), _acl("publishClientReceive", t), _acl("subscribePattern", t)]
+
+
+def device_role(dev: str) -> str:
+    return f"device:{dev}"
+
+
+def wanted(root: str, group: str, gateway: tuple[str, str], admin_password: str,
+           devices: Iterable[tuple[str, str]]) -> tuple[list[Login], dict[str, list[dict]]]:
+    """The logins and roles the broker should have: the gateway's, the admin's, and one per
+    active device (id, MQTT password), each device bound to its id as client id."""
+    logins = [Login(gateway[0], gateway[1], "gateway"), Login(ADMIN, admin_password, "admin", clientid=ADMIN)]
+    roles = {"gateway": gateway_acls(root, group), "admin": admin_acls()}
+    for dev, password in devices:
+        logins.append(Login(dev, password, device_role(dev), clientid=dev))
+        roles[device_role(dev)] = device_acls(root, dev)
+    return logins, roles
+
+
+# --- passwords as the plugin stores them ------------------------------------------------
+def hashed(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> dict:
+    salt = salt or secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return {"salt": base64.b64encode(salt).decode(), "password": base64.b64encode(digest).decode(),
+            "iterations": iterations}
+
+
+def verifies(entry: dict, password: str) -> bool:
+    try:
+        salt = base64.b64decode(entry["salt"])
+        want = base64.b64decode(entry["password"])
+        iterations = int(entry.get("iterations", ITERATIONS))
+    except (KeyError, ValueError, TypeError):
+        return False
+    return hmac.compare_digest(hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations), want)
+
+
+# --- the file and the commands -------------------------------------------------------------
+def _acl_key(a: dict) -> tuple:
+    return (a.get("acltype"), a.get("topic"), bool(a.get("allow", True)))
+
+
+def _role_names(client: dict) -> set[str]:
+    return {r.get("rolename") for r in client.get("roles", [])}
+
+
+def plan(old: dict, logins: list[Login], roles: dict[str, list[dict]]) -> tuple[dict, list[dict]]:
+    """(the new file, the commands that change a broker holding `old` into it). An unchanged
+    login keeps its stored hash, so an unchanged registry gives no command at all."""
+    old_clients = {c.get("username"): c for c in old.get("clients", [])}
+    old_roles = {r.get("rolename"): r for r in old.get("roles", [])}
+    creates: list[dict] = []
+    changes: list[dict] = []
+    deletes: list[dict] = []
+    new_roles = []
+    for name, acls in roles.items():
+        new_roles.append({"rolename": name, "acls": acls})
+        before = old_roles.get(name)
+        if before is None:
+            creates.append({"command": "createRole", "rolename": name, "acls": acls})
+            continue
+        have = {_acl_key(a) for a in before.get("acls", [])}
+        want = {_acl_key(a) for a in acls}
+        for a in before.get("acls", []):
+            if _acl_key(a) not in want:
+                changes.append({"command": "removeRoleACL", "rolename": name, "acltype": a["acltype"],
+                                "topic": a["topic"]})
+        for a in acls:
+            if _acl_key(a) not in have:
+                changes.append({"command": "addRoleACL", "rolename": name, **a})
+    new_clients = []
+    for login in logins:
+        before = old_clients.get(login.username)
+        entry: dict = {"username": login.username, "roles": [{"rolename": login.role}]}
+        if login.clientid:
+            entry["clientid"] = login.clientid
+        if before is not None and verifies(before, login.password):
+            entry.update({k: before[k] for k in ("salt", "password", "iterations")})
+        else:
+            entry.update(hashed(login.password))
+        new_clients.append(entry)
+        if before is None:
+            creates.append({"command": "createClient", "username": login.username, "password": login.password,
+                            **({"clientid": login.clientid} if login.clientid else {}),
+                            "roles": [{"rolename": login.role}]})
+            continue
+        if before.get("password") != entry["password"]:
+            changes.append({"command": "setClientPassword", "username": login.username, "password": login.password})
+        if before.get("clientid") != login.clientid:
+            changes.append({"command": "setClientId", "username": login.username,
+                            **({"clientid": login.clientid} if login.clientid else {})})
+        for r in _role_names(before) - {login.role}:
+            changes.append({"command": "removeClientRole", "username": login.username, "rolename": r})
+        if login.role not in _role_names(before):
+            changes.append({"command": "addClientRole", "username": login.username, "rolename": login.role})
+    wanted_users = {login.username for login in logins}
+    for user in old_clients:
+        if user not in wanted_users:
+            deletes.append({"command": "deleteClient", "username": user})
+    for name in old_roles:
+        if name not in roles:
+            deletes.append({"command": "deleteRole", "rolename": name})
+    if old.get("defaultACLAccess") != DEFAULT_ACCESS:
+        changes.append({"command": "setDefaultACLAccess",
+                        "acls": [{"acltype": k, "allow": v} for k, v in DEFAULT_ACCESS.items()]})
+    new = {"defaultACLAccess": dict(DEFAULT_ACCESS), "clients": new_clients, "groups": [], "roles": new_roles}
+    return new, creates + changes + deletes
+
+
+def _batches(commands: list[dict]) -> Iterable[list[dict]]:
+    batch: list[dict] = []
+    size = 0
+    for c in commands:
+        n = len(json.dumps(c))
+        if batch and size + n > MAX_COMMANDS_BYTES:
+            yield batch
+            batch, size = [], 0
+        batch.append(c)
+        size += n
+    if batch:
+        yield batch
+
+
+def send(host: str, port: int, admin_password: str, commands: list[dict], timeout_s: float = 30.0) -> None:
+    """Apply `commands` to a running broker. Raises OSError when no broker listens, and
+    DynsecError when it refuses the admin login or a command."""
+    if not commands:
+        return
+    got: queue.Queue = queue.Queue()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=ADMIN, protocol=mqtt.MQTTv5)
+    c.username_pw_set(ADMIN, admin_password)
+    c.on_connect = lambda cl, u, flags, reason, props: got.put(("connect", reason))
+    c.on_subscribe = lambda cl, u, mid, codes, props: got.put(("subscribe", codes))
+    c.on_message = lambda cl, u, m: got.put(("message", m.payload))
+    c.connect(host, port, keepalive=30)
+    c.loop_start()
+    try:
+        kind, reason = got.get(timeout=timeout_s)
+        if kind != "connect" or reason.is_failure:
+            raise DynsecError(f"the broker refused the admin login: {reason}")
+        c.subscribe(CONTROL + "/response", qos=1)
+        got.get(timeout=timeout_s)
+        for batch in _batches(commands):
+            tag = uuid.uuid4().hex
+            for i, cmd in enumerate(batch):
+                cmd.setdefault("correlationData", f"{tag}:{i}")
+            c.publish(CONTROL, json.dumps({"commands": batch}), qos=1)
+            pending = {cmd["correlationData"] for cmd in batch}
+            errors = []
+            while pending:
+                kind, payload = got.get(timeout=timeout_s)
+                if kind != "message":
+                    continue
+                for r in json.loads(payload).get("responses", []):
+                    if r.get("correlationData") in pending:
+                        pending.discard(r["correlationData"])
+                        if r.get("error"):
+                            errors.append(f"{r.get('command')}: {r['error']}")
+            if errors:
+                raise DynsecError("the broker refused: " + "; ".join(errors[:5]))
+    except queue.Empty:
+        raise DynsecError(f"no answer from the broker's dynamic-security plugin within {timeout_s}s") from None
+    finally:
+        c.disconnect()
+        c.loop_stop()
