@@ -62,7 +62,7 @@ def test_unacknowledged_incident_escalates_once(fast_stack, extra_webhook):
 def test_false_alarm_policy(tmp_path, webhook, action):
     s = custom_stack(tmp_path / "state", webhooks=[webhook.url], false_alarm_limit=2,
                      false_alarm_action=action)
-    raw, creds = device(s)
+    raw, _ = device(s)
     try:
         for seq in (1, 2):
             raw.send(seq=seq)

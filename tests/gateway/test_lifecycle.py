@@ -18,7 +18,7 @@ def test_lifecycle_reaches_the_button_and_the_webhook(stack, make_device):
         r = stack.post(f"/api/incidents/{inc}/{action}", **body)
         assert r.status_code == 200, r.text
         assert r.json()["state"] == stage
-        ack = fw.wait_for(lambda e: e["ev"] == "ack" and e["stage"] == stage, 5)
+        ack = fw.wait_for(lambda e, stage=stage: e["ev"] == "ack" and e["stage"] == stage, 5)
         assert ack["inc"] == inc
     got = stack.get(f"/api/incidents/{inc}")
     assert got["unit"] == "sabhara-2"

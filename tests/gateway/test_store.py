@@ -214,3 +214,22 @@ def test_accounts_and_sessions(store):
     assert store.delete_user("budi") and store.user("budi") is None and not store.delete_user("budi")
     store.add_token("h" * 64, "viewer", "city-ops", 1)
     assert store.token("h" * 64) == ("viewer", "city-ops") and store.token("x") is None
+
+
+def test_console_false_alarm_marks_follow_the_policy(store):
+    """The queue's repeat-offender mark counts what the policy counts, in the policy's window."""
+    from gateway.console import queries
+
+    store.false_alarm = FalseAlarmPolicy(limit=3, window_ms=86_400_000, action="flag")
+    now = time.time_ns() // 1_000_000
+    old = store.ingest([alert(1, now=now - 3 * 86_400_000)])[0].incident
+    store.transition(old.id, "false_alarm", "operator:a", now - 3 * 86_400_000, role="operator")  # outside
+    recent = [o.incident for o in store.ingest([alert(2, now=now - 60_000), alert(3, now=now - 30_000)])]
+    store.ingest([alert(4, kind="cancel", ref=recent[1].alert_id, now=now - 20_000)])  # the holder's: not counted
+    store.transition(recent[0].id, "false_alarm", "operator:a", now - 50_000, role="operator")
+    assert queries.false_alarms(store, [DEV], now) == {DEV: 1}
+    fresh = store.ingest([alert(5, now=now)])[0].incident
+    assert queries.cards(store, [fresh], now)[0]["repeat_false"] is False
+    store.transition(fresh.id, "false_alarm", "operator:a", now, role="operator")
+    card = queries.cards(store, [fresh], now)[0]
+    assert card["false_alarms"] == 2 and card["repeat_false"] is True and "secret" not in card["device"]
