@@ -82,4 +82,7 @@ MIGRATIONS: list[list[str]] = [
             reason TEXT NOT NULL, attempts INTEGER NOT NULL, payload TEXT NOT NULL,
             at_ms BIGINT NOT NULL)""",
     ],
+    [  # 5: a responder token is bound to a unit: it acts on and reads that unit's incidents only
+        "ALTER TABLE tokens ADD COLUMN unit TEXT NOT NULL DEFAULT ''",
+    ],
 ]
