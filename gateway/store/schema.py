@@ -85,4 +85,11 @@ MIGRATIONS: list[list[str]] = [
     [  # 5: a responder token is bound to a unit: it acts on and reads that unit's incidents only
         "ALTER TABLE tokens ADD COLUMN unit TEXT NOT NULL DEFAULT ''",
     ],
+    [  # 6: tokens expire, can be revoked and record their last use; delivered forwards are
+       #    pruned by age (the index finds them without scanning the queue)
+        "ALTER TABLE tokens ADD COLUMN expires_ms BIGINT",
+        "ALTER TABLE tokens ADD COLUMN revoked_ms BIGINT",
+        "ALTER TABLE tokens ADD COLUMN last_used_ms BIGINT",
+        "CREATE INDEX forwards_delivered ON forwards (delivered_ms)",
+    ],
 ]
