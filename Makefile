@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 APT_PACKAGES := mosquitto mosquitto-clients openssl chromium prometheus
 FIRMWARE_SRC := $(wildcard firmware/*.py)
 
-.PHONY: help setup system-packages test demo up down firmware flash clean lock audit
+.PHONY: help setup system-packages lint test demo up down firmware flash clean lock audit
 
 help:
 	@echo "make setup     install everything (.venv, micropython, mpy-cross, mosquitto)"
@@ -53,7 +53,12 @@ lock: setup
 audit: setup
 	$(BIN)/pip-audit --progress-spinner off --strict --no-deps --disable-pip -r requirements.lock
 
-test: setup firmware
+# Lint first: a style or type error fails in seconds, before the minutes of real-parts tests.
+lint: setup
+	$(BIN)/ruff check gateway simulator bench tools tests protocol
+	$(BIN)/mypy
+
+test: setup firmware lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: setup

@@ -97,7 +97,7 @@ def extra_webhook():
 def stack(tmp_path, webhook):
     s = Stack(tmp_path / "state", webhooks=[webhook.url])
     s.up()
-    s.webhook = webhook
+    s.webhook = webhook  # type: ignore[attr-defined]  # tests reach the receiver through the stack
     yield s
     s.down()
     assert_no_secrets_in_logs(s, extra_dirs=[tmp_path])
@@ -122,7 +122,7 @@ def make_device(stack, tmp_path):
         creds = stack.add_device(dev, *lat_lon, kelurahan="Kauman", rw=5, rt=3)
         cfg = dict(creds["config"], **config)
         fw = FirmwareDevice(tmp_path / "flash" / dev, cfg)
-        fw.creds = creds
+        fw.creds = creds  # type: ignore[attr-defined]  # tests read the credentials off the device
         started.append(fw)
         return fw.start() if start else fw
 
