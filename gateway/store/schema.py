@@ -92,4 +92,21 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE tokens ADD COLUMN last_used_ms BIGINT",
         "CREATE INDEX forwards_delivered ON forwards (delivered_ms)",
     ],
+    [  # 7: dispatch: the units registry with each unit's last fix, the positions units report
+       #    (kept with the incident they served), console accounts per sector, and each
+       #    kelurahan's Bhabinkamtibmas (community officer)
+        """CREATE TABLE units (
+            call_sign TEXT PRIMARY KEY, kind TEXT NOT NULL, post TEXT NOT NULL DEFAULT '',
+            sector TEXT NOT NULL, status TEXT NOT NULL, post_lat6 BIGINT NOT NULL, post_lon6 BIGINT NOT NULL,
+            lat6 BIGINT, lon6 BIGINT, acc INTEGER, fix_ms BIGINT, incident_id TEXT,
+            status_ms BIGINT NOT NULL, created_ms BIGINT NOT NULL)""",
+        """CREATE TABLE unit_positions (
+            id {serial}, call_sign TEXT NOT NULL, lat6 BIGINT NOT NULL, lon6 BIGINT NOT NULL,
+            acc INTEGER NOT NULL, at_ms BIGINT NOT NULL, incident_id TEXT)""",
+        "CREATE INDEX unit_positions_incident ON unit_positions (incident_id, at_ms)",
+        "CREATE INDEX unit_positions_unit ON unit_positions (call_sign, at_ms)",
+        "ALTER TABLE console_users ADD COLUMN sector TEXT NOT NULL DEFAULT ''",
+        """CREATE TABLE bhabinkamtibmas (
+            kelurahan TEXT PRIMARY KEY, name TEXT NOT NULL, phone TEXT NOT NULL, updated_ms BIGINT NOT NULL)""",
+    ],
 ]
