@@ -16,6 +16,7 @@ import tomli_w
 if TYPE_CHECKING:
     from .sinks.base import SinkEntry
 
+from .domain.dispatch import DispatchConfig, DispatchError
 from .logs import FORMATS as LOG_FORMATS
 
 DEFAULT_PATH = Path("var/gateway.toml")
@@ -88,6 +89,7 @@ class Config:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    dispatch: DispatchConfig = field(default_factory=DispatchConfig)  # the ETA approximation's knobs
     # Every dispatch sink: the built-in ones, `[[webhooks]]` and `[[sinks]]` (gateway/sinks/registry.py).
     sinks: list[SinkEntry] = field(default_factory=list)
 
@@ -126,7 +128,7 @@ def load(path: str | os.PathLike | None = None) -> Config:
     gw = dict(raw.get("gateway", {}))
     cfg = Config(path=path)
     for key, value in gw.items():
-        if key not in Config.__dataclass_fields__ or key in ("path", "mqtt", "broker", "store", "api", "sinks"):
+        if key not in Config.__dataclass_fields__ or key in ("path", "mqtt", "broker", "store", "api", "sinks", "dispatch"):
             raise ConfigError(f"[gateway]: unknown key {key!r}")
         default = Config.__dataclass_fields__[key].default
         ok = isinstance(value, (int, float)) if isinstance(default, float) else type(value) is type(default)
@@ -137,6 +139,10 @@ def load(path: str | os.PathLike | None = None) -> Config:
     cfg.broker = _section(BrokerConfig, raw.get("broker", {}), base, "broker")
     cfg.store = _section(StoreConfig, raw.get("store", {}), base, "store")
     cfg.api = _section(ApiConfig, raw.get("api", {}), base, "api")
+    try:
+        cfg.dispatch = DispatchConfig.from_toml(raw.get("dispatch", {}))
+    except DispatchError as exc:
+        raise ConfigError(str(exc)) from None
     # Sink modules import this one: load the registry only once the module is whole.
     from .sinks.registry import parse as parse_sinks
     cfg.sinks = parse_sinks(raw.get("sinks"), raw.get("webhooks"), base)
