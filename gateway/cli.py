@@ -8,15 +8,18 @@ import argparse
 import csv
 import json
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from . import broker, certs, config, logs, report
 from .auth import ROLES, new_token, token_hash
+from .domain import tokens as token_rules
 from .health import describe
 from .ids import new_password, new_secret, valid_device_id
 from .models import Device
+from .sinks.webhook import new_secret as new_webhook_secret
 from .store import open_store
 from .timeutil import now_ms
 
@@ -69,7 +72,7 @@ def cmd_init(args) -> int:
             "broker": {"dir": "broker", "device_port": args.broker_port, "tls_port": args.tls_port or 0},
             "store": {"kind": args.store, "path": "gateway.db", "dsn": args.dsn},
             "api": {"host": "127.0.0.1", "port": args.api_port},
-            "webhooks": [{"url": u, "secret": new_secret(), "name": f"dispatch{i}"}
+            "webhooks": [{"url": u, "secret": new_webhook_secret(), "name": f"dispatch{i}"}
                          for i, u in enumerate(args.webhook or [])],
         }
         config.write(data, path)
@@ -268,9 +271,52 @@ def cmd_device_remove(args) -> int:
 
 def cmd_token_create(args) -> int:
     store = open_store(config.load(args.config))
-    token = new_token()
-    store.add_token(token_hash(token), args.role, args.name or args.role, now_ms())
+    if args.role == "responder" and not args.unit:
+        # A field token acts only on its own unit's incidents: without one it could do nothing.
+        return _fail("a responder token needs --unit (the unit it acts for)")
+    try:
+        lifetime = token_rules.parse_expiry(args.expires)
+    except token_rules.ExpiryError as exc:
+        return _fail(str(exc))
+    token, now = new_token(), now_ms()
+    hashed = token_hash(token)
+    store.add_token(hashed, args.role, args.name or args.role, now, unit=args.unit,
+                    expires_ms=token_rules.expires_at(now, lifetime))
     print(token)
+    print(f"token {token_rules.token_id(hashed)} ({args.role}) "
+          f"expires {_when(token_rules.expires_at(now, lifetime), never='never')}", file=sys.stderr)
+    return 0
+
+
+def _when(ms: int | None, *, never: str = "-") -> str:
+    return never if ms is None else time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def cmd_token_list(args) -> int:
+    now = now_ms()
+    rows = []
+    for t in open_store(config.load(args.config)).tokens():
+        state = ("revoked" if t.revoked_ms is not None
+                 else "active" if token_rules.usable(expires_ms=t.expires_ms, revoked_ms=None, now_ms=now)
+                 else "expired")
+        rows.append({**t._asdict(), "state": state})
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'id':14}{'role':11}{'name':20}{'state':9}{'expires':22}last used")
+    for r in rows:
+        print(f"{r['id']:14}{r['role']:11}{r['name'][:19]:20}{r['state']:9}"
+              f"{_when(r['expires_ms'], never='never'):22}{_when(r['last_used_ms'])}")
+    return 0
+
+
+def cmd_token_revoke(args) -> int:
+    matched = open_store(config.load(args.config)).revoke_token(args.id.lower(), now_ms())
+    if not matched:
+        return _fail(f"no token {args.id} (ids are listed by `token list`)")
+    if len(matched) > 1:
+        return _fail(f"{args.id} matches {len(matched)} tokens ({', '.join(matched)}): give more of the id")
+    print(f"revoked {matched[0]}", file=sys.stderr)
     return 0
 
 
@@ -355,6 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = command(tok, "create", cmd_token_create, "print a new bearer token")
     c.add_argument("--role", choices=ROLES, required=True)
     c.add_argument("--name", default="")
+    c.add_argument("--unit", default="", help="a responder token's unit, e.g. sabhara-2 (required for responders)")
+    c.add_argument("--expires", help=f"lifetime: 90d, 12h, 30m, or 0/none for never "
+                                     f"(default {token_rules.DEFAULT_EXPIRY_DAYS}d)")
+    c = command(tok, "list", cmd_token_list, "every token: id, role, name, state, expiry, last use")
+    c.add_argument("--json", action="store_true")
+    command(tok, "revoke", cmd_token_revoke, "refuse a token from now on").add_argument(
+        "id", help="the token's id from `token list` (a prefix of its hash)")
 
     c = command(sub, "broker-config", cmd_broker_config, "write mosquitto.conf and the broker's logins and ACLs")
     c.add_argument("--out", help="folder (default: the config's [broker] dir)")

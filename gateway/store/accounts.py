@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..domain import tokens as token_rules
+from ..timeutil import now_ms as clock_ms
 from .core import StoreCore
 
 
@@ -17,6 +19,19 @@ class ConsoleUser(NamedTuple):
 class Token(NamedTuple):
     role: str
     name: str
+    unit: str = ""  # a responder token's unit; empty for the desk's
+
+
+class TokenInfo(NamedTuple):
+    """A token as `token list` shows it: its id is a prefix of its hash, never the token."""
+    id: str
+    role: str
+    name: str
+    unit: str
+    created_ms: int
+    expires_ms: int | None
+    revoked_ms: int | None
+    last_used_ms: int | None
 
 
 _USER = "SELECT name, role, unit, disabled FROM console_users"
@@ -24,14 +39,50 @@ _USER = "SELECT name, role, unit, disabled FROM console_users"
 
 class AccountsMixin(StoreCore):
     # --- API tokens ------------------------------------------------------------------
-    def add_token(self, token_hash: str, role: str, name: str, now_ms: int) -> None:
+    def add_token(self, token_hash: str, role: str, name: str, now_ms: int, *, unit: str = "",
+                  expires_ms: int | None = None) -> None:
+        """expires_ms None: never expires (an explicit choice; the CLI gives a default expiry)."""
         with self._tx() as cur:
-            self._exec(cur, "INSERT INTO tokens (hash, role, name, created_ms) VALUES (?, ?, ?, ?)",
-                       (token_hash, role, name, now_ms))
+            self._exec(cur, "INSERT INTO tokens (hash, role, name, created_ms, unit, expires_ms) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (token_hash, role, name, now_ms, unit, expires_ms))
 
-    def token(self, token_hash: str) -> Token | None:
-        rows = self._rows("SELECT role, name FROM tokens WHERE hash = ?", (token_hash,))
-        return Token(*rows[0]) if rows else None
+    def token(self, token_hash: str, now_ms: int | None = None) -> Token | None:
+        """The usable token with this hash: None when unknown, expired or revoked. Its use is
+        recorded at most once a minute (domain/tokens.py), so a busy script costs no write per request."""
+        now = clock_ms() if now_ms is None else now_ms
+        rows = self._rows("SELECT role, name, unit, expires_ms, revoked_ms, last_used_ms FROM tokens WHERE hash = ?",
+                          (token_hash,))
+        if not rows:
+            return None
+        role, name, unit, expires_ms, revoked_ms, last_used_ms = rows[0]
+        if not token_rules.usable(expires_ms=expires_ms, revoked_ms=revoked_ms, now_ms=now):
+            return None
+        if token_rules.due_touch(last_used_ms, now):
+            with self._tx() as cur:
+                # Conditional: of two requests in the same minute, one writes.
+                self._exec(cur, "UPDATE tokens SET last_used_ms = ? WHERE hash = ? "
+                                "AND (last_used_ms IS NULL OR last_used_ms <= ?)",
+                           (now, token_hash, now - token_rules.TOUCH_EVERY_MS))
+        return Token(role, name, unit)
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every token, newest first, by id (never the hash itself)."""
+        rows = self._rows("SELECT hash, role, name, unit, created_ms, expires_ms, revoked_ms, last_used_ms "
+                          "FROM tokens ORDER BY created_ms DESC, hash")
+        return [TokenInfo(token_rules.token_id(h), *rest) for h, *rest in rows]
+
+    def revoke_token(self, token_id: str, now_ms: int) -> list[str]:
+        """Revoke the token whose id (hash prefix) is `token_id`; returns the ids it matched,
+        and revokes only when exactly one did (an ambiguous prefix changes nothing)."""
+        if not token_id or any(c not in "0123456789abcdef" for c in token_id):
+            return []
+        with self._tx() as cur:
+            hashes = [h for (h,) in self._exec(cur, "SELECT hash FROM tokens WHERE hash LIKE ?",
+                                               (token_id + "%",)).fetchall()]
+            if len(hashes) == 1:
+                self._exec(cur, "UPDATE tokens SET revoked_ms = ? WHERE hash = ? AND revoked_ms IS NULL",
+                           (now_ms, hashes[0]))
+        return [token_rules.token_id(h) for h in hashes]
 
     # --- console accounts --------------------------------------------------------------
     def save_user(self, name: str, role: str, pw_hash: str, unit: str, now_ms: int) -> bool:
