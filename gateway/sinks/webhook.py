@@ -1,10 +1,20 @@
 """A dispatch system's HTTP endpoint: each event POSTed as JSON (or, with `format = "cap"`,
-an incident event as CAP 1.2 XML), with an `Idempotency-Key` that stays the same on every
-redelivery and, given a secret, an HMAC-SHA256 signature of the exact body bytes."""
+an incident event as CAP 1.2 XML), signed per the Standard Webhooks specification.
+
+`webhook-id` is the forward's idempotency key (the same on every redelivery, so a receiver
+drops what it already has); `webhook-timestamp` is the attempt's own send time, signed with
+the body, so a receiver that checks it against a tolerance window refuses a captured request
+replayed later. `X-Panic-Signature` (HMAC of the body alone, no timestamp) is deprecated and
+sent only while `legacy_signature` is true; `Idempotency-Key` carries the same id as before.
+"""
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import secrets
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -16,6 +26,26 @@ from .base import DeliveryError, Forward, SinkContext, SinkEntry
 # Statuses that refuse the body itself: retrying the same body cannot help, and holding it
 # at the head of the queue would stall every later event for this sink.
 REFUSED = frozenset((400, 413, 415, 422))
+SECRET_PREFIX = "whsec_"
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a secret: a `whsec_` secret is base64 (the spec's form); any other
+    string is its UTF-8 bytes, which a receiver passes to its library as bytes."""
+    if not secret.startswith(SECRET_PREFIX):
+        return secret.encode()
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("secret: a whsec_ secret must be base64 after the prefix") from None
+    if len(key) < 16:
+        raise ValueError("secret: a whsec_ secret must hold at least 16 bytes")
+    return key
 
 
 @dataclass
@@ -24,6 +54,8 @@ class Options:
     secret: str = field(default="", repr=False)
     format: str = "json"  # json | cap
     timeout_s: float = 5.0
+    # Deprecated: the timestamp-less X-Panic-Signature, kept for receivers not yet on Standard Webhooks.
+    legacy_signature: bool = True
 
     def __post_init__(self) -> None:
         if self.format not in ("json", "cap"):
@@ -32,10 +64,34 @@ class Options:
             raise ValueError("url must be an http:// or https:// URL")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
+        if not self.secret:
+            # Unsigned events would let anyone who can reach the receiver dispatch police.
+            raise ValueError("secret is required (`panic-gateway init --webhook URL` generates one; "
+                             "a Standard Webhooks secret is whsec_ and base64)")
+        secret_key(self.secret)
+
+    @property
+    def key(self) -> bytes:
+        return secret_key(self.secret)
 
 
 def signature(body: bytes, secret: str) -> str:
+    """The deprecated X-Panic-Signature value: HMAC-SHA256 of the body alone."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def standard_signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` value: v1 and the base64 HMAC-SHA256 of `id.timestamp.body`."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def signed_headers(options: Options, msg_id: str, body: bytes, *, now_s: int) -> dict[str, str]:
+    headers = {"webhook-id": msg_id, "webhook-timestamp": str(now_s),
+               "webhook-signature": standard_signature(options.key, msg_id, now_s, body)}
+    if options.legacy_signature:
+        headers["X-Panic-Signature"] = signature(body, options.secret)
+    return headers
 
 
 class WebhookSink:
@@ -62,9 +118,8 @@ class WebhookSink:
             body, content_type = self.body(item)
         except (KeyError, TypeError, ValueError) as exc:
             raise DeliveryError(f"cannot render the event: {exc!r}", permanent=True) from None
-        headers = {"Content-Type": content_type, "Idempotency-Key": item.idem_key}
-        if self.options.secret:
-            headers["X-Panic-Signature"] = signature(body, self.options.secret)
+        headers = {"Content-Type": content_type, "Idempotency-Key": item.idem_key,
+                   **signed_headers(self.options, item.idem_key, body, now_s=int(time.time()))}
         try:
             resp = self.client.post(self.options.url, content=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -32,6 +32,7 @@ name = "dispatch0"
 
 [[webhooks]]
 url = "http://127.0.0.1:9/b"
+secret = "s3cret-b"
 events = []
 format = "cap"
 """)
@@ -39,7 +40,7 @@ format = "cap"
         ("mqtt", "mqtt_incident", None), ("ops", "ops", frozenset({"health", "policy"})),
         ("webhook:dispatch0", "webhook", None), ("webhook:1", "webhook", None)]
     assert [(w.url, w.secret, w.format) for w in cfg.webhooks] == [
-        ("http://127.0.0.1:9/a", "s3cret", "json"), ("http://127.0.0.1:9/b", "", "cap")]
+        ("http://127.0.0.1:9/a", "s3cret", "json"), ("http://127.0.0.1:9/b", "s3cret-b", "cap")]
     assert "s3cret" not in repr(cfg.sinks)
 
 
@@ -49,6 +50,7 @@ def test_sinks_tables_any_type_with_its_options(tmp_path):
 type = "webhook"
 name = "polsek-klojen"
 url = "https://dispatch.example/klojen"
+secret = "k"
 events = ["new", "escalated"]
 timeout_s = 2
 
@@ -69,10 +71,12 @@ def test_routing_follows_each_sinks_events(tmp_path):
     cfg = load(tmp_path, """
 [[webhooks]]
 url = "http://127.0.0.1:9/all"
+secret = "a"
 name = "dispatch0"
 
 [[webhooks]]
 url = "http://127.0.0.1:9/esc"
+secret = "e"
 name = "escalation"
 events = ["escalated"]
 
@@ -106,7 +110,7 @@ events = ["health"]
     ('type = "webhook"\nname = "x"\nurl = "http://h/"\nevents = ["new", "arrived"]', "unknown events ['arrived']"),
     ('type = "webhook"\nname = "x"\nurl = "http://h/"\nevents = "new"', "events must be a list of event names"),
     ('type = "webhook"\nname = "x"\nurl = "http://h/"\nevents = []', "events is empty"),
-    ('type = "webhook"\nname = "mqtt"\nurl = "http://h/"', "[[sinks]] mqtt: the name is taken"),
+    ('type = "webhook"\nname = "mqtt"\nurl = "http://h/"\nsecret = "s"', "[[sinks]] mqtt: the name is taken"),
     ('type = "ops"\nname = "x"\ntopic = "y"', "this sink takes only type, name and events"),
 ])
 def test_bad_sink_entries_are_clear_errors(tmp_path, table, message):
@@ -119,7 +123,7 @@ def test_bad_webhooks_entries_are_clear_errors(tmp_path):
     assert "[[webhooks]] 0: unknown keys ['type']" in error_of(
         tmp_path, '[[webhooks]]\nurl = "http://h/"\ntype = "ops"\n')
     assert "webhook:dup: the name is taken" in error_of(
-        tmp_path, '[[webhooks]]\nurl = "http://h/"\nname = "dup"\n[[webhooks]]\nurl = "http://h/"\nname = "dup"\n')
+        tmp_path, '[[webhooks]]\nurl = "http://h/"\nsecret = "s"\nname = "dup"\n[[webhooks]]\nurl = "http://h/"\nsecret = "s"\nname = "dup"\n')
     assert "[[sinks]] must be an array of tables" in error_of(tmp_path, 'sinks = ["webhook"]\n')
 
 
