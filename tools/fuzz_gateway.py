@@ -62,7 +62,7 @@ def mutate_bytes(rng: random.Random, data: bytes) -> bytes:
 def mutate_json(rng: random.Random, body: dict) -> bytes:
     body = dict(body)
     for _ in range(rng.randrange(1, 4)):
-        key = rng.choice(FIELDS + ["extra"])
+        key = rng.choice([*FIELDS, "extra"])
         choice = rng.randrange(4)
         if choice == 0:
             body.pop(key, None)

@@ -25,7 +25,7 @@ def test_hostile_corpus(stack, device):
     for name, reason, build in CASES:
         before = stack.rejected(reason)
         device.publish(build(device))
-        wait_until(lambda: stack.rejected(reason) == before + 1, 5, what=f"{name}: rejected as {reason}")
+        wait_until(lambda reason=reason, before=before: stack.rejected(reason) == before + 1, 5, what=f"{name}: rejected as {reason}")
         valid_seq += 1
         device.send(seq=valid_seq)
         ack = device.ack()
@@ -80,7 +80,7 @@ def test_anonymous_and_wrong_password_are_refused(stack, device):
         if user:
             c.username_pw_set(user, password)
         result: queue.Queue = queue.Queue()
-        c.on_connect = lambda cl, u, f, rc, p: result.put(rc)
+        c.on_connect = lambda cl, u, f, rc, p, result=result: result.put(rc)
         c.connect("127.0.0.1", stack.broker_port)
         c.loop_start()
         try:
