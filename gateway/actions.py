@@ -32,12 +32,14 @@ def permitted(action: str, principal: Principal) -> None:
 
 
 async def take(request: Request, inc_id: str, action: str, *, note: str | None, unit: str | None) -> Incident:
-    """Apply it; lifecycle.TransitionError (409) and Forbidden (403) propagate to the app's handlers."""
+    """Apply it; lifecycle.TransitionError (409) and Forbidden (403) propagate to the app's handlers.
+
+    The caller's unit goes with it: a responder acts only on its own unit's incidents."""
     principal: Principal = request.user
     store = request.app.state.store
     try:
         inc = await run_in_threadpool(store.transition, inc_id, action, principal.identity, now_ms(),
-                                      note=note, unit=unit, role=principal.role)
+                                      note=note, unit=unit, role=principal.role, actor_unit=principal.unit)
     except LookupError:
         raise HTTPException(404, "no such incident") from None
     request.app.state.on_change(inc)

@@ -14,6 +14,16 @@ from starlette.routing import BaseRoute, Route
 from . import actions
 from .actions import MAX_NOTE, MAX_UNIT
 from .auth import VIA_TOKEN, needs
+from .domain.visibility import redact, sees
+from .models import Incident
+
+
+def _shown(inc: Incident, request: Request) -> dict:
+    """An incident as the caller may read it: the holder's data only where its view allows."""
+    d = inc.to_json()
+    if "device" in d:
+        d["device"] = redact(request.user.view, d["device"])
+    return d
 
 
 def healthz(request: Request) -> JSONResponse:
@@ -33,17 +43,19 @@ def incidents(request: Request) -> JSONResponse:
         limit = min(int(q.get("limit", 500)), 5000)
     except ValueError:
         raise HTTPException(400, "since and limit are integers") from None
-    items = request.app.state.store.list_incidents(since_ms=since, limit=limit, state=q.get("state"))
-    return JSONResponse({"incidents": [i.to_json() for i in items]})
+    items = request.app.state.store.list_incidents(since_ms=since, limit=limit, state=q.get("state"),
+                                                   units=request.user.view.units)
+    return JSONResponse({"incidents": [_shown(i, request) for i in items]})
 
 
 @needs(via=VIA_TOKEN)
 def incident(request: Request) -> JSONResponse:
     store = request.app.state.store
     inc = store.get_incident(request.path_params["id"])
-    if inc is None:
+    # Out of the caller's view reads exactly like no such incident: its existence is not told.
+    if inc is None or not sees(request.user.view, inc.unit):
         raise HTTPException(404, "no such incident")
-    return JSONResponse({**inc.to_json(), "events": store.events(inc.id)})
+    return JSONResponse({**_shown(inc, request), "events": store.events(inc.id)})
 
 
 @needs(via=VIA_TOKEN)

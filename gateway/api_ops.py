@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 from . import report
 from .auth import VIA_TOKEN, needs
 from .cap import to_cap
+from .domain.visibility import redact, redact_registry, sees
 from .timeutil import now_ms
 
 
@@ -26,7 +27,7 @@ def devices(request: Request) -> JSONResponse:
         h = health.get(d.id, {"health": "unknown"})
         if want and h["health"] != want and not h.get(want):
             continue
-        out.append({**d.public(), "health": h})
+        out.append({**redact_registry(request.user.view, d.public()), "health": h})
     return JSONResponse({"devices": out})
 
 
@@ -38,7 +39,7 @@ def device(request: Request) -> JSONResponse:
     if d is None:
         raise HTTPException(404, "no such device")
     window = cfg.false_alarm_window_s * 1000
-    return JSONResponse({**d.public(), "health": store.device_health(dev).get(dev, {"health": "unknown"}),
+    return JSONResponse({**redact_registry(request.user.view, d.public()), "health": store.device_health(dev).get(dev, {"health": "unknown"}),
                          "false_alarms": store.false_alarms(dev, now_ms() - window),
                          "events": store.device_events(dev)})
 
@@ -47,9 +48,9 @@ def device(request: Request) -> JSONResponse:
 def incident_cap(request: Request) -> Response:
     cfg = request.app.state.cfg
     inc = request.app.state.store.get_incident(request.path_params["id"])
-    if inc is None:
+    if inc is None or not sees(request.user.view, inc.unit):
         raise HTTPException(404, "no such incident")
-    xml = to_cap(inc.to_json(), inc.device, sender=cfg.cap_sender, utc_offset_min=cfg.utc_offset_min)
+    xml = to_cap(inc.to_json(), redact(request.user.view, inc.device), sender=cfg.cap_sender, utc_offset_min=cfg.utc_offset_min)
     return Response(xml, media_type="application/cap+xml")
 
 

@@ -25,6 +25,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 
 from .domain.lifecycle import ROLES
+from .domain.visibility import View, view_for
 
 VIA_TOKEN = "token"      # the scope of a bearer token: the API's routes
 VIA_SESSION = "session"  # the scope of a console session cookie: the console's pages
@@ -64,9 +65,14 @@ class Principal(BaseUser):
     def identity(self) -> str:
         return f"{self.role}:{self.name}"
 
+    @property
+    def view(self) -> View:
+        """Which incidents and holder data this caller reads (domain/visibility.py)."""
+        return view_for(self.role, self.unit)
+
 
 # Look-ups the backend is given, so this module stays free of the store and the console.
-TokenLookup = Callable[[str], Awaitable[tuple[str, str] | None]]          # hash -> (role, name)
+TokenLookup = Callable[[str], Awaitable[tuple[str, str, str] | None]]     # hash -> (role, name, unit)
 SessionLookup = Callable[[str], Awaitable[Principal | None]]              # cookie -> principal
 
 
@@ -89,8 +95,8 @@ class CredentialsBackend(AuthenticationBackend):
             found = await self.tokens(token_hash(token.strip()))
             if found is None:
                 raise AuthenticationError("unknown token")
-            role, name = found
-            return AuthCredentials([VIA_TOKEN, *sorted(ROLE_SCOPES.get(role, ()))]), Principal(name, role)
+            role, name, unit = found
+            return AuthCredentials([VIA_TOKEN, *sorted(ROLE_SCOPES.get(role, ()))]), Principal(name, role, unit=unit)
         cookie = conn.cookies.get(self.cookie)
         # Longer than any token we issue: not worth a database read.
         if cookie and len(cookie) <= 100:

@@ -416,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .console.cli import add_commands as add_user_commands  # console accounts (issue 5)
     add_user_commands(sub, command)
+    from .unit_cli import add_commands as add_unit_commands
+    add_unit_commands(sub, command)
     return p
 
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from . import api, api_ops
+from . import api, api_ops, api_units
 from .auth import CredentialsBackend, Principal, auth_error
 from .config import Config
 from .console import app as console
@@ -62,7 +62,7 @@ def build_app(*, store: Store, cfg: Config, console_settings: ConsoleSettings, h
               on_requeue: Callable[[], None] = lambda: None) -> Starlette:
     """on_change: an operator or responder moved an incident (tell the button, wake the sinks);
     on_requeue: a dead letter was queued again (wake the forwarders)."""
-    async def token_of(hashed: str) -> tuple[str, str] | None:
+    async def token_of(hashed: str) -> tuple[str, str, str] | None:
         return await run_in_threadpool(store.token, hashed)
 
     async def session_of(cookie: str) -> Principal | None:
@@ -71,7 +71,7 @@ def build_app(*, store: Store, cfg: Config, console_settings: ConsoleSettings, h
     backend = CredentialsBackend(tokens=token_of, sessions=session_of, cookie=SESSION_COOKIE,
                                  skip_prefixes=("/healthz", "/metrics", f"{BASE}/static/"))
     app = Starlette(
-        routes=[*api_ops.ROUTES, *api.ROUTES,  # ops first: /api/incidents/{id}.cap before /api/incidents/{id}
+        routes=[*api_ops.ROUTES, *api_units.ROUTES, *api.ROUTES,  # ops first: /api/incidents/{id}.cap before /api/incidents/{id}
                 Mount(BASE, routes=console.ROUTES), Route("/", root)],
         middleware=[Middleware(SecurityHeaders, policy=csp(console_settings.tile_url), prefix=BASE),
                     Middleware(AuthenticationMiddleware, backend=backend, on_error=auth_error)],

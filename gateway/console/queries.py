@@ -2,12 +2,14 @@
 false-alarm marks, the dashboard's incidents. The statements live in gateway/store/."""
 from __future__ import annotations
 
+from ..domain.visibility import View, redact
 from ..models import Device, Incident
 from ..store import ReportRow, Store
 
 
-def open_and_recent(store: Store, now_ms: int, recent_ms: int = 2 * 3600_000) -> list[Incident]:
-    return store.open_and_recent(now_ms, recent_ms)
+def open_and_recent(store: Store, now_ms: int, recent_ms: int = 2 * 3600_000, *,
+                    view: View) -> list[Incident]:
+    return store.open_and_recent(now_ms, recent_ms, units=view.units)
 
 
 def event_cursor(store: Store) -> int:
@@ -23,8 +25,8 @@ def changed_after(store: Store, cursor: int) -> tuple[int, list[str]]:
     return store.changed_after(cursor)
 
 
-def incidents_by_id(store: Store, ids: list[str]) -> list[Incident]:
-    return store.incidents_by_id(ids)
+def incidents_by_id(store: Store, ids: list[str], *, view: View) -> list[Incident]:
+    return store.incidents_by_id(ids, units=view.units)
 
 
 def false_alarms(store: Store, devs: list[str], now_ms: int) -> dict[str, int]:
@@ -32,11 +34,15 @@ def false_alarms(store: Store, devs: list[str], now_ms: int) -> dict[str, int]:
     return store.false_alarm_counts(devs, store.false_alarm.since(now_ms))
 
 
-def card(inc: Incident, device: Device | None, false_count: int, *, warns: bool) -> dict:
-    """One incident as the queue shows it: no credentials, flags worked out."""
+def card(inc: Incident, device: Device | None, false_count: int, *, warns: bool,
+         view: View | None = None) -> dict:
+    """One incident as the queue shows it: no credentials, the holder's data as `view`
+    allows (None: the desk's full view), flags worked out."""
     d = inc.to_json()
     d.pop("device", None)
     pub = device.public() if device else {}
+    if view is not None:
+        pub = redact(view, pub) or {}
     d["device"] = pub
     d["false_alarms"] = false_count
     d["repeat_false"] = warns
@@ -47,11 +53,11 @@ def card(inc: Incident, device: Device | None, false_count: int, *, warns: bool)
     return d
 
 
-def cards(store: Store, incidents: list[Incident], now_ms: int) -> list[dict]:
+def cards(store: Store, incidents: list[Incident], now_ms: int, *, view: View | None = None) -> list[dict]:
     devices = store.devices_by_id([i.dev for i in incidents])
     falses = false_alarms(store, list(devices), now_ms)
     policy = store.false_alarm
-    return [card(i, devices.get(i.dev), falses.get(i.dev, 0), warns=policy.warns(falses.get(i.dev, 0)))
+    return [card(i, devices.get(i.dev), falses.get(i.dev, 0), warns=policy.warns(falses.get(i.dev, 0)), view=view)
             for i in incidents]
 
 

@@ -9,6 +9,10 @@ Roles are ordered viewer < responder < operator < admin. A viewer only reads; a 
 in the field reports its own progress (en route, on scene, resolved); operators and admins
 run the desk. Dispatch and marking a false alarm stay with the desk, because both change
 what the whole city sees (a unit committed, a device's false-alarm count raised).
+
+A field role acts only on incidents dispatched to its own unit (`in_scope`): a stolen
+responder phone or token can report progress on its own unit's calls, never close the
+city's. A field caller without a unit reaches no incident at all.
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ _OPEN = frozenset(s for s in STATES if s not in FINAL)
 _BEFORE_SCENE = frozenset(("new", "acknowledged", "dispatched"))
 _DESK = frozenset(("operator", "admin"))
 _ANYONE_ACTING = frozenset(("responder", "operator", "admin"))
+# Roles whose actions, and whose view of incidents, are limited to their own unit's incidents.
+FIELD_ROLES = frozenset(("responder",))
 
 
 class TransitionError(Exception):
@@ -45,6 +51,7 @@ class Transition:
     roles: frozenset[str]        # roles allowed to take it
     ack_stage: str | None        # stage sent to the button, if any
     needs_unit: bool = False
+    scoped: frozenset[str] = FIELD_ROLES  # roles that may take it only on their own unit's incidents
 
 
 # In the order a desk uses them.
@@ -66,16 +73,29 @@ def can_act(role: str) -> bool:
     return any(role in t.roles for t in TRANSITIONS.values())
 
 
-def check(action: str, state: str, role: str, *, unit: str | None = None) -> Transition:
+def in_scope(role: str, *, incident_unit: str | None, actor_unit: str) -> bool:
+    """Whether a caller of `role` from `actor_unit` reaches an incident dispatched to
+    `incident_unit`: the desk reaches every incident, a field role only its own unit's."""
+    if role not in FIELD_ROLES:
+        return True
+    return bool(actor_unit) and incident_unit == actor_unit
+
+
+def check(action: str, state: str, role: str, *, unit: str | None = None,
+          incident_unit: str | None = None, actor_unit: str | None = None) -> Transition:
     """The transition for `action` in `state` by `role`; raise Forbidden or TransitionError.
 
     The role is checked first: a role that may never take the action learns that (403),
-    whatever state the incident is in."""
+    whatever state the incident is in. `actor_unit` is the caller's unit ("" for none);
+    None only for trusted local callers (seeding, tests of the table), which skip the scope."""
     t = TRANSITIONS.get(action)
     if t is None:
         raise TransitionError(f"unknown action {action!r}")
     if role not in t.roles:
         raise Forbidden(f"role {role} may not {action}")
+    if actor_unit is not None and role in t.scoped and \
+            not in_scope(role, incident_unit=incident_unit, actor_unit=actor_unit):
+        raise Forbidden(f"role {role} acts only on incidents dispatched to its own unit")
     if state in FINAL:
         raise TransitionError(f"incident is {state}")
     if state not in t.from_states:
@@ -87,9 +107,13 @@ def check(action: str, state: str, role: str, *, unit: str | None = None) -> Tra
     return t
 
 
-def allowed_actions(state: str, role: str) -> list[str]:
-    """Actions that fit both the role and the incident's state, in the order a desk uses them."""
-    return [t.action for t in TRANSITIONS.values() if state in t.from_states and role in t.roles]
+def allowed_actions(state: str, role: str, *, incident_unit: str | None = None,
+                    actor_unit: str | None = None) -> list[str]:
+    """Actions that fit the role, the incident's state and (given `actor_unit`) the caller's
+    unit, in the order a desk uses them."""
+    return [t.action for t in TRANSITIONS.values() if state in t.from_states and role in t.roles
+            and (actor_unit is None or role not in t.scoped
+                 or in_scope(role, incident_unit=incident_unit, actor_unit=actor_unit))]
 
 
 def table() -> list[dict[str, str]]:

@@ -29,6 +29,15 @@ class ReportRow(NamedTuple):
     kelurahan: str
 
 
+def _scoped(where: str, args: list, units: frozenset[str] | None) -> tuple[str, list]:
+    """`where` narrowed to incidents dispatched to `units` (None: no narrowing; empty: none)."""
+    if units is None:
+        return where, list(args)
+    if not units:
+        return f"{where} AND 1 = 0", list(args)
+    return f"{where} AND unit IN ({', '.join('?' * len(units))})", [*args, *sorted(units)]
+
+
 def _reused(stored_body: str, a: Alert) -> bool:
     """A retransmission carries the press time it was journaled with; a synced press time
     that differs means a new press under an id from an earlier life of the board (flash
@@ -117,28 +126,39 @@ class IncidentsMixin(DevicesMixin):
                 inc.device = dev.public() if dev else None
             return inc
 
-    def _incidents(self, where: str, args: list, order: str, limit: int) -> list[Incident]:
-        rows = self._rows(f"SELECT {_COLS} FROM incidents WHERE {where} ORDER BY {order} LIMIT ?", [*args, limit])
+    def _incidents(self, where: str, args: list, order: str, limit: int | None) -> list[Incident]:
+        tail = " LIMIT ?" if limit is not None else ""
+        rows = self._rows(f"SELECT {_COLS} FROM incidents WHERE {where} ORDER BY {order}{tail}",
+                          [*args, limit] if limit is not None else list(args))
         return [Incident(*r) for r in rows]
 
-    def list_incidents(self, since_ms: int = 0, limit: int = 500, state: str | None = None) -> list[Incident]:
-        where = "received_ms >= ?"
-        args: list[object] = [since_ms]
+    def list_incidents(self, since_ms: int = 0, limit: int = 500, state: str | None = None, *,
+                       units: frozenset[str] | None = None) -> list[Incident]:
+        """Newest first: every open incident, never cut by `limit` (a flood of newer alerts
+        must not hide a call still waiting), and up to `limit` closed ones. `units`: only
+        incidents dispatched to these (domain/visibility.py); None for all."""
+        where, args = _scoped("received_ms >= ?", [since_ms], units)
         if state:
             where += " AND state = ?"
             args.append(state)
-        return self._incidents(where, args, "received_ms DESC", limit)
+        opened = self._incidents(f"{where} AND state NOT IN ({_FINALS})", args, "received_ms DESC", None)
+        closed = self._incidents(f"{where} AND state IN ({_FINALS})", args, "received_ms DESC", limit)
+        return sorted(opened + closed, key=lambda i: i.received_ms, reverse=True)
 
-    def open_and_recent(self, now_ms: int, recent_ms: int = 2 * 3600_000) -> list[Incident]:
-        """Every open incident, newest first, then those closed within `recent_ms`."""
-        return (self._incidents(f"state NOT IN ({_FINALS})", [], "received_ms DESC", 500)
-                + self._incidents(f"state IN ({_FINALS}) AND updated_ms >= ?", [now_ms - recent_ms],
-                                  "updated_ms DESC", 50))
+    def open_and_recent(self, now_ms: int, recent_ms: int = 2 * 3600_000, *,
+                        units: frozenset[str] | None = None) -> list[Incident]:
+        """Every open incident, oldest first and never cut by a limit (the longest wait on
+        top), then up to 50 closed within `recent_ms`, newest first."""
+        where, args = _scoped(f"state NOT IN ({_FINALS})", [], units)
+        closed, cargs = _scoped(f"state IN ({_FINALS}) AND updated_ms >= ?", [now_ms - recent_ms], units)
+        return (self._incidents(where, args, "received_ms", None)
+                + self._incidents(closed, cargs, "updated_ms DESC", 50))
 
-    def incidents_by_id(self, ids: list[str]) -> list[Incident]:
+    def incidents_by_id(self, ids: list[str], *, units: frozenset[str] | None = None) -> list[Incident]:
         if not ids:
             return []
-        return self._incidents(f"id IN ({', '.join('?' * len(ids))})", list(ids), "received_ms DESC", len(ids))
+        where, args = _scoped(f"id IN ({', '.join('?' * len(ids))})", list(ids), units)
+        return self._incidents(where, args, "received_ms DESC", len(ids))
 
     def open_for_unit(self, unit: str) -> list[Incident]:
         return self._incidents(f"unit = ? AND state NOT IN ({_FINALS})", [unit], "received_ms DESC", 50)
@@ -174,23 +194,26 @@ class IncidentsMixin(DevicesMixin):
 
     # --- the lifecycle ---------------------------------------------------------------
     def transition(self, inc_id: str, action: str, actor: str, at_ms: int, *, role: str,
-                   note: str | None = None, unit: str | None = None) -> Incident:
+                   note: str | None = None, unit: str | None = None, actor_unit: str | None = None) -> Incident:
         """Apply an operator's or responder's action. Raises LookupError for an unknown
-        incident, lifecycle.Forbidden when the role may not, TransitionError when it does not fit."""
+        incident, lifecycle.Forbidden when the role may not (or not on this incident: a field
+        role's `actor_unit` must be the incident's), TransitionError when it does not fit.
+        The web always passes `actor_unit`; None is for trusted local callers."""
         with self._tx() as cur:
             # Locked: two operators on two gateways cannot both acknowledge one incident.
             inc = self._incident(cur, inc_id, lock=True)
             if inc is None:
                 raise LookupError(inc_id)
             before = inc.state
-            inc = self._apply(cur, inc, action, actor, at_ms, role=role, note=note, unit=unit)
+            inc = self._apply(cur, inc, action, actor, at_ms, role=role, note=note, unit=unit,
+                              actor_unit=actor_unit)
         if self.on_transition is not None and inc.state != before:
             self.on_transition(before, inc)
         return inc
 
     def _apply(self, cur, inc: Incident, action: str, actor: str, at_ms: int, *, role: str,
-               note: str | None, unit: str | None) -> Incident:
-        t = lifecycle.check(action, inc.state, role, unit=unit)
+               note: str | None, unit: str | None, actor_unit: str | None = None) -> Incident:
+        t = lifecycle.check(action, inc.state, role, unit=unit, incident_unit=inc.unit, actor_unit=actor_unit)
         if action == "dispatch":
             if inc.acknowledged_ms is None:
                 # Dispatching is acknowledging: the receive->acknowledge clock stops too.

@@ -213,7 +213,7 @@ def test_accounts_and_sessions(store):
     assert store.units() == ["sabhara-1"]
     assert store.delete_user("budi") and store.user("budi") is None and not store.delete_user("budi")
     store.add_token("h" * 64, "viewer", "city-ops", 1)
-    assert store.token("h" * 64) == ("viewer", "city-ops") and store.token("x") is None
+    assert store.token("h" * 64) == ("viewer", "city-ops", "") and store.token("x") is None
 
 
 def test_console_false_alarm_marks_follow_the_policy(store):

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ...auth import VIA_SESSION, needs
+from ...domain.visibility import redact_registry
 from ...timeutil import now_ms
 from .. import geo, health
 from ..render import render
@@ -15,6 +16,7 @@ from ..render import render
 async def devices_page(request: Request) -> Response:
     kel = request.query_params.get("kelurahan", "")
     rows, source = await run_in_threadpool(health.rows, request.app.state.store, now_ms())
+    rows = [redact_registry(request.user.view, r) for r in rows]
     kelurahan = sorted({r["kelurahan"] for r in rows if r["kelurahan"]})
     shown = [r for r in rows if not kel or r["kelurahan"] == kel]
     counts: dict[str, int] = {}

@@ -12,6 +12,7 @@ from ... import actions
 from ...actions import MAX_NOTE, MAX_UNIT
 from ...auth import VIA_SESSION, needs
 from ...domain.lifecycle import TransitionError, allowed_actions
+from ...domain.visibility import redact, sees
 from ...timeutil import now_ms
 from .. import queries
 from ..render import render, sla_ms, tr, wants_json
@@ -22,8 +23,10 @@ from ..security import BASE, check_csrf, safe_next
 async def incident_page(request: Request) -> Response:
     store, settings, user = request.app.state.store, request.app.state.settings, request.user
     inc = await run_in_threadpool(store.get_incident, request.path_params["id"])
-    if inc is None:
+    # Out of the user's view reads exactly like no such incident.
+    if inc is None or not sees(user.view, inc.unit):
         raise HTTPException(404, "not_found")
+    inc.device = redact(user.view, inc.device)
     events = await run_in_threadpool(store.events, inc.id)
     falses = (await run_in_threadpool(queries.false_alarms, store, [inc.dev], now_ms())).get(inc.dev, 0)
     timeline, prev = [], inc.press_ms
@@ -35,7 +38,8 @@ async def incident_page(request: Request) -> Response:
             "tile_attribution": settings.tile_attribution, "words": tr(request).table(),
             "sla_ms": sla_ms(request), "now": now_ms()}
     return render(request, "incident.html", inc=inc, dev=inc.device or {}, timeline=timeline,
-                  latency=inc.latencies(), actions=allowed_actions(inc.state, user.role),
+                  latency=inc.latencies(),
+                  actions=allowed_actions(inc.state, user.role, incident_unit=inc.unit, actor_unit=user.unit),
                   falses=falses, units=units, boot=boot, sla_ms=sla_ms(request),
                   ok=request.query_params.get("ok", ""), err=request.query_params.get("err", ""))
 

@@ -20,8 +20,9 @@ async def responder_page(request: Request) -> Response:
     # A responder sees its own unit; the desk may look at any unit's phone.
     unit = user.unit or (request.query_params.get("unit", "") if user.role != "responder" else "")
     incs = await run_in_threadpool(queries.for_unit, store, unit) if unit else []
-    items = await run_in_threadpool(queries.cards, store, incs, now_ms())
+    items = await run_in_threadpool(lambda: queries.cards(store, incs, now_ms(), view=user.view))
     for item in items:
-        item["actions"] = [a for a in allowed_actions(item["state"], user.role) if a in FIELD_ACTIONS]
+        item["actions"] = [a for a in allowed_actions(item["state"], user.role, incident_unit=item["unit"],
+                                                      actor_unit=user.unit) if a in FIELD_ACTIONS]
     return render(request, "responder.html", unit=unit, items=items, now=now_ms(), sla_ms=sla_ms(request),
                   ok=request.query_params.get("ok", ""), err=request.query_params.get("err", ""))
