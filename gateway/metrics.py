@@ -54,3 +54,5 @@ def observe_transition(before: str, inc) -> None:
         latency.labels("received_to_dispatched").observe(max(0, lat["received_to_dispatched"]) / 1000)
     if inc.state == "on_scene" and lat["press_to_on_scene"] is not None:
         latency.labels("press_to_on_scene").observe(max(0, lat["press_to_on_scene"]) / 1000)
+unit_reports_rejected = Counter("panic_unit_reports_rejected", "Unit positions and statuses refused, by reason "
+                                "(malformed, bad_position, bad_status, unknown_unit, forbidden)", ["reason"])

@@ -1,0 +1,64 @@
+"""`panic-gateway unit add|list|remove`: the units registry from the command line."""
+from __future__ import annotations
+
+import json
+import sys
+
+from . import config
+from .domain.dispatch import KINDS, SECTORS, DispatchError, check_position
+from .store import open_store
+from .timeutil import now_ms
+
+
+def _fail(msg: str) -> int:
+    print(f"panic-gateway: {msg}", file=sys.stderr)
+    return 2
+
+
+def cmd_unit_add(args) -> int:
+    try:
+        lat6, lon6, _ = check_position(args.lat, args.lon)
+    except DispatchError as exc:
+        return _fail(str(exc))
+    store = open_store(config.load(args.config))
+    if not store.add_unit(args.call_sign, kind=args.kind, post=args.post, sector=args.sector,
+                          post_lat6=lat6, post_lon6=lon6, now_ms=now_ms()):
+        return _fail(f"unit {args.call_sign} exists")
+    print(f"added unit {args.call_sign} ({args.kind}, sector {args.sector})", file=sys.stderr)
+    return 0
+
+
+def cmd_unit_list(args) -> int:
+    store = open_store(config.load(args.config))
+    units = store.list_units(sectors=(args.sector,) if args.sector else None)
+    at = now_ms()
+    if args.json:
+        print(json.dumps([u.to_json(at) for u in units]))
+        return 0
+    print(f"{'call sign':14}{'kind':11}{'sector':15}{'status':12}{'fix age':9}post")
+    for u in units:
+        age = "—" if u.fix_ms is None else f"{max(0, at - u.fix_ms) // 1000} s"
+        print(f"{u.call_sign:14}{u.kind:11}{u.sector:15}{u.status:12}{age:9}{u.post}")
+    return 0
+
+
+def cmd_unit_remove(args) -> int:
+    if not open_store(config.load(args.config)).remove_unit(args.call_sign):
+        return _fail(f"no unit {args.call_sign}")
+    return 0
+
+
+def add_commands(sub, command) -> None:
+    """Hook for gateway/cli.py: `command` is its helper that adds --config."""
+    units = sub.add_parser("unit", help="the units registry (dispatch)").add_subparsers(dest="ncmd", required=True)
+    c = command(units, "add", cmd_unit_add, "register a unit at its home post (available)")
+    c.add_argument("call_sign", help="e.g. KLJ-R2 (a responder's --unit names it)")
+    c.add_argument("--kind", choices=KINDS, required=True)
+    c.add_argument("--sector", choices=SECTORS, required=True, help="its Polsek's kecamatan, or polresta")
+    c.add_argument("--post", default="", help="the home post's name")
+    c.add_argument("--lat", type=float, required=True, help="the home post's latitude")
+    c.add_argument("--lon", type=float, required=True, help="the home post's longitude")
+    c = command(units, "list", cmd_unit_list, "every unit with status and fix age")
+    c.add_argument("--sector", choices=SECTORS)
+    c.add_argument("--json", action="store_true")
+    command(units, "remove", cmd_unit_remove, "take a unit out of the registry").add_argument("call_sign")
