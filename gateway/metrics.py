@@ -13,6 +13,8 @@ incidents_created = Counter("panic_incidents_created", "Incidents created", ["ki
 acks_sent = Counter("panic_acks_sent", "Signed acks published to devices", ["stage"])
 forwards = Counter("panic_forwards", "Forward attempts to dispatch sinks; result: ok, retry, dead (failed too long), "
                    "refused (the sink refused the entry for good: dead at once)", ["sink", "result"])
+sia_replies = Counter("panic_sia_replies", "Replies of alarm-receiving centres to SIA DC-09 messages: ack, nak, "
+                      "duh, rsp, none (no reply), bad (not a DC-09 reply)", ["sink", "reply"])
 ingest_batch = Histogram("panic_ingest_batch_size", "Alerts stored per commit",
                          buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 latency = Histogram("panic_latency_seconds", "Incident latencies by step", ["step"], buckets=_LATENCY)
