@@ -24,6 +24,7 @@ import httpx
 from . import plots, report
 from .people import PeopleConfig
 from .run import Run, RunOptions
+from .units import DISPATCH_MODES
 from .world import WorldConfig
 
 
@@ -33,6 +34,16 @@ def _burst(text: str) -> tuple[float, int, float]:
         return float(frac), int(n), float(within)
     except ValueError:
         raise argparse.ArgumentTypeError("burst is FRACTION:PRESSES:WITHIN_SIM_SECONDS, e.g. 0.5:20:120") from None
+
+
+def _probability(text: str) -> float:
+    try:
+        p = float(text)
+    except ValueError:
+        p = -1.0
+    if not 0.0 <= p <= 1.0:
+        raise argparse.ArgumentTypeError(f"a probability in [0, 1], not {text!r}")
+    return p
 
 
 def add_run_options(p: argparse.ArgumentParser, duration: float, speed: float, devices: int | None) -> None:
@@ -47,7 +58,6 @@ def add_run_options(p: argparse.ArgumentParser, duration: float, speed: float, d
     g = p.add_argument_group("a running stack (else the simulator starts its own broker and gateway)")
     g.add_argument("--api", help="gateway API base URL, e.g. http://127.0.0.1:8080")
     g.add_argument("--token", help="operator bearer token (default: create one with the gateway's CLI)")
-    g.add_argument("--responder-token", help="responder bearer token (default: create one)")
     g.add_argument("--config", help="the gateway's TOML: buttons are provisioned with its CLI")
     w = p.add_argument_group("the world (rates per simulated hour)")
     d = WorldConfig()
@@ -64,6 +74,13 @@ def add_run_options(p: argparse.ArgumentParser, duration: float, speed: float, d
     dp = PeopleConfig()
     pe.add_argument("--operators", type=int, default=dp.operators, help="(%(default)s)")
     pe.add_argument("--unit-kmh", type=float, default=dp.speed_kmh, help="median driving speed (%(default)s)")
+    pe.add_argument("--dispatch", choices=DISPATCH_MODES, default=dp.dispatch,
+                    help="free: the operator types the nearest free unit; recommend: follows the gateway's "
+                         "ETA recommendation (%(default)s)")
+    pe.add_argument("--override", type=_probability, default=dp.override,
+                    help="recommend: chance the operator sends another offered unit (%(default)s)")
+    pe.add_argument("--fix-interval", type=float, default=dp.fix_interval_s,
+                    help="simulated seconds between a unit phone's position reports (%(default)s)")
     p.add_argument("--firmware-max", type=int, default=1000,
                    help="buttons beyond this many run as Python protocol devices (default %(default)s; "
                         "a firmware process costs ~6 MiB PSS)")
@@ -79,11 +96,12 @@ def options(args) -> RunOptions:
         world.bursts = []
     elif args.burst:
         world.bursts = args.burst
-    people = PeopleConfig(operators=args.operators, speed_kmh=args.unit_kmh)
+    people = PeopleConfig(operators=args.operators, speed_kmh=args.unit_kmh, dispatch=args.dispatch,
+                          override=args.override, fix_interval_s=args.fix_interval)
     state = Path(args.state or f"var/sim/{Path(args.scenario).stem}").resolve()
     return RunOptions(scenario=args.scenario, devices=args.devices, duration=args.duration, speed=args.speed,
                       seed=args.seed, state=state, api=args.api, token=args.token,
-                      responder_token=args.responder_token, config=Path(args.config) if args.config else None,
+                      config=Path(args.config) if args.config else None,
                       firmware_max=args.firmware_max, drain=args.drain, long_press_ms=args.long_press_ms,
                       progress=not args.no_progress, idle_probe_s=args.idle_probe, world=world, people=people)
 

@@ -19,6 +19,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.domain import dispatch as rules
+
 from . import fleet, geo, scenario
 from .feed import PollFeed, WebhookFeed
 from .firmware import FirmwareDevice
@@ -28,6 +30,7 @@ from .progress import Progress
 from .protodev import ProtocolDevice
 from .sched import Scheduler
 from .stack import Stack
+from .unit_phones import PositionReporter, enrol
 from .world import Happening, Profile, WorldConfig, plan, profiles
 
 log = logging.getLogger("panic-sim")
@@ -77,7 +80,6 @@ class RunOptions:
     state: Path = Path("var/sim")
     api: str | None = None
     token: str | None = None
-    responder_token: str | None = None
     config: Path | None = None
     firmware_max: int = 1000
     drain: float = 180.0
@@ -111,12 +113,13 @@ class Run:
         self.sched = Scheduler()
         self.progress = Progress(enabled=opts.progress)
         self.sampler: Sampler | None = None
+        self.phones: PositionReporter | None = None
         self.t0 = 0.0
         self.t_world_end = 0.0
         self.timings: dict[str, float] = {}
 
     # --- setup ---------------------------------------------------------------------------
-    def _start_stack(self) -> tuple[str, str, str]:
+    def _start_stack(self) -> tuple[str, str]:
         o = self.o
         if self.own_stack:
             feed = self.feed = WebhookFeed(self._feed_event)
@@ -124,7 +127,7 @@ class Run:
             stack.up()
             hooks = tomllib.loads(stack.config.read_text()).get("webhooks", [])
             feed.secret = hooks[0]["secret"] if hooks else None
-            return stack.api, stack.token("operator"), stack.token("responder")
+            return stack.api, stack.token("operator")
         # A running stack: we cannot add our webhook to it, so the people poll the API.
         if o.config is None or o.api is None:
             raise SystemExit("--api needs --config FILE (the gateway's TOML) to provision buttons")
@@ -132,8 +135,7 @@ class Run:
         stack.config = Path(o.config).resolve()
         stack.api_port = int(o.api.rsplit(":", 1)[1].split("/")[0])
         op = o.token or stack.token("operator")
-        resp = o.responder_token or stack.cli("token", "create", "--role", "responder").stdout.strip()
-        return o.api.rstrip("/"), op, resp
+        return o.api.rstrip("/"), op
 
     def _provision(self) -> list[dict]:
         """New buttons through `panic-gateway device import`; ones a running stack already
@@ -405,11 +407,16 @@ class Run:
         Path(o.state).mkdir(parents=True, exist_ok=True)
         t_setup = time.monotonic()
         self.progress.phase("starting broker and gateway" if self.own_stack else f"using the stack at {o.api}")
-        api, op_token, resp_token = self._start_stack()
+        api, op_token = self._start_stack()
         self.api_url = api
-        self.people = People(Api(api, op_token, resp_token), scenario.posts(self.scn), o.people, o.speed,
-                             self.sched, o.seed)
+        sectors = {b.id: rules.sector_of(b.kecamatan) for b in self.buttons}
+        self.people = People(Api(api, op_token), scenario.posts(self.scn), o.people, o.speed, self.sched, o.seed,
+                             sector_of=lambda dev: sectors.get(dev, rules.COMMAND_CENTRE),
+                             kecamatan=self.scn["kecamatan"])
         try:
+            assert self.stack is not None
+            self.progress.phase(f"enrolling {len(self.people.units)} units: registry and a responder token each")
+            self.people.api.unit_tokens.update(enrol(self.stack, self.people.units))
             self.progress.phase(f"provisioning {len(self.buttons)} buttons with `panic-gateway device import`")
             creds = self._provision()
             self.timings["provision_s"] = time.monotonic() - t_setup
@@ -424,6 +431,9 @@ class Run:
                 self.progress.phase(f"measuring what {len(self.devs)} linked, idle buttons cost ({o.idle_probe_s:g} s)")
                 self.sampler.probe_idle(o.idle_probe_s)
             self.sampler.start()
+            self.phones = PositionReporter(self.people.api, self.people.units, self.people.sim_now, speed=o.speed,
+                                           fix_interval_s=o.people.fix_interval_s, lock=self.people.lock)
+            self.phones.start()
             self.on_ready(api)
             happenings = plan(o.world, o.duration, o.speed, o.seed, can_restart_broker=self.own_stack)
             self.t0 = time.monotonic()
@@ -478,6 +488,8 @@ class Run:
 
     def shutdown(self) -> None:
         self.sched.stop()
+        if self.phones is not None:
+            self.phones.stop()
         if self.poll is not None:
             self.poll.stop()
         threads = [threading.Thread(target=s.device.stop) for s in self.devs.values()]

@@ -13,6 +13,7 @@ from simulator.people import Api, People, PeopleConfig
 from simulator.scenario import Post
 from simulator.sched import Scheduler
 from simulator.stack import Stack
+from simulator.unit_phones import enrol
 from tests.conftest import KAUMAN, assert_no_secrets_in_logs, wait_until
 from tests.devices import RawDevice
 
@@ -32,8 +33,10 @@ class World:
                  operator_false: set[str] | None = None) -> None:
         self.stack = stack
         self.sched = Scheduler()
-        self.api = Api(stack.api, stack.token("operator"), stack.token("responder"))
-        self.people = People(self.api, posts, cfg, SPEED, self.sched, seed=1, operator_false=operator_false)
+        self.api = Api(stack.api, stack.token("operator"))
+        self.people = People(self.api, posts, cfg, SPEED, self.sched, seed=1, operator_false=operator_false,
+                             kecamatan="Klojen")
+        self.api.unit_tokens.update(enrol(stack, self.people.units))
         feed.handler = self.people.on_event
         self.devices: list[RawDevice] = []
 
