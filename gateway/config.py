@@ -74,6 +74,8 @@ class Config:
     forward_backoff_ms: int = 1000  # first retry delay; doubles per attempt
     forward_backoff_max_s: int = 300
     forward_lease_s: int = 60  # a claimed forward another gateway may take over after this
+    forward_retention_days: int = 30  # delivered forwards are deleted after this
+    forward_dead_retention_days: int = 0  # dead letters too, after this; 0: kept until retried
     heartbeat_s: int = 60  # devices' status interval (a status may carry its own "hb")
     silent_factor: float = 2.5  # silent after this many heartbeats without a status
     low_battery_pct: int = 20
@@ -152,6 +154,9 @@ def load(path: str | os.PathLike | None = None) -> Config:
         raise ConfigError(f"[gateway] log_format must be one of {', '.join(LOG_FORMATS)}, not {cfg.log_format!r}")
     if cfg.false_alarm_action not in ("flag", "suspend"):
         raise ConfigError(f"[gateway] false_alarm_action must be flag or suspend, not {cfg.false_alarm_action!r}")
+    if cfg.forward_retention_days <= 0 or cfg.forward_dead_retention_days < 0:
+        raise ConfigError("[gateway] forward_retention_days must be positive, forward_dead_retention_days "
+                          "0 (keep until retried) or positive")
     if cfg.forward_backoff_ms <= 0 or cfg.escalate_after_s <= 0 or cfg.heartbeat_s <= 0:
         raise ConfigError("[gateway] forward_backoff_ms, escalate_after_s and heartbeat_s must be positive")
     return cfg

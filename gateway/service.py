@@ -14,6 +14,7 @@ from .forward import Forwarder
 from .health import HealthMonitor
 from .ingest import Ingest
 from .models import ACK_STAGE
+from .retention import ForwardRetention
 from .sinks import SinkContext
 from .sinks import build as build_sinks
 from .store import open_store
@@ -54,17 +55,22 @@ def run(cfg: Config) -> None:
                                 lease_s=cfg.forward_lease_s)
                       for sink in sinkset)
 
+    retention = ForwardRetention(store, cfg)
+
     def health() -> dict:
+        """From memory only: /healthz is unauthenticated, so it must not cost a query."""
         mqtt_ok = ingest.connected.is_set()
         progress = ingest.progress()
+        queue = retention.snapshot()
         return {"ok": mqtt_ok and progress["ok"], "mqtt": mqtt_ok, "ingest": progress, "queue": progress["queue"],
-                "forwards": store.forward_stats()}
+                "forwards": queue["sinks"], "forwards_at_ms": queue["at_ms"]}
 
     metrics.ingest_queue.set_function(ingest.queue.qsize)
     fleet_gauges.register(store)
     health_monitor.start()
     ingest.start()
     escalator.start()
+    retention.start()
     for f in forwarders:
         f.start()
 
@@ -93,6 +99,7 @@ def run(cfg: Config) -> None:
         server.run()
     finally:
         escalator.stop()
+        retention.stop()
         for f in forwarders:
             f.stop()
         ingest.stop()

@@ -67,6 +67,12 @@ class StoreCore:
         """A read that needs no transaction; SQLite overrides it to take no write lock."""
         return self._rows(sql, args)
 
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """A cursor for several reads; SQLite overrides it to take no write lock."""
+        with self._tx() as cur:
+            yield cur
+
     # --- schema ------------------------------------------------------------------
     def _migration_lock(self, cur) -> None:
         """Keep two gateways starting at once from migrating together (PostgreSQL)."""

@@ -9,6 +9,11 @@ from .core import StoreCore
 DEVICE_COLS = [f.name for f in fields(Device)]
 
 
+def _highest_boot(alert_ids: list[tuple]) -> int:
+    """The highest boot number among alert ids `<dev>:<boot>:<seq>`."""
+    return max((int(i.rsplit(":", 2)[1]) for (i,) in alert_ids), default=0)
+
+
 class DevicesMixin(StoreCore):
     def add_device(self, device: Device) -> None:
         self.add_devices([device])
@@ -44,8 +49,8 @@ class DevicesMixin(StoreCore):
         return Device(*row) if row else None
 
     def get_device(self, dev: str) -> Device | None:
-        with self._tx() as cur:
-            return self._device(cur, dev)
+        rows = self._rows(f"SELECT {', '.join(DEVICE_COLS)} FROM devices WHERE id = ?", (dev,))
+        return Device(*rows[0]) if rows else None
 
     def list_devices(self) -> list[Device]:
         rows = self._rows(f"SELECT {', '.join(DEVICE_COLS)} FROM devices ORDER BY id")
@@ -61,13 +66,11 @@ class DevicesMixin(StoreCore):
         return {r[0]: Device(*r) for r in rows}
 
     def _max_boot(self, cur, dev: str) -> int:
-        ids = self._exec(cur, "SELECT id FROM alerts WHERE dev = ?", (dev,)).fetchall()
-        return max((int(i.rsplit(":", 2)[1]) for (i,) in ids), default=0)
+        return _highest_boot(self._exec(cur, "SELECT id FROM alerts WHERE dev = ?", (dev,)).fetchall())
 
     def boot_floor(self, dev: str) -> int:
         """The highest boot number this device has used: a re-flashed button starts above it."""
-        with self._tx() as cur:
-            return self._max_boot(cur, dev)
+        return _highest_boot(self._rows("SELECT id FROM alerts WHERE dev = ?", (dev,)))
 
     def last_alerts(self) -> dict[str, int]:
         """Each device's latest alert, received time in ms."""

@@ -7,6 +7,8 @@ import json
 
 from .core import StoreCore
 
+PRUNE_BATCH = 2000
+
 
 class ForwardsMixin(StoreCore):
     def has_due(self, sink: str, now_ms: int) -> bool:
@@ -77,3 +79,24 @@ class ForwardsMixin(StoreCore):
         with self._tx() as cur:
             return self._exec(cur, "UPDATE forwards SET dead = 0, next_ms = ?, created_ms = ?, lease_until = 0 "
                                    "WHERE id = ? AND dead = 1", (now_ms, now_ms, fid)).rowcount > 0
+
+    def prune_forwards(self, *, delivered_before_ms: int, dead_before_ms: int | None = None,
+                       batch: int = PRUNE_BATCH) -> int:
+        """Delete delivered entries older than `delivered_before_ms` and, when given, dead
+        letters queued before `dead_before_ms` (else kept until retried); returns how many.
+
+        In batches, each its own transaction, so ingest never waits long for the write lock.
+        An entry still pending is never touched."""
+        total = 0
+        conds = [("delivered_ms IS NOT NULL AND delivered_ms < ?", delivered_before_ms)]
+        if dead_before_ms is not None:
+            conds.append(("dead = 1 AND delivered_ms IS NULL AND created_ms < ?", dead_before_ms))
+        for cond, before in conds:
+            while True:
+                with self._tx() as cur:
+                    n = self._exec(cur, f"DELETE FROM forwards WHERE id IN (SELECT id FROM forwards WHERE {cond} "
+                                        "LIMIT ?)", (before, batch)).rowcount
+                total += n
+                if n < batch:
+                    break
+        return total

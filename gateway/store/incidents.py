@@ -119,7 +119,7 @@ class IncidentsMixin(DevicesMixin):
 
     def get_incident(self, inc_id: str) -> Incident | None:
         """The incident with its device's public fields."""
-        with self._tx() as cur:
+        with self._reading() as cur:
             inc = self._incident(cur, inc_id)
             if inc is not None:
                 dev = self._device(cur, inc.dev)
@@ -266,7 +266,7 @@ class IncidentsMixin(DevicesMixin):
 
     def false_alarms(self, dev: str, since_ms: int) -> int:
         """Operator-marked false alarms of one device since `since_ms`."""
-        with self._tx() as cur:
+        with self._reading() as cur:
             return self._false_alarm_count(cur, dev, since_ms)
 
     def false_alarm_counts(self, devs: list[str], since_ms: int) -> dict[str, int]:

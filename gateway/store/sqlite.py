@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +25,10 @@ class SqliteStore(Store):
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA busy_timeout=30000")
+        self._path = path
+        self._reader_local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self.migrate()
 
     @contextmanager
@@ -38,10 +43,44 @@ class SqliteStore(Store):
                 raise
             cur.execute("COMMIT")
 
+    # --- reads: one connection per thread, outside the writers' lock ---------------------
+    # In WAL mode a reader sees the last commit and neither waits for the writer nor holds
+    # it up; reading through the writer's connection (BEGIN IMMEDIATE, under self._lock)
+    # made every API request, /healthz and the registry queue behind ingest's fsync.
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA query_only=ON")
+            self._reader_local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _rows(self, sql, args=()):
+        # Autocommit: each SELECT is its own read transaction, ended by fetchall.
+        return self._reader().execute(sql, args).fetchall()
+
     def _read(self, sql, args=()):
-        # Autocommit: a plain SELECT takes no write lock (BEGIN IMMEDIATE would).
-        with self._lock:
-            return self.conn.execute(sql, args).fetchall()
+        return self._rows(sql, args)
+
+    @contextmanager
+    def _reading(self):
+        # One read transaction: the statements see one snapshot.
+        conn = self._reader()
+        cur = conn.cursor()
+        cur.execute("BEGIN")
+        try:
+            yield cur
+        finally:
+            cur.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        self.conn.close()
 
     # --- forward bookkeeping without an fsync each -------------------------------------
     # A claim, a lease handed back or a "delivered" mark lost in a power cut only makes a
