@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -61,7 +62,7 @@ def test_healthz_and_api_reads_answer_while_the_write_lock_is_held(tmp_path):
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path) -> Store:
+def store(request, tmp_path) -> Iterator[Store]:
     if request.param == "sqlite":
         st: Store = SqliteStore(tmp_path / "gateway.db")
     else:
