@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..store import Store
 from . import accounts, render
-from .pages import dashboard, devices, incident, login, queue, responder
+from .pages import dashboard, devices, incident, login, queue, responder, units
 from .security import LoginLimiter, Sessions, login_redirect
 from .settings import ConsoleSettings
 
@@ -35,6 +35,10 @@ ROUTES: list[BaseRoute] = [
     Route("/devices", devices.devices_page),
     Route("/dashboard", dashboard.dashboard_page),
     Route("/geo.json", devices.geo_json),
+    Route("/units", units.units_page),
+    Route("/units.json", units.units_json),
+    Route("/units/{call_sign}/position", units.position_post, methods=["POST"]),
+    Route("/units/{call_sign}/status", units.status_post, methods=["POST"]),
     Mount("/static", app=StaticFiles(directory=str(render.HERE / "static")), name="static"),
 ]
 

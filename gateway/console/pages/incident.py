@@ -16,7 +16,8 @@ from ...domain.visibility import redact, sees
 from ...timeutil import now_ms
 from .. import queries
 from ..render import render, sla_ms, tr, wants_json
-from ..security import BASE, check_csrf, safe_next
+from ..security import BASE, check_csrf, safe_next, small_form
+from . import units as unit_pages
 
 
 @needs(via=VIA_SESSION)
@@ -37,9 +38,10 @@ async def incident_page(request: Request) -> Response:
     boot = {"incident": inc.to_json(), "tile_url": settings.tile_url,
             "tile_attribution": settings.tile_attribution, "words": tr(request).table(),
             "sla_ms": sla_ms(request), "now": now_ms()}
+    actions = allowed_actions(inc.state, user.role, incident_unit=inc.unit, actor_unit=user.unit)
+    rec = await unit_pages.recommendation_for(request, inc) if "dispatch" in actions else None
     return render(request, "incident.html", inc=inc, dev=inc.device or {}, timeline=timeline,
-                  latency=inc.latencies(),
-                  actions=allowed_actions(inc.state, user.role, incident_unit=inc.unit, actor_unit=user.unit),
+                  latency=inc.latencies(), actions=actions, rec=rec, rec_missing="dispatch" in actions,
                   falses=falses, units=units, boot=boot, sla_ms=sla_ms(request),
                   ok=request.query_params.get("ok", ""), err=request.query_params.get("err", ""))
 
@@ -50,7 +52,7 @@ def _with(back: str, key: str, value: str) -> str:
 
 @needs(via=VIA_SESSION)
 async def act(request: Request) -> Response:
-    form = await request.form()
+    form = await small_form(request)
     check_csrf(request, request.user.csrf, form.get("csrf") or request.headers.get("x-csrf-token"))
     inc_id, action = request.path_params["id"], request.path_params["action"]
     actions.permitted(action, request.user)

@@ -10,6 +10,7 @@ from ...domain.lifecycle import allowed_actions
 from ...timeutil import now_ms
 from .. import queries
 from ..render import render, sla_ms
+from . import units
 
 FIELD_ACTIONS = ("en_route", "on_scene", "resolve")
 
@@ -24,5 +25,6 @@ async def responder_page(request: Request) -> Response:
     for item in items:
         item["actions"] = [a for a in allowed_actions(item["state"], user.role, incident_unit=item["unit"],
                                                       actor_unit=user.unit) if a in FIELD_ACTIONS]
-    return render(request, "responder.html", unit=unit, items=items, now=now_ms(), sla_ms=sla_ms(request),
+    phone = await units.phone_unit(request, unit)
+    return render(request, "responder.html", unit=unit, items=items, now=now_ms(), sla_ms=sla_ms(request), phone=phone,
                   ok=request.query_params.get("ok", ""), err=request.query_params.get("err", ""))
