@@ -50,6 +50,12 @@ def _summary(s: sla.SlaSummary) -> dict:
                   for name, st in s.steps.items()},
         "sla": {"within": s.within, "missed": s.missed, "pending": s.pending,
                 "share": None if s.share_within is None else round(s.share_within, 4)},
+        # The standard timers beside the promise (domain/sla.py TIMERS).
+        "timers": {name: {"step": r.timer.step, "limit_s": r.timer.limit_s, "target": r.timer.target,
+                          "standard": r.timer.standard, "within": r.within, "missed": r.missed,
+                          "pending": r.pending, "share": None if r.share is None else round(r.share, 4),
+                          "met": r.met}
+                   for name, r in s.timers.items()},
     }
 
 
@@ -91,16 +97,21 @@ def _scopes(report: dict):
 
 
 def to_table(report: dict) -> str:
-    head = ["scope", "n"] + [f"{SHORT[s]} p50/p90/p99" for s in STEPS] + [f"<= {report['sla_s'] // 60} min"]
+    head = (["scope", "n"] + [f"{SHORT[s]} p50/p90/p99" for s in STEPS] + [f"<= {report['sla_s'] // 60} min"]
+            + [f"{t.name} <= {t.limit_s} s ({t.target:.0%})" for t in sla.TIMERS])
     rows = []
     for name, s in _scopes(report):
         cells = [name, str(s["incidents"])]
         for step in STEPS:
             st = s["steps"][step]
             cells.append("/".join(fmt_ms(st[f"p{p}_ms"]) for p in (50, 90, 99)) if st["n"] else "-")
-        sla = s["sla"]
-        share = "-" if sla["share"] is None else f"{sla['share'] * 100:.1f}% ({sla['within']}/{sla['within'] + sla['missed']})"
+        promise = s["sla"]
+        share = ("-" if promise["share"] is None
+                 else f"{promise['share'] * 100:.1f}% ({promise['within']}/{promise['within'] + promise['missed']})")
         cells.append(share)
+        for t in sla.TIMERS:
+            tm = s["timers"][t.name]
+            cells.append("-" if tm["share"] is None else f"{tm['share'] * 100:.1f}%{'' if tm['met'] else ' (missed)'}")
         rows.append(cells)
     widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip() for r in [head, *rows]]
@@ -115,6 +126,8 @@ def to_csv(report: dict) -> str:
     for step in STEPS:
         head += [f"{step}_n", f"{step}_p50_ms", f"{step}_p90_ms", f"{step}_p99_ms"]
     head += ["sla_within", "sla_missed", "sla_pending", "sla_share"]
+    for t in sla.TIMERS:
+        head += [f"{t.name}_within", f"{t.name}_missed", f"{t.name}_share"]
     w.writerow(head)
     for name, s in _scopes(report):
         row = [name, s["incidents"], s["cancelled"], s["false_alarms"], s["escalated"]]
@@ -122,6 +135,9 @@ def to_csv(report: dict) -> str:
             st = s["steps"][step]
             row += [st["n"], st["p50_ms"], st["p90_ms"], st["p99_ms"]]
         row += [s["sla"]["within"], s["sla"]["missed"], s["sla"]["pending"], s["sla"]["share"]]
+        for t in sla.TIMERS:
+            tm = s["timers"][t.name]
+            row += [tm["within"], tm["missed"], tm["share"]]
         w.writerow(["" if v is None else v for v in row])
     return out.getvalue()
 

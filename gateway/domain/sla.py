@@ -26,6 +26,14 @@ times come partly from device clocks or `age`, which must not decide which repor
 incident belongs to.
 
 The one setting is `[gateway] sla_s` (default 600).
+
+Standard timers, reported beside the promise: **answer** (received -> acknowledged) 90 % within
+15 s, as NENA's call-answering standard asks, and **dispatch** (received -> dispatched) 90 %
+within 60 s, as NFPA 1225 asks of call processing. For each counted incident a timer is
+*within* when its step happened no later than the limit, *missed* when it happened later or
+had not happened once the limit passed (or the incident closed without it), and *pending*
+otherwise; share = within / (within + missed), and the timer is met when the share reaches
+its target.
 """
 from __future__ import annotations
 
@@ -127,6 +135,48 @@ def verdict(inc: Timed, *, now_ms: int, sla_s: int) -> str:
 
 
 @dataclass(frozen=True)
+class Timer:
+    name: str       # answer | dispatch
+    step: str       # the step it times (one of STEPS)
+    limit_s: int
+    target: float   # the share that must be within the limit
+    standard: str
+
+
+TIMERS = (Timer("answer", "received_to_acknowledged", 15, 0.9, "NENA call answering"),
+          Timer("dispatch", "received_to_dispatched", 60, 0.9, "NFPA 1225"))
+
+
+def timer_verdict(inc: Timed, timer: Timer, *, now_ms: int) -> str:
+    """within | missed | pending for one standard timer (see the module's docstring)."""
+    limit_ms = timer.limit_s * 1000
+    took = step_ms(inc, timer.step)
+    if took is not None:
+        return "within" if took <= limit_ms else "missed"
+    if inc.state in FINAL or now_ms - inc.received_ms > limit_ms:
+        return "missed"
+    return "pending"
+
+
+@dataclass(frozen=True)
+class TimerResult:
+    timer: Timer
+    within: int
+    missed: int
+    pending: int
+
+    @property
+    def share(self) -> float | None:
+        decided = self.within + self.missed
+        return self.within / decided if decided else None
+
+    @property
+    def met(self) -> bool | None:
+        """None while no incident is decided."""
+        return None if self.share is None else self.share >= self.timer.target
+
+
+@dataclass(frozen=True)
 class Step:
     values: tuple[int, ...]  # sorted, ms
 
@@ -159,6 +209,7 @@ class SlaSummary:
     missed: int
     pending: int
     steps: dict[str, Step] = field(default_factory=dict)
+    timers: dict[str, TimerResult] = field(default_factory=dict)
 
     @property
     def decided(self) -> int:
@@ -189,6 +240,10 @@ def summarize(incidents: Iterable[Timed], *, sla_s: int = SLA_S, now_ms: int,
     counted = [i for i in every if counts(i, kinds)]
     verdicts = [verdict(i, now_ms=now_ms, sla_s=sla_s) for i in counted]
     steps = {s: Step(tuple(sorted(v for i in counted if (v := step_ms(i, s)) is not None))) for s in STEPS}
+    timers = {}
+    for t in TIMERS:
+        tv = [timer_verdict(i, t, now_ms=now_ms) for i in counted]
+        timers[t.name] = TimerResult(t, tv.count("within"), tv.count("missed"), tv.count("pending"))
     return SlaSummary(
         incidents=len(every), n=len(counted),
         cancelled=sum(1 for i in every if i.state == "cancelled"),
@@ -196,7 +251,7 @@ def summarize(incidents: Iterable[Timed], *, sla_s: int = SLA_S, now_ms: int,
         escalated=sum(1 for i in every if getattr(i, "escalated", 0)),
         open=sum(1 for i in counted if i.state not in FINAL),
         within=verdicts.count("within"), missed=verdicts.count("missed"), pending=verdicts.count("pending"),
-        steps=steps)
+        steps=steps, timers=timers)
 
 
 def by_kelurahan(rows: Iterable[tuple[Timed, str]], *, sla_s: int = SLA_S, now_ms: int,
