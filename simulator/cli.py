@@ -3,6 +3,7 @@ and the faults around them, and the report of what the system did.
 
   panic-sim run SCENARIO [--devices N] [--duration S] [--speed X] [--json FILE] [--plots DIR]
   panic-sim demo [--devices N]          # Klojen end to end, the showcase `make demo` runs
+  panic-sim plan SCENARIO [--target 0.9] # the fewest units per sector that keep the promise (a model, fast)
 
 Exit status: 0 when no press was lost or duplicated (and no pocket bump raised an
 incident), 1 otherwise, 2 on bad usage.
@@ -150,6 +151,35 @@ def cmd_demo(args) -> int:
     return execute(options(args), args.json, args.plots, on_ready=ready)
 
 
+def _share(text: str) -> float:
+    p = _probability(text)
+    if not 0.0 < p < 1.0:
+        raise argparse.ArgumentTypeError(f"a share in (0, 1), not {text!r}")
+    return p
+
+
+def cmd_plan(args) -> int:
+    from . import plan, scenario
+    try:
+        settings = plan.PlanSettings(target=args.target, seeds=args.seeds, calls=args.calls, seed=args.seed,
+                                     rate_per_h=args.rate_per_h, sites=args.sites)
+    except ValueError as exc:
+        print(f"panic-sim plan: {exc}", file=sys.stderr)
+        return 2
+    scn = scenario.load(args.scenario)
+    cfg = PeopleConfig(operators=args.operators, dispatch=args.dispatch, override=args.override,
+                       fix_interval_s=args.fix_interval)
+    result = plan.search(scn, settings, cfg)
+    print(plan.text(result))
+    rep = result.to_json()
+    out = Path(args.out or f"var/plan/{scn['name']}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(json.dumps(rep, indent=1))
+    print(f"json: {out / 'plan.json'}")
+    print(f"plot: {plots.plan(rep, scn, out / 'plan.png')}")
+    return 0 if result.met else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(prog="panic-sim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -162,6 +192,24 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--scenario", default=None)
     add_run_options(d, duration=180.0, speed=10.0, devices=None)
     d.set_defaults(func=cmd_demo)
+    pl = sub.add_parser("plan", help="the fewest units, and their posts per sector, that keep the target "
+                                     "on scene within 10 minutes (discrete-event model, no firmware)")
+    pl.add_argument("scenario", help="klojen, malang, or a path to a scenario .json")
+    pl.add_argument("--target", type=_share, default=0.9, help="share on scene within 10 min (%(default)s)")
+    pl.add_argument("--seeds", type=int, default=5, help="seeds searched on, and as many fresh ones to check (%(default)s)")
+    pl.add_argument("--calls", type=int, default=300, help="presses per seed (%(default)s)")
+    pl.add_argument("--seed", type=int, default=1, help="the first seed (%(default)s)")
+    pl.add_argument("--rate-per-h", type=float, default=None,
+                    help="presses per hour (default: the realistic rate from shared/DESIGN.md, stated in the output)")
+    pl.add_argument("--sites", choices=("posts", "all"), default="all",
+                    help="posts: the scenario's posts only; all: also a post at each kelurahan centre (%(default)s)")
+    dp = PeopleConfig()
+    pl.add_argument("--dispatch", choices=DISPATCH_MODES, default="recommend", help="(%(default)s)")
+    pl.add_argument("--override", type=_probability, default=dp.override, help="(%(default)s)")
+    pl.add_argument("--operators", type=int, default=dp.operators, help="(%(default)s)")
+    pl.add_argument("--fix-interval", type=float, default=dp.fix_interval_s, help="(%(default)s simulated s)")
+    pl.add_argument("--out", help="folder for plan.json and plan.png (default var/plan/<scenario>)")
+    pl.set_defaults(func=cmd_plan)
     args = p.parse_args(argv)
     return args.func(args)
 

@@ -73,3 +73,44 @@ def write(rep: dict, scn: dict, folder: Path) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return [cdf(rep, folder / "latency_cdf.png"), incident_map(rep, scn, folder / "incident_map.png")]
+
+
+def plan(result: dict, scn: dict, path: Path) -> Path:
+    """`panic-sim plan`'s answer: where the units stand, and the search's units -> share curve."""
+    from .scenario import buttons
+    fig, (ax, cx) = plt.subplots(1, 2, figsize=(12, 5.6), dpi=110, gridspec_kw={"width_ratios": [1.15, 1]})
+    bs = buttons(scn)
+    ax.scatter([b.lon6 / 1e6 for b in bs], [b.lat6 / 1e6 for b in bs], s=2, c="#bbb", zorder=1, label="RT buttons")
+    for k in scn["kelurahan"]:
+        ax.annotate(k["name"], (k["lon"], k["lat"]), fontsize=6, ha="center", color="#555", zorder=2)
+    st = result["stations"]
+    ax.scatter([s["lon"] for s in st], [s["lat"] for s in st], s=[60 + 40 * s["units"] for s in st], marker="^",
+               c="#1f3a93", edgecolors="white", zorder=4, label="units (size: how many)")
+    for s in st:
+        ax.annotate(f"{s['post']} x{s['units']}", (s["lon"], s["lat"]), fontsize=7, xytext=(5, 4),
+                    textcoords="offset points", color="#1f3a93", zorder=5)
+    ax.set_aspect(1.0 / 0.99)
+    ax.ticklabel_format(useOffset=False, style="plain")
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    ax.legend(loc="lower left", fontsize=7)
+    ax.grid(alpha=0.2)
+    chk = result["checked_on_fresh_seeds"]["overall"]
+    ax.set_title(f"{scn.get('title', result['scenario'])}\n{result['units']} units: {100 * chk['share']:.1f}% within "
+                 f"10 min (95% CI {100 * chk['ci95'][0]:.1f}-{100 * chk['ci95'][1]:.1f}), p90 {chk['p90_min']} min",
+                 fontsize=8)
+    curve = result["curve"]
+    cx.plot([c["units"] for c in curve], [100 * c["share"] for c in curve], "o-", color="#1f5fa8", label="all presses")
+    cx.plot([c["units"] for c in curve], [100 * c["worst_sector_share"] for c in curve], "s--", color="#e67e22",
+            label="worst sector")
+    cx.axhline(100 * result["target"], color="#c0392b", ls="--", lw=1.2, label=f"target {result['target']:.0%}")
+    cx.set_xlabel("units on duty (the search adds one at a time)")
+    cx.set_ylabel("% on scene within 10 min (search seeds)")
+    cx.set_ylim(0, 102)
+    cx.grid(alpha=0.3)
+    cx.legend(loc="lower right", fontsize=8)
+    cx.set_title(f"press rate {result['rate_per_day']} a day; operators: {result['dispatch']}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

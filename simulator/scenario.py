@@ -75,11 +75,13 @@ class Post:
     lat: float
     lon: float
     units: int
+    sector: str = ""    # the sector its units belong to; "" = read from its name (units.post_sector)
 
 
 def posts(scenario: dict) -> list[Post]:
     """Police posts where units are stationed (Polresta Malang Kota and sector posts)."""
-    return [Post(p["name"], p["lat"], p["lon"], int(p.get("units", 1))) for p in scenario.get("posts", [])]
+    return [Post(p["name"], p["lat"], p["lon"], int(p.get("units", 1)), p.get("sector", ""))
+            for p in scenario.get("posts", [])]
 
 
 def centres(scenario: dict) -> dict[str, tuple[float, float]]:

@@ -64,7 +64,7 @@ class Unit:
     post: Post
     sector: str = rules.COMMAND_CENTRE
     kind: str = "car"
-    legs: list[Leg] = field(default_factory=list)     # the last two moves: enough to place any recent time
+    legs: list[Leg] = field(default_factory=list)     # the last moves: enough to place any recent time
     fix: tuple[float, float, float] | None = None     # last reported (lat, lon, t)
     case: object | None = None                        # what it is busy with; None = available
     dispatches: int = 0
@@ -79,7 +79,7 @@ class Unit:
         """Head for (lat, lon): decided at `since`, rolling at `start`, there `seconds` later."""
         lat0, lon0 = self.where(since)
         leg = Leg(lat0, lon0, lat, lon, since, start, start + seconds)
-        self.legs = [*self.legs[-1:], leg]
+        self.legs = [*self.legs[-3:], leg]
         return leg
 
     @property
@@ -88,8 +88,10 @@ class Unit:
 
 
 def post_sector(post: Post, default_kecamatan: str) -> str:
-    """Polresta's posts patrol the city; a Polsek's name says its kecamatan; any other post
-    belongs to the scenario's kecamatan."""
+    """A post's stated sector; else Polresta's posts patrol the city, a Polsek's name says
+    its kecamatan, and any other post belongs to the scenario's kecamatan."""
+    if post.sector:
+        return rules.check_sector(post.sector)
     name = post.name.lower()
     if "polresta" in name:
         return rules.COMMAND_CENTRE
