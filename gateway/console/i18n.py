@@ -183,6 +183,13 @@ WORDS: dict[str, tuple[str, str]] = {
     "go_off_duty": ("Selesai dinas", "Go off duty"),
     "act_available": ("Mulai dinas", "On duty"),
     "act_off_duty": ("Selesai dinas", "Off duty"),
+    "timers_title": ("Timer standar", "Standard timers"),
+    "timer_answer": ("Diterima → operator ≤ {s} dtk ({p}%)", "Answer ≤ {s} s ({p}%)"),
+    "timer_dispatch": ("Diterima → dikirim ≤ {s} dtk ({p}%)", "Dispatch ≤ {s} s ({p}%)"),
+    "timers_note": ("Menjawab: 90 % dalam 15 detik (NENA). Pengiriman: 90 % dalam 60 detik (NFPA 1225). "
+                    "Merah: target tidak tercapai.",
+                    "Answer: 90 % within 15 s (NENA call answering). Dispatch: 90 % within 60 s (NFPA 1225). "
+                    "Red: target missed."),
 }
 
 

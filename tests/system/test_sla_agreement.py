@@ -17,6 +17,7 @@ import time
 from datetime import datetime, timedelta
 
 import httpx
+import pytest
 
 from gateway import config
 from gateway.console import accounts, queries
@@ -119,6 +120,23 @@ def _dashboard(s, d_from, d_to) -> tuple[dict[str, dict], dict]:
     return {name: c for t, name, c in cells if not t}, totals[0]
 
 
+def _timers_shown(s, d_from, d_to) -> dict[str, dict[str, str]]:
+    """The dashboard's standard-timer table: scope -> timer -> share with four decimals."""
+    c = httpx.Client(base_url=s.api, follow_redirects=False, timeout=10)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text).group(1)
+    c.post("/console/login", data={"csrf": csrf, "username": "desk", "password": "kata-sandi-uji-1"})
+    page = c.get("/console/dashboard", params={"from": d_from.isoformat(), "to": d_to.isoformat()}).text
+    table = page.split('id="timers"', 1)[1].split("</table>", 1)[0]
+    out: dict[str, dict[str, str]] = {}
+    for scope, row in re.findall(r'<tr[^>]*data-scope="([^"]+)">(.*?)</tr>', table, re.S):
+        out[html.unescape(scope)] = dict(re.findall(r'data-timer="(\w+)"\s+data-share="([^"]*)"', row))
+    return out
+
+
+def _timers(r: dict) -> dict[str, str]:
+    return {name: "" if t["share"] is None else f"{t['share']:.4f}" for name, t in r["timers"].items()}
+
+
 def _shown(p50: int | None, p90: int | None, share: float | None) -> dict:
     return {"p50": console_sla.minutes(p50), "p90": console_sla.minutes(p90),
             "share": "—" if share is None else f"{100 * share:.0f}%"}
@@ -175,6 +193,19 @@ def test_report_api_dashboard_and_simulator_agree(tmp_path):
         shown, total = _dashboard(s, d_from, today)
         assert total == _shown(overall_cli["p50"], overall_cli["p90"], overall_cli["share"])
         assert shown == {k: _shown(v["p50"], v["p90"], v["share"]) for k, v in by_kel_cli.items()}
+        # 6. The standard timers (answer <= 15 s, dispatch <= 60 s) agree too, per kelurahan and overall.
+        assert api["overall"]["timers"] == cli["overall"]["timers"]
+        assert {k["kelurahan"]: k["timers"] for k in api["kelurahan"]} == \
+            {k["kelurahan"]: k["timers"] for k in cli["kelurahan"]}
+        answer = cli["overall"]["timers"]["answer"]
+        assert answer["limit_s"] == 15 and answer["within"] + answer["missed"] > 100 and 0 < answer["share"] < 1
+        assert {f.name: {n: r.share for n, r in f.summary.timers.items()} for f in per} == \
+            {k["kelurahan"]: {n: t["share"] if t["share"] is None else pytest.approx(t["share"], abs=1e-4)
+                              for n, t in k["timers"].items()} for k in cli["kelurahan"]}
+        timers_page = _timers_shown(s, d_from, today)
+        assert timers_page["*"] == _timers(cli["overall"])
+        assert {k: v for k, v in timers_page.items() if k != "*"} == \
+            {k["kelurahan"]: _timers(k) for k in cli["kelurahan"]}
         # The period is by received time: the press held through the outage counts, the early one not.
         ids = {i["id"] for i in incidents}
         assert held in ids and early not in ids
