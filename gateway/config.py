@@ -5,6 +5,7 @@ state folder can be moved as a whole.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -54,12 +55,16 @@ class StoreConfig:
     kind: str = "sqlite"
     path: Path = Path("gateway.db")
     dsn: str = ""
+    key_file: str = ""  # the key sealing device secrets at rest; empty: secret.key beside the config
 
 
 @dataclass
 class ApiConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses or
+    # networks). Empty: those headers are ignored, since any client could send them.
+    trusted_proxies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -118,6 +123,16 @@ def _section(cls, data: dict, base: Path, name: str):
     return cls(**values)
 
 
+def _check_proxies(proxies: object) -> None:
+    if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
+        raise ConfigError("[api] trusted_proxies: a list of addresses or networks")
+    for p in proxies:
+        try:
+            ipaddress.ip_network(p, strict=False)
+        except ValueError:
+            raise ConfigError(f"[api] trusted_proxies: {p!r} is not an address or network") from None
+
+
 def load(path: str | os.PathLike | None = None) -> Config:
     path = Path(path or os.environ.get("PANIC_CONFIG") or DEFAULT_PATH).resolve()
     try:
@@ -141,6 +156,7 @@ def load(path: str | os.PathLike | None = None) -> Config:
     cfg.broker = _section(BrokerConfig, raw.get("broker", {}), base, "broker")
     cfg.store = _section(StoreConfig, raw.get("store", {}), base, "store")
     cfg.api = _section(ApiConfig, raw.get("api", {}), base, "api")
+    _check_proxies(cfg.api.trusted_proxies)
     try:
         cfg.dispatch = DispatchConfig.from_toml(raw.get("dispatch", {}))
     except DispatchError as exc:
@@ -168,6 +184,11 @@ def broker_file(cfg: Config, value: str) -> Path | None:
         return None
     p = Path(value)
     return p if p.is_absolute() else cfg.path.parent / p
+
+
+def secret_key_file(cfg: Config) -> Path:
+    """[store] key_file, relative to the config's folder; `<config folder>/secret.key` when not set."""
+    return broker_file(cfg, cfg.store.key_file) or cfg.path.parent / "secret.key"
 
 
 def write(data: dict, path: Path) -> None:

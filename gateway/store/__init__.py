@@ -1,7 +1,8 @@
 """The gateway's durable state, behind one interface: SQLite or PostgreSQL."""
 from __future__ import annotations
 
-from ..config import Config
+from .. import secretbox
+from ..config import Config, secret_key_file
 from ..domain.lifecycle import Forbidden, TransitionError
 from ..domain.policy import FalseAlarmPolicy
 from .accounts import ConsoleUser, Token
@@ -22,6 +23,14 @@ def open_store(cfg: Config) -> Store:
     # the service's to set: a process without sinks queues nothing.
     store.false_alarm = FalseAlarmPolicy(limit=cfg.false_alarm_limit, window_ms=cfg.false_alarm_window_s * 1000,
                                          action=cfg.false_alarm_action)
+    # Device secrets are sealed with a key outside the database; a missing key is made only
+    # while no secret has been sealed yet (a second gateway must be given the first one's).
+    try:
+        store.secret_box = secretbox.load(secret_key_file(cfg), create=not store.has_sealed_secrets())
+        store.seal_device_secrets()
+    except BaseException:
+        store.close()
+        raise
     return store
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 from dataclasses import fields
 
 from ..models import Device
+from ..secretbox import PREFIX, SecretBox, is_sealed
 from .core import StoreCore
 
 DEVICE_COLS = [f.name for f in fields(Device)]
+SEALED_LIKE = PREFIX + "%"
 
 
 def _highest_boot(alert_ids: list[tuple]) -> int:
@@ -15,6 +17,19 @@ def _highest_boot(alert_ids: list[tuple]) -> int:
 
 
 class DevicesMixin(StoreCore):
+    # Seals device secrets at rest (gateway/secretbox.py); open_store sets it from the key
+    # file. None (a store opened without a key, as in tests) keeps them as given.
+    secret_box: SecretBox | None = None
+
+    def _sealed(self, secret: str) -> str:
+        return self.secret_box.seal(secret) if self.secret_box is not None else secret
+
+    def _from_row(self, row: tuple) -> Device:
+        d = Device(*row)
+        if self.secret_box is not None:
+            d.secret = self.secret_box.open(d.secret)
+        return d
+
     def add_device(self, device: Device) -> None:
         self.add_devices([device])
 
@@ -23,14 +38,34 @@ class DevicesMixin(StoreCore):
         marks = ", ".join("?" * len(DEVICE_COLS))
         with self._tx() as cur:
             for device in devices:
-                self._exec(cur, f"INSERT INTO devices ({cols}) VALUES ({marks})",
-                           [getattr(device, c) for c in DEVICE_COLS])
+                values = {c: getattr(device, c) for c in DEVICE_COLS}
+                values["secret"] = self._sealed(device.secret)
+                self._exec(cur, f"INSERT INTO devices ({cols}) VALUES ({marks})", list(values.values()))
             self._bump_registry(cur)
+
+    def seal_device_secrets(self) -> int:
+        """Seal the secrets still stored in plain text (rows from before sealing); how many."""
+        if self.secret_box is None:
+            return 0
+        rows = self._rows("SELECT id, secret FROM devices WHERE secret NOT LIKE ?", (SEALED_LIKE,))
+        if not rows:
+            return 0
+        with self._tx() as cur:
+            for dev, secret in rows:
+                if not is_sealed(secret):
+                    self._exec(cur, "UPDATE devices SET secret = ? WHERE id = ? AND secret = ?",
+                               (self.secret_box.seal(secret), dev, secret))
+        return len(rows)
+
+    def has_sealed_secrets(self) -> bool:
+        return bool(self._rows("SELECT 1 FROM devices WHERE secret LIKE ? LIMIT 1", (SEALED_LIKE,)))
 
     def update_device(self, dev: str, **changes) -> bool:
         unknown = set(changes) - set(DEVICE_COLS)
         if unknown:
             raise ValueError(f"no device fields {sorted(unknown)}")
+        if "secret" in changes:
+            changes["secret"] = self._sealed(changes["secret"])
         sets = ", ".join(f"{k} = ?" for k in changes)
         with self._tx() as cur:
             n = self._exec(cur, f"UPDATE devices SET {sets} WHERE id = ?", [*changes.values(), dev]).rowcount
@@ -46,15 +81,15 @@ class DevicesMixin(StoreCore):
 
     def _device(self, cur, dev: str) -> Device | None:
         row = self._exec(cur, f"SELECT {', '.join(DEVICE_COLS)} FROM devices WHERE id = ?", (dev,)).fetchone()
-        return Device(*row) if row else None
+        return self._from_row(row) if row else None
 
     def get_device(self, dev: str) -> Device | None:
         rows = self._rows(f"SELECT {', '.join(DEVICE_COLS)} FROM devices WHERE id = ?", (dev,))
-        return Device(*rows[0]) if rows else None
+        return self._from_row(rows[0]) if rows else None
 
     def list_devices(self) -> list[Device]:
         rows = self._rows(f"SELECT {', '.join(DEVICE_COLS)} FROM devices ORDER BY id")
-        return [Device(*r) for r in rows]
+        return [self._from_row(r) for r in rows]
 
     def devices_by_id(self, devs: list[str]) -> dict[str, Device]:
         """The registered devices among `devs`, by id."""
@@ -63,7 +98,7 @@ class DevicesMixin(StoreCore):
             return {}
         marks = ", ".join("?" * len(devs))
         rows = self._rows(f"SELECT {', '.join(DEVICE_COLS)} FROM devices WHERE id IN ({marks})", devs)
-        return {r[0]: Device(*r) for r in rows}
+        return {r[0]: self._from_row(r) for r in rows}
 
     def _max_boot(self, cur, dev: str) -> int:
         return _highest_boot(self._exec(cur, "SELECT id FROM alerts WHERE dev = ?", (dev,)).fetchall())
