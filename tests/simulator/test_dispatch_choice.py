@@ -23,6 +23,12 @@ def unit_at(name: str, sector: str, lat: float, lon: float, *, fix_at: float | N
     return u
 
 
+def nearest(units: list[Unit]) -> Unit:
+    pick = pick_free_text(units, *SCENE, 60.0)
+    assert pick is not None
+    return pick.unit
+
+
 def recommended(units, *, override=0.0, seed=1, now_s=60.0, sector="klojen"):
     return pick_recommended(units, lat=SCENE[0], lon=SCENE[1], sector=sector, press_s=0.0, now_s=now_s,
                             cfg=CFG, override=override, rng=random.Random(seed))
@@ -31,9 +37,9 @@ def recommended(units, *, override=0.0, seed=1, now_s=60.0, sector="klojen"):
 def test_free_text_sends_the_nearest_free_unit_whatever_its_sector():
     near_other = unit_at("skn-1", "sukun", *offset(*SCENE, 300, 0))
     far_own = unit_at("klj-1", "klojen", *offset(*SCENE, 3000, 0))
-    assert pick_free_text([far_own, near_other], *SCENE, 60.0).unit is near_other
+    assert nearest([far_own, near_other]) is near_other
     near_other.case = object()          # busy: the next nearest free one
-    assert pick_free_text([far_own, near_other], *SCENE, 60.0).unit is far_own
+    assert nearest([far_own, near_other]) is far_own
     far_own.case = object()
     assert pick_free_text([far_own, near_other], *SCENE, 60.0) is None
 
@@ -46,7 +52,7 @@ def test_the_recommendation_keeps_to_the_sector_and_polresta_while_they_can_arri
     assert pick is not None and pick.unit is polresta and pick.rank == 0 and not pick.overridden
     assert pick.eta_s == pytest.approx(rules.eta_s(1000, "car", CFG), abs=1.5)
     # Free text would have sent the other sector's unit.
-    assert pick_free_text([near_other, own, polresta], *SCENE, 60.0).unit is near_other
+    assert nearest([near_other, own, polresta]) is near_other
 
 
 def test_when_no_unit_of_the_sector_can_make_it_the_neighbours_are_offered_beside_them():

@@ -3,6 +3,7 @@ seeded, no firmware, no broker."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -105,7 +106,7 @@ TOWN = {
     ],
     "posts": [{"name": "Polsek Klojen", "lat": HOME[0], "lon": HOME[1], "units": 3}],
 }
-FAST = dict(seeds=2, calls=60)
+FAST: dict[str, Any] = dict(seeds=2, calls=60)
 
 
 def test_plan_puts_a_unit_where_the_existing_post_cannot_reach_in_time():
