@@ -95,10 +95,16 @@ down:
 	  for i in $$(seq 50); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; rm -f $$pidf; fi; \
 	done
 
+# build/config.json holds the button's secret and login: written owner-only and removed once
+# copied, also when the copy fails (trap). A TLS broker entry needs its CA on the flash too.
+MPREMOTE ?= $(BIN)/mpremote
 flash: firmware
 	@test -n "$(PORT)" -a -n "$(DEVICE)" || { echo "usage: make flash PORT=/dev/ttyUSB0 DEVICE=<id>"; exit 2; }
-	$(BIN)/panic-gateway device config $(DEVICE) > build/config.json
-	$(BIN)/mpremote connect $(PORT) cp $$(ls build/firmware/* | grep -v template) : + cp build/config.json :config.json + reset
+	@set -e; trap 'rm -f build/config.json build/ca.crt' EXIT; rm -f build/ca.crt; \
+	  $(BIN)/panic-gateway device config $(DEVICE) --out build >/dev/null; \
+	  ca=""; if [ -f build/ca.crt ]; then ca="+ cp build/ca.crt :ca.crt"; fi; \
+	  echo "copying the firmware, config.json$${ca:+ and ca.crt} to $(PORT)"; \
+	  $(MPREMOTE) connect $(PORT) cp $$(ls build/firmware/* | grep -v template) : + cp build/config.json :config.json $$ca + reset
 
 clean:
 	rm -rf build .pytest_cache

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import shutil
 import sys
 import time
 import tomllib
@@ -256,8 +258,31 @@ def cmd_device_config(args) -> int:
     d = store.get_device(args.id)
     if d is None:
         return _fail(f"no device {args.id}")
-    print(json.dumps(firmware_config(cfg, d, store.boot_floor(d.id)), indent=2))
+    fw = firmware_config(cfg, d, store.boot_floor(d.id))
+    if not args.out:
+        print(json.dumps(fw, indent=2))
+        return 0
+    for path in flash_files(cfg, fw, Path(args.out)):
+        print(path)
     return 0
+
+
+def flash_files(cfg: config.Config, fw: dict, out: Path) -> list[Path]:
+    """Write what goes on the button's flash into `out`: config.json (owner only: it holds the
+    secret and login) and, when a broker entry uses TLS, the CA it verifies the broker with."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "config.json"
+    path.unlink(missing_ok=True)  # a new file, so it is created 0600 whoever made the old one
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(fw, f, indent=2)
+    written = [path]
+    cas = {b["ca"] for b in fw["brokers"] if b.get("tls") and b.get("ca")}
+    for name in sorted(cas):
+        ca = out / name
+        shutil.copyfile(broker.tls_files(cfg)[0], ca)
+        written.append(ca)
+    return written
 
 
 def cmd_device_remove(args) -> int:
@@ -379,7 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = command(dev, "list", cmd_device_list, "list buttons")
     c.add_argument("--json", action="store_true")
     command(dev, "show", cmd_device_show, "one button, without credentials").add_argument("id")
-    command(dev, "config", cmd_device_config, "the button's firmware config.json").add_argument("id")
+    c = command(dev, "config", cmd_device_config, "the button's firmware config.json")
+    c.add_argument("id")
+    c.add_argument("--out", help="write config.json (0600) and, for a TLS broker, its CA into this folder "
+                                 "instead of printing the config (`make flash`)")
     command(dev, "remove", cmd_device_remove, "remove a button and revoke its broker login").add_argument("id")
     c = command(dev, "rotate-secret", cmd_device_rotate, "new secret and broker password; the old ones stop at once")
     c.add_argument("id")
