@@ -91,8 +91,12 @@ def run(cfg: Config) -> None:
                     on_change=on_change, on_requeue=wake_forwarders)
     # log_config=None: uvicorn's loggers go through the gateway's handler (text or JSON lines)
     # instead of handlers of its own.
+    # Proxy headers only from the configured proxies: uvicorn otherwise believes any client on
+    # 127.0.0.1, and a spoofed X-Forwarded-For would choose the login limiter's key.
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.api.host, port=cfg.api.port,
-                                           log_level="warning", access_log=False, log_config=None))
+                                           log_level="warning", access_log=False, log_config=None,
+                                           proxy_headers=bool(cfg.api.trusted_proxies),
+                                           forwarded_allow_ips=list(cfg.api.trusted_proxies)))
     hub.stopping = lambda: server.should_exit  # live streams end so shutdown need not wait
     log.info("API on http://%s:%d", cfg.api.host, cfg.api.port)
     try:

@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from . import api, api_ops, api_units
+from . import api, api_ops, api_units, openapi
 from .auth import CredentialsBackend, Principal, auth_error
+from .body_limit import BodyLimit
 from .config import Config
 from .console import app as console
 from .console.hub import Hub
@@ -71,9 +72,13 @@ def build_app(*, store: Store, cfg: Config, console_settings: ConsoleSettings, h
     backend = CredentialsBackend(tokens=token_of, sessions=session_of, cookie=SESSION_COOKIE,
                                  skip_prefixes=("/healthz", "/metrics", f"{BASE}/static/"))
     app = Starlette(
-        routes=[*api_ops.ROUTES, *api_units.ROUTES, *api.ROUTES,  # ops first: /api/incidents/{id}.cap before /api/incidents/{id}
+        routes=[Route("/api/openapi.json", openapi.openapi_json),
+                *api_ops.ROUTES, *api_units.ROUTES, *api.ROUTES,  # ops first: /api/incidents/{id}.cap before /api/incidents/{id}
                 Mount(BASE, routes=console.ROUTES), Route("/", root)],
-        middleware=[Middleware(SecurityHeaders, policy=csp(console_settings.tile_url), prefix=BASE),
+        # The body cap first: nothing behind it reads more than it allows.
+        middleware=[Middleware(BodyLimit),
+                    Middleware(SecurityHeaders, policy=csp(console_settings.tile_url), prefix=BASE,
+                               hsts=console_settings.secure_cookie),
                     Middleware(AuthenticationMiddleware, backend=backend, on_error=auth_error)],
         exception_handlers={HTTPException: http_error, TransitionError: transition_error, Forbidden: forbidden})
     app.state.store, app.state.cfg, app.state.hub, app.state.health = store, cfg, hub, health

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -19,12 +20,26 @@ User = ConsoleUser  # the row type; callers know it by this name
 
 _hasher = PasswordHasher()
 _dummy: list[str] = []
+# Each argon2id hash or check takes 64 MiB: at most this many at once, whatever number of
+# logins arrive together (the rest wait their turn in the thread pool).
+ARGON2_AT_ONCE = 2
+_argon2_slots = threading.BoundedSemaphore(ARGON2_AT_ONCE)
+
+
+def _hash(password: str) -> str:
+    with _argon2_slots:
+        return _hasher.hash(password)
+
+
+def _verify(pw_hash: str, password: str) -> None:
+    with _argon2_slots:
+        _hasher.verify(pw_hash, password)
 
 
 def _dummy_hash() -> str:
     """Verified against when the user does not exist, so a login takes as long either way."""
     if not _dummy:
-        _dummy.append(_hasher.hash(secrets.token_hex(16)))
+        _dummy.append(_hash(secrets.token_hex(16)))
     return _dummy[0]
 
 
@@ -45,7 +60,7 @@ def set_user(store: Store, name: str, role: str, password: str, unit: str, now_m
         raise ValueError("name: 1-64 letters, digits, '.', '_' or '-'")
     if len(password) < 8:
         raise ValueError("password: at least 8 characters")
-    return store.save_user(name, role, _hasher.hash(password), unit, now_ms)
+    return store.save_user(name, role, _hash(password), unit, now_ms)
 
 
 def remove_user(store: Store, name: str) -> bool:
@@ -59,7 +74,7 @@ def list_users(store: Store) -> list[User]:
 def check_password(store: Store, name: str, password: str) -> User | None:
     pw_hash = store.password_hash(name)
     try:
-        _hasher.verify(pw_hash or _dummy_hash(), password)
+        _verify(pw_hash or _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     return store.user(name) if pw_hash else None

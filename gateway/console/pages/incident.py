@@ -25,7 +25,7 @@ async def incident_page(request: Request) -> Response:
     store, settings, user = request.app.state.store, request.app.state.settings, request.user
     inc = await run_in_threadpool(store.get_incident, request.path_params["id"])
     # Out of the user's view reads exactly like no such incident.
-    if inc is None or not sees(user.view, inc.unit):
+    if inc is None or not sees(user.view, inc.unit, kecamatan=(inc.device or {}).get("kecamatan", "")):
         raise HTTPException(404, "not_found")
     inc.device = redact(user.view, inc.device)
     events = await run_in_threadpool(store.events, inc.id)

@@ -10,7 +10,15 @@ from starlette.responses import RedirectResponse, Response
 from ...auth import VIA_SESSION, needs
 from .. import accounts, i18n
 from ..render import render, signed_in, tr
-from ..security import BASE, LOGIN_CSRF_COOKIE, check_csrf, new_login_token, safe_next, same_origin
+from ..security import (
+    BASE,
+    LOGIN_CSRF_COOKIE,
+    check_csrf,
+    new_login_token,
+    safe_next,
+    same_origin,
+    small_form,
+)
 
 MAX_NAME = 64
 MAX_PASSWORD = 256
@@ -20,7 +28,7 @@ def login_form(request: Request, *, error: str = "", status: int = 200) -> Respo
     token = new_login_token()
     resp = render(request, "login.html", status=status, token=token, error=error,
                   next=safe_next(request.query_params.get("next")))
-    request.app.state.sessions.set_cookie(resp, LOGIN_CSRF_COOKIE, token, 3600)
+    request.app.state.sessions.set_cookie(request, resp, LOGIN_CSRF_COOKIE, token, 3600)
     return resp
 
 
@@ -32,7 +40,7 @@ async def login_page(request: Request) -> Response:
 
 async def login_post(request: Request) -> Response:
     state = request.app.state
-    form = await request.form()
+    form = await small_form(request)
     t = tr(request)
     cookie, sent = request.cookies.get(LOGIN_CSRF_COOKIE, ""), str(form.get("csrf", ""))
     # Login CSRF: double-submit token, so no other site can log a browser into our console.
@@ -54,14 +62,14 @@ async def login_post(request: Request) -> Response:
     if user.role == "responder" and nxt == f"{BASE}/":
         nxt = f"{BASE}/responder"
     resp = RedirectResponse(nxt, 303)
-    await run_in_threadpool(state.sessions.login, resp, user.name)
+    await run_in_threadpool(state.sessions.login, request, resp, user.name)
     resp.delete_cookie(LOGIN_CSRF_COOKIE, path=BASE)
     return resp
 
 
 @needs(via=VIA_SESSION)
 async def logout(request: Request) -> Response:
-    form = await request.form()
+    form = await small_form(request)
     check_csrf(request, request.user.csrf, form.get("csrf"))
     resp = RedirectResponse(f"{BASE}/login", 303)
     await run_in_threadpool(request.app.state.sessions.logout, request, resp)
@@ -73,5 +81,5 @@ async def set_lang(request: Request) -> Response:
     resp = RedirectResponse(safe_next(request.query_params.get("next")), 303)
     if lang in i18n.LANGS:
         resp.set_cookie(i18n.COOKIE, lang, max_age=365 * 86400, path=BASE, httponly=True,
-                        samesite="strict", secure=request.app.state.settings.secure_cookie)
+                        samesite="strict", secure=request.app.state.sessions.secure_for(request))
     return resp
