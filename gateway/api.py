@@ -15,6 +15,7 @@ from . import actions
 from .actions import MAX_NOTE, MAX_UNIT
 from .auth import VIA_TOKEN, needs
 from .domain.visibility import redact, sees
+from .http_params import int_param
 from .models import Incident
 
 
@@ -38,11 +39,8 @@ def metrics(request: Request) -> Response:
 @needs(via=VIA_TOKEN)
 def incidents(request: Request) -> JSONResponse:
     q = request.query_params
-    try:
-        since = int(q.get("since", 0))
-        limit = min(int(q.get("limit", 500)), 5000)
-    except ValueError:
-        raise HTTPException(400, "since and limit are integers") from None
+    since = int_param(request, "since", 0)
+    limit = min(int_param(request, "limit", 500, lo=0), 5000)
     items = request.app.state.store.list_incidents(since_ms=since, limit=limit, state=q.get("state"),
                                                    units=request.user.view.units)
     return JSONResponse({"incidents": [_shown(i, request) for i in items]})

@@ -14,6 +14,7 @@ from . import report
 from .auth import VIA_TOKEN, needs
 from .cap import to_cap
 from .domain.visibility import redact, redact_registry, sees
+from .http_params import int_param
 from .timeutil import now_ms
 
 
@@ -74,10 +75,7 @@ def sla_report(request: Request) -> JSONResponse:
 
 @needs(via=VIA_TOKEN)
 def dead(request: Request) -> JSONResponse:
-    try:
-        limit = min(int(request.query_params.get("limit", 500)), 5000)
-    except ValueError:
-        raise HTTPException(400, "limit is an integer") from None
+    limit = min(int_param(request, "limit", 500, lo=0), 5000)
     return JSONResponse({"dead": request.app.state.store.dead_forwards(request.query_params.get("sink"), limit)})
 
 

@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from . import unit_reports
 from .auth import DESK, VIA_TOKEN, needs
 from .domain.dispatch import DispatchError, check_kind, check_position, check_sector
+from .http_params import int_param
 from .metrics import unit_reports_rejected
 from .timeutil import now_ms
 
@@ -95,10 +96,7 @@ async def status(request: Request) -> JSONResponse:
 async def unit_track(request: Request) -> JSONResponse:
     call_sign = request.path_params["call_sign"]
     unit_reports.may_speak_for(request.user, call_sign)
-    try:
-        since = int(request.query_params.get("since", 0))
-    except ValueError:
-        raise HTTPException(400, "since is an integer (ms)") from None
+    since = int_param(request, "since", 0)
     track = await run_in_threadpool(request.app.state.store.unit_track, call_sign, since)
     return JSONResponse({"call_sign": call_sign, "positions": track})
 
