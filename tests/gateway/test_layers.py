@@ -92,3 +92,10 @@ def test_firmware_imports_no_host_code(path):
     for module, level in imports(path):
         top = resolve(path, module, level).split(".")[0]
         assert top not in ("gateway", "simulator", "protocol", "bench", "tests"), f"firmware/{path.name} imports {top}"
+
+
+def test_architecture_doc_shows_the_lifecycle_table_the_code_has():
+    from tools import render_docs
+    text = render_docs.DOC.read_text()
+    assert "<!-- lifecycle:begin -->" in text
+    assert render_docs.render(text) == text, "docs/architecture.md is stale: run python -m tools.render_docs"
