@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from .auth import Principal
 from .domain.lifecycle import ACTIONS, TRANSITIONS
+from .domain.visibility import sees
 from .models import Incident
 from .timeutil import now_ms
 
@@ -37,6 +38,11 @@ async def take(request: Request, inc_id: str, action: str, *, note: str | None, 
     The caller's unit goes with it: a responder acts only on its own unit's incidents."""
     principal: Principal = request.user
     store = request.app.state.store
+    if principal.view.sectors is not None:
+        # A Polsek's desk acts in its own sector only; out of it reads like no such incident.
+        seen = await run_in_threadpool(store.get_incident, inc_id)
+        if seen is None or not sees(principal.view, seen.unit, kecamatan=(seen.device or {}).get("kecamatan", "")):
+            raise HTTPException(404, "no such incident")
     try:
         inc = await run_in_threadpool(store.transition, inc_id, action, principal.identity, now_ms(),
                                       note=note, unit=unit, role=principal.role, actor_unit=principal.unit)

@@ -50,8 +50,9 @@ def new_token() -> str:
 class Principal(BaseUser):
     """A signed-in caller. `csrf` is the session's form token (empty for bearer tokens)."""
 
-    def __init__(self, name: str, role: str, *, unit: str = "", csrf: str = "") -> None:
+    def __init__(self, name: str, role: str, *, unit: str = "", csrf: str = "", sector: str = "") -> None:
         self.name, self.role, self.unit, self.csrf = name, role, unit, csrf
+        self.sector = sector  # a desk account's Polsek (domain/dispatch.py); "" or polresta: every sector
 
     @property
     def is_authenticated(self) -> bool:
@@ -68,7 +69,7 @@ class Principal(BaseUser):
     @property
     def view(self) -> View:
         """Which incidents and holder data this caller reads (domain/visibility.py)."""
-        return view_for(self.role, self.unit)
+        return view_for(self.role, self.unit, sector=self.sector)
 
 
 # Look-ups the backend is given, so this module stays free of the store and the console.

@@ -8,6 +8,7 @@ import sys
 
 from .. import config
 from ..auth import ROLES
+from ..domain.dispatch import SECTORS
 from ..store import open_store
 from ..timeutil import now_ms
 from . import accounts
@@ -30,12 +31,14 @@ def cmd_user_add(args) -> int:
             return 2
     else:
         password, generated = secrets.token_urlsafe(12), True
+    store = _store(args)
     try:
-        created = accounts.set_user(_store(args), args.name, args.role, password, args.unit,
+        created = accounts.set_user(store, args.name, args.role, password, args.unit,
                                     now_ms())
     except ValueError as exc:
         print(f"panic-gateway: {exc}", file=sys.stderr)
         return 2
+    store.set_user_sector(args.name, args.sector)
     print(f"{'added' if created else 'updated'} {args.role} {args.name}", file=sys.stderr)
     if generated:  # the only time it is ever shown
         print(password)
@@ -48,7 +51,7 @@ def cmd_user_list(args) -> int:
         print(json.dumps([u._asdict() for u in users]))
     else:
         for u in users:
-            print(f"{u.name:24} {u.role:10} {u.unit:12} {'disabled' if u.disabled else ''}")
+            print(f"{u.name:24} {u.role:10} {u.unit:12} {u.sector or '-':14} {'disabled' if u.disabled else ''}")
     return 0
 
 
@@ -66,6 +69,8 @@ def add_commands(sub, command) -> None:
     c.add_argument("name")
     c.add_argument("--role", choices=ROLES, required=True)
     c.add_argument("--unit", default="", help="a responder's unit, e.g. sabhara-2")
+    c.add_argument("--sector", default="", choices=("", *SECTORS),
+                   help="a desk account's Polsek (its kecamatan); none or polresta: the command centre, every sector")
     how = c.add_mutually_exclusive_group()
     how.add_argument("--password-stdin", action="store_true",
                      help="read the password from the first line of stdin (default: prompt on a terminal)")

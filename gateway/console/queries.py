@@ -2,14 +2,23 @@
 false-alarm marks, the dashboard's incidents. The statements live in gateway/store/."""
 from __future__ import annotations
 
-from ..domain.visibility import View, redact
+from ..domain.visibility import View, redact, sees
 from ..models import Device, Incident
 from ..store import ReportRow, Store
 
 
 def open_and_recent(store: Store, now_ms: int, recent_ms: int = 2 * 3600_000, *,
                     view: View) -> list[Incident]:
-    return store.open_and_recent(now_ms, recent_ms, units=view.units)
+    return in_sectors(store, store.open_and_recent(now_ms, recent_ms, units=view.units), view)
+
+
+def in_sectors(store: Store, incidents: list[Incident], view: View) -> list[Incident]:
+    """Those of the view's sectors (by their device's kecamatan); all of them for the command centre."""
+    if view.sectors is None:
+        return incidents
+    devices = store.devices_by_id(list({i.dev for i in incidents}))
+    return [i for i in incidents
+            if sees(view, i.unit, kecamatan=d.kecamatan if (d := devices.get(i.dev)) else "")]
 
 
 def event_cursor(store: Store) -> int:
@@ -26,7 +35,7 @@ def changed_after(store: Store, cursor: int) -> tuple[int, list[str]]:
 
 
 def incidents_by_id(store: Store, ids: list[str], *, view: View) -> list[Incident]:
-    return store.incidents_by_id(ids, units=view.units)
+    return in_sectors(store, store.incidents_by_id(ids, units=view.units), view)
 
 
 def false_alarms(store: Store, devs: list[str], now_ms: int) -> dict[str, int]:
@@ -65,6 +74,11 @@ def for_unit(store: Store, unit: str) -> list[Incident]:
     return store.open_for_unit(unit)
 
 
-def sla_rows(store: Store, from_ms: int, to_ms: int) -> list[ReportRow]:
-    """Panic incidents received in a period, with their kelurahan (domain/sla.py's window)."""
-    return store.report_incidents(from_ms, to_ms, ("panic",))
+def sla_rows(store: Store, from_ms: int, to_ms: int, *, view: View | None = None) -> list[ReportRow]:
+    """Panic incidents received in a period, with their kelurahan (domain/sla.py's window);
+    with a view, those of its sectors only."""
+    rows = store.report_incidents(from_ms, to_ms, ("panic",))
+    if view is None or view.sectors is None:
+        return rows
+    kept = {i.id for i in in_sectors(store, [r.incident for r in rows], view)}
+    return [r for r in rows if r.incident.id in kept]

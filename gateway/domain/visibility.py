@@ -4,12 +4,18 @@ The desk (operator, admin) reads everything. A field role reads only the inciden
 dispatched to its own unit, holder contact included, since it is on its way there; without
 a unit it reads nothing. A viewer reads every incident and device but no holder personal
 data. Every read path (API, console pages, the live stream) asks `view_for` once and then
-filters with `sees` and `redact`, so a further filter (a sector) is added here only.
+filters with `sees` and `redact`, so a further filter is added here only.
+
+Sectors: a desk account of a Polsek (`sector`, domain/dispatch.py) reads only the incidents
+of its kecamatan; the command centre (`polresta`, or no sector) reads every sector. The
+incident's sector is its device's kecamatan, so `sees` takes it; a caller that does not know
+it passes nothing and a sector view then hides the incident (fails closed).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .dispatch import COMMAND_CENTRE, sector_of
 from .lifecycle import FIELD_ROLES
 
 # The holder's personal data on a device record.
@@ -21,20 +27,24 @@ _NO_PERSONAL_DATA = frozenset(("viewer",))
 class View:
     units: frozenset[str] | None  # incidents dispatched to these units only; None: every incident
     personal: bool                # holder name, phone and address shown
+    sectors: frozenset[str] | None = None  # incidents of these sectors only; None: every sector
 
     @property
     def everything(self) -> bool:
         return self.units is None
 
 
-def view_for(role: str, unit: str) -> View:
+def view_for(role: str, unit: str, *, sector: str = "") -> View:
     if role in FIELD_ROLES:
         return View(units=frozenset((unit,)) if unit else frozenset(), personal=True)
-    return View(units=None, personal=role not in _NO_PERSONAL_DATA)
+    own = None if not sector or sector == COMMAND_CENTRE else frozenset((sector,))
+    return View(units=None, personal=role not in _NO_PERSONAL_DATA, sectors=own)
 
 
-def sees(view: View, incident_unit: str | None) -> bool:
-    return view.units is None or (incident_unit is not None and incident_unit in view.units)
+def sees(view: View, incident_unit: str | None, *, kecamatan: str = "") -> bool:
+    if view.units is not None and (incident_unit is None or incident_unit not in view.units):
+        return False
+    return view.sectors is None or sector_of(kecamatan) in view.sectors
 
 
 def redact(view: View, device: dict | None) -> dict | None:

@@ -14,6 +14,7 @@ class ConsoleUser(NamedTuple):
     role: str
     unit: str = ""
     disabled: int = 0
+    sector: str = ""  # a desk account's Polsek; "" or polresta: the command centre (every sector)
 
 
 class Token(NamedTuple):
@@ -34,7 +35,7 @@ class TokenInfo(NamedTuple):
     last_used_ms: int | None
 
 
-_USER = "SELECT name, role, unit, disabled FROM console_users"
+_USER = "SELECT name, role, unit, disabled, sector FROM console_users"
 
 
 class AccountsMixin(StoreCore):
@@ -98,6 +99,11 @@ class AccountsMixin(StoreCore):
                             "VALUES (?, ?, ?, ?, 0, ?)", (name, role, pw_hash, unit, now_ms))
             return True
 
+    def set_user_sector(self, name: str, sector: str) -> bool:
+        """Put a console account in a sector (domain/dispatch.py SECTORS; "" for none)."""
+        with self._tx() as cur:
+            return self._exec(cur, "UPDATE console_users SET sector = ? WHERE name = ?", (sector, name)).rowcount > 0
+
     def delete_user(self, name: str) -> bool:
         with self._tx() as cur:
             self._exec(cur, "DELETE FROM console_sessions WHERE name = ?", (name,))
@@ -124,7 +130,7 @@ class AccountsMixin(StoreCore):
 
     def session(self, sid: str, now_ms: int) -> tuple[ConsoleUser, str] | None:
         """The live session's enabled user and its CSRF token."""
-        rows = self._rows("SELECT u.name, u.role, u.unit, u.disabled, s.csrf FROM console_sessions s "
+        rows = self._rows("SELECT u.name, u.role, u.unit, u.disabled, u.sector, s.csrf FROM console_sessions s "
                           "JOIN console_users u ON u.name = s.name "
                           "WHERE s.id = ? AND s.expires_ms >= ? AND u.disabled = 0", (sid, now_ms))
         if not rows:

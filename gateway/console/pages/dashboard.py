@@ -37,7 +37,7 @@ async def dashboard_page(request: Request) -> Response:
     promise_ms = sla_ms(request)
 
     def compute(a: int, b: int):
-        return sla.figures(queries.sla_rows(store, a, b), now, promise_ms)
+        return sla.figures(queries.sla_rows(store, a, b, view=request.user.view), now, promise_ms)
 
     t_items, t_all = await run_in_threadpool(compute, _day_ms(today), _day_ms(today + timedelta(days=1)))
     p_items, p_all = await run_in_threadpool(compute, _day_ms(d_from), _day_ms(d_to + timedelta(days=1)))

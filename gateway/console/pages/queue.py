@@ -33,12 +33,13 @@ def snapshot(store: Store, view: View) -> dict:
 
 
 async def still_signed_in(request: Request) -> bool:
-    """The stream's session is still live with the same user, role and unit: a logout, an
+    """The stream's session is still live with the same user, role, unit and sector: a logout, an
     expiry, a removed account or a changed role ends what it may read."""
     cookie = request.cookies.get(SESSION_COOKIE)
     now: Principal | None = await run_in_threadpool(request.app.state.sessions.principal, cookie) if cookie else None
     user: Principal = request.user
-    return now is not None and (now.name, now.role, now.unit) == (user.name, user.role, user.unit)
+    return now is not None and (now.name, now.role, now.unit, now.sector) == (user.name, user.role, user.unit,
+                                                                              user.sector)
 
 
 @needs(via=VIA_SESSION)

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from ... import unit_reports
 from ...auth import DESK, VIA_SESSION, needs
-from ...domain.dispatch import SECTORS, STATUSES
+from ...domain.dispatch import COMMAND_CENTRE, SECTORS, STATUSES
 from ...models import Incident
 from ...timeutil import now_ms
 from ..render import render, tr, wants_json
@@ -21,35 +21,44 @@ from ..security import BASE, check_csrf
 PHONE_STATUSES = ("available", "off_duty")
 
 
-def _board(request: Request, sector: str) -> dict[str, Any]:
+def _board(request: Request, sectors: tuple[str, ...] | None) -> dict[str, Any]:
     store, cfg = request.app.state.store, request.app.state.cfg
     at = now_ms()
-    units = store.list_units(sectors=(sector,) if sector else None)
+    units = store.list_units(sectors=sectors)
     return {"now_ms": at, "stale_s": cfg.dispatch.stale_s, "units": [u.to_json(at) for u in units]}
 
 
-def _sector(request: Request) -> str:
-    sector = request.query_params.get("sector", "")
+def _offered(request: Request) -> tuple[str, ...]:
+    """The sectors this desk may look at: all for the command centre; a Polsek's own and Polresta's."""
+    own = request.user.view.sectors
+    return SECTORS if own is None else (COMMAND_CENTRE, *sorted(own))
+
+
+def _sector(request: Request) -> tuple[str, tuple[str, ...] | None]:
+    """(the filter asked for, the sectors to list; None: every one)."""
+    sector, offered = request.query_params.get("sector", ""), _offered(request)
     if sector and sector not in SECTORS:
         raise HTTPException(400, f"sector must be one of {', '.join(SECTORS)}")
-    return sector
+    if sector:
+        return sector, (sector,) if sector in offered else ()
+    return "", None if offered == SECTORS else offered
 
 
 @needs(via=VIA_SESSION, role=DESK)
 async def units_page(request: Request) -> Response:
-    sector = _sector(request)
-    board = await run_in_threadpool(_board, request, sector)
+    sector, listed = _sector(request)
+    board = await run_in_threadpool(_board, request, listed)
     counts = {s: sum(1 for u in board["units"] if u["status"] == s) for s in STATUSES}
     settings = request.app.state.settings
     boot = {"tile_url": settings.tile_url, "tile_attribution": settings.tile_attribution, "now": board["now_ms"],
             "words": tr(request).table("ustatus_"), "sector": sector, "stale_s": board["stale_s"]}
-    return render(request, "units.html", board=board, sector=sector, sectors=SECTORS, counts=counts,
+    return render(request, "units.html", board=board, sector=sector, sectors=_offered(request), counts=counts,
                   statuses=STATUSES, boot=boot)
 
 
 @needs(via=VIA_SESSION, role=DESK)
 async def units_json(request: Request) -> Response:
-    return JSONResponse(await run_in_threadpool(_board, request, _sector(request)))
+    return JSONResponse(await run_in_threadpool(_board, request, _sector(request)[1]))
 
 
 async def _json_body(request: Request) -> Any:
