@@ -3,6 +3,7 @@ and the faults around them, and the report of what the system did.
 
   panic-sim run SCENARIO [--devices N] [--duration S] [--speed X] [--json FILE] [--plots DIR]
   panic-sim demo [--devices N]          # Klojen end to end, the showcase `make demo` runs
+  panic-sim compare SCENARIO [--seed N]  # the same seed: free-text dispatch vs the recommendation
   panic-sim plan SCENARIO [--target 0.9] # the fewest units per sector that keep the promise (a model, fast)
 
 Exit status: 0 when no press was lost or duplicated (and no pocket bump raised an
@@ -108,6 +109,13 @@ def options(args) -> RunOptions:
 
 
 def execute(opts: RunOptions, json_path: str | None, plots_dir: str | None, on_ready=None) -> int:
+    rep, _ = run_and_report(opts, json_path, plots_dir, on_ready)
+    return 1 if rep["lost"] or rep["duplicates"] or rep["bump_incidents"] else 0
+
+
+def run_and_report(opts: RunOptions, json_path: str | None, plots_dir: str | None,
+                   on_ready=None) -> tuple[dict, dict]:
+    """One run, its report printed (and written); the report and the run's scenario."""
     if opts.api is None:
         shutil.rmtree(opts.state, ignore_errors=True)   # own stack: start from a clean state
     run = Run(opts)
@@ -123,7 +131,25 @@ def execute(opts: RunOptions, json_path: str | None, plots_dir: str | None, on_r
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(rep, indent=1))
         print(f"json: {json_path}")
-    return 1 if rep["lost"] or rep["duplicates"] or rep["bump_incidents"] else 0
+    return rep, run.scn
+
+
+def cmd_compare(args) -> int:
+    from . import compare
+    base = options(args)
+    out = Path(args.out or f"var/sim/{Path(args.scenario).stem}-compare")
+    reps = {}
+    for mode in ("free", "recommend"):
+        print(f"\n=== {mode} ===", flush=True)
+        reps[mode], _ = run_and_report(compare.options_for(base, mode, override=args.override),
+                                       str(out / f"{mode}.json"), None)
+    c = compare.summarise(reps["free"], reps["recommend"])
+    print("\n" + compare.text(c))
+    (out / "compare.json").write_text(json.dumps(c, indent=1))
+    print(f"json: {out / 'compare.json'}")
+    print(f"plot: {plots.compare(reps['free'], reps['recommend'], out / 'compare.png')}")
+    bad = any(r["lost"] or r["duplicates"] or r["bump_incidents"] for r in reps.values())
+    return 1 if bad else 0
 
 
 def cmd_run(args) -> int:
@@ -192,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--scenario", default=None)
     add_run_options(d, duration=180.0, speed=10.0, devices=None)
     d.set_defaults(func=cmd_demo)
+    cp = sub.add_parser("compare", help="the same seed twice: free-text dispatch vs the gateway's recommendation")
+    cp.add_argument("scenario", help="klojen, malang, or a path to a scenario .json")
+    add_run_options(cp, duration=180.0, speed=10.0, devices=None)
+    cp.add_argument("--out", help="folder for free.json, recommend.json, compare.json, compare.png "
+                                  "(default var/sim/<scenario>-compare)")
+    cp.set_defaults(func=cmd_compare)
     pl = sub.add_parser("plan", help="the fewest units, and their posts per sector, that keep the target "
                                      "on scene within 10 minutes (discrete-event model, no firmware)")
     pl.add_argument("scenario", help="klojen, malang, or a path to a scenario .json")

@@ -222,9 +222,16 @@ def search(scn: dict, settings: PlanSettings, cfg: PeopleConfig) -> Plan:
     today_sites = scenario.posts(scn)
     today = Evaluator(scn, today_sites, cfg, seeds=fresh, calls=settings.calls, rate_per_h=rate)
     today_ev = today([p.units for p in today_sites])
+    # The scenario's own staffing under each dispatch rule, on the same presses: the model's
+    # paired free-text vs recommendation comparison.
+    rules_today = {}
+    for mode in ("free", "recommend"):
+        e = Evaluator(scn, today_sites, replace(cfg, dispatch=mode, override=cfg.override if mode == "recommend"
+                                                else 0.0), seeds=fresh, calls=settings.calls, rate_per_h=rate)
+        rules_today[mode] = e([p.units for p in today_sites]).to_json()["overall"]
     return Plan(scn["name"], settings, rate, source, cfg.dispatch, cfg.override, sites, counts, met, ev(counts),
                 check(counts), curve,
-                {"units": sum(p.units for p in today_sites), **today_ev.to_json()})
+                {"units": sum(p.units for p in today_sites), **today_ev.to_json(), "by_rule": rules_today})
 
 
 def _prune(ev: Evaluator, counts: list[int], target: float) -> list[int]:
@@ -267,6 +274,8 @@ def text(plan: Plan) -> str:
     t = plan.today
     L.append(f"the scenario's own staffing ({t['units']} units), same fresh seeds: "
              f"{t['overall']['share']:.1%} within 10 min, p90 {t['overall']['p90_min']} min")
+    for mode, o in t["by_rule"].items():
+        L.append(f"  with {mode:9} dispatch: {o['share']:.1%} within 10 min, p90 {o['p90_min']} min")
     return "\n".join(L)
 
 

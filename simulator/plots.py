@@ -114,3 +114,28 @@ def plan(result: dict, scn: dict, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def compare(free: dict, recommend: dict, path: Path) -> Path:
+    """Both runs' press -> on scene CDFs, with the 10-minute promise."""
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for rep, label, colour in ((free, "free text", "#7f8c8d"), (recommend, "recommendation", "#1f5fa8")):
+        mins = sorted(p["min"] for p in rep["points"] if p["min"] is not None)
+        o = rep["sla"]["overall"]
+        n = len(mins) + o["not_reached"]
+        if mins:
+            ax.step(mins, [(i + 1) / n for i in range(len(mins))], where="post", color=colour, lw=2,
+                    label=f"{label}: {o['within_10_min_pct']}% within 10 min, p90 {o['p90_min']} min (n={n})")
+    ax.axvline(SLA_MIN, color="#c0392b", ls="--", lw=1.5, label="10-minute promise")
+    ax.set_xlim(0, SLA_MIN * 2)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel(f"minutes (simulated; time compression x{free['speed']:g})")
+    ax.set_ylabel("share of incidents on scene")
+    ax.set_title(f"{free['title']} (seed {free['seed']})\nfree-text dispatch vs the gateway's recommendation",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

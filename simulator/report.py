@@ -175,6 +175,7 @@ def build(run, result: dict) -> dict:
         "gps": {"presses_by_receiver": dict(gps_expected),
                 "src_by_receiver": {f"{a}->{b}": n for (a, b), n in gps_got.items()}},
         "units": {u.name: u.dispatches for u in run.people.units},
+        "dispatch": dispatch_block(run),
         "operators": o.people.operators,
         "api_failures": run.people.api.failures[:20],
         "action_errors": run.sched.errors[:20],
@@ -184,6 +185,21 @@ def build(run, result: dict) -> dict:
         "points": points,
     }
     return rep
+
+
+def dispatch_block(run) -> dict:
+    """How the operators chose units, and what the units' phones reported."""
+    cfg = run.o.people
+    picks = run.people.picks
+    phones = getattr(run, "phones", None)
+    return {"mode": cfg.dispatch, "override": cfg.override, "decisions": len(picks),
+            "overridden": sum(1 for p in picks if p.overridden),
+            "rule": ("free: the free unit nearest in a straight line from where it really is, any sector"
+                     if cfg.dispatch == "free" else
+                     "recommend: the first unit the gateway's recommendation offers "
+                     f"(GET /api/incidents/ID/recommendation), another offered one with probability {cfg.override:g}"),
+            "fix_interval_s": cfg.fix_interval_s,
+            "positions_sent": phones.sent if phones else 0, "positions_refused": phones.refused if phones else 0}
 
 
 def _sim_s(gateway_ms: int, compressed_s: float, speed: float) -> float:
@@ -230,6 +246,9 @@ def text(rep: dict) -> str:
              f"pocket bumps {rep['bumps']} -> incidents {rep['bump_incidents']}  "
              f"retransmissions {rep['retransmissions']}")
     L.append(f"outcomes: {rep['outcomes']}")
+    dp = rep["dispatch"]
+    L.append(f"dispatch: {dp['rule']}; {dp['decisions']} decisions, {dp['overridden']} overridden; unit phones sent "
+             f"{dp['positions_sent']} positions ({dp['positions_refused']} refused)")
     L.append(f"faults: {rep['faults']}")
     L.append(f"gps: {rep['gps']['src_by_receiver']}")
     for what in ("lost_detail", "duplicates_detail", "bump_incidents_detail"):
