@@ -17,6 +17,7 @@ import logging
 import socket
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -83,8 +84,11 @@ def sequence(idem_key: str) -> int:
 
 
 class SiaSink:
-    def __init__(self, name: str, events: frozenset[str] | None, options: Options) -> None:
+    def __init__(self, name: str, events: frozenset[str] | None, options: Options, *,
+                 kecamatan_of: Callable[[str], str] | None = None) -> None:
         self.name = name
+        # A new incident's event carries no device: its kecamatan comes from the registry.
+        self.kecamatan_of = kecamatan_of
         self.events = events
         self.options = options
         self.key = codec.check_key(options.key) if options.key else None
@@ -98,11 +102,16 @@ class SiaSink:
     # --- what to send -------------------------------------------------------------
     def account_for(self, incident: dict[str, Any]) -> str:
         o = self.options
-        device = incident.get("device") if isinstance(incident.get("device"), dict) else {}
+        dev = str(incident.get("dev", ""))
         if o.account_by == "device":
-            return o.accounts.get(str(incident.get("dev", "")), o.account)
+            return o.accounts.get(dev, o.account)
         if o.account_by == "sector":
-            return o.accounts.get(sector_of(str((device or {}).get("kecamatan", ""))), o.account)
+            device = incident.get("device")
+            if isinstance(device, dict):
+                kecamatan = str(device.get("kecamatan", ""))
+            else:
+                kecamatan = self.kecamatan_of(dev) if self.kecamatan_of else ""
+            return o.accounts.get(sector_of(kecamatan), o.account)
         return o.account
 
     def message(self, item: Forward) -> codec.Message | None:
@@ -222,7 +231,13 @@ def from_config(entry: SinkEntry, ctx: SinkContext) -> SiaSink:
     if extra:
         raise ConfigError(f"[[sinks]] {entry.name}: a SIA DC-09 sink takes only new, cancelled and resolved, "
                           f"not {extra}")
-    sink = SiaSink(entry.name, entry.events, entry.options)
+    store = ctx.store
+
+    def kecamatan_of(dev: str) -> str:
+        found = store.get_device(dev) if store is not None else None
+        return found.kecamatan if found is not None else ""
+
+    sink = SiaSink(entry.name, entry.events, entry.options, kecamatan_of=kecamatan_of)
     sink.start()
     return sink
 

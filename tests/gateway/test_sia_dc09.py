@@ -198,12 +198,12 @@ def test_bad_sia_settings_are_config_errors(tmp_path, extra, message):
 def _add_arc(s, port: int, key: str) -> None:
     data = tomllib.loads(s.config.read_text())
     data["sinks"] = [{"type": "sia_dc09", "name": "arc", "host": "127.0.0.1", "port": port, "account": "1234",
-                      "key": key, "timeout_s": 3}]
+                      "account_by": "sector", "accounts": {"klojen": "BEEF"}, "key": key, "timeout_s": 3}]
     write(data, s.config)
 
 
 def test_the_gateway_holds_an_event_the_arc_refuses_until_it_takes_it(tmp_path, arcs):
-    arc = arcs(SIAAccount("1234", KEY))
+    arc = arcs(SIAAccount("1234", KEY), SIAAccount("BEEF", KEY))
     s = custom_stack(tmp_path / "state", start=False, forward_backoff_ms=100, forward_backoff_max_s=1)
     _add_arc(s, arc.port, OTHER_KEY)
     s.start_broker()
@@ -223,7 +223,8 @@ def test_the_gateway_holds_an_event_the_arc_refuses_until_it_takes_it(tmp_path, 
         _add_arc(s, arc.port, KEY)
         s.start_gateway()
         (event,) = arc.wait(1)
-        assert event.code == "PA" and event.account == "1234"
+        # The button is registered in Klojen: the Klojen sector's account, read from the registry.
+        assert event.code == "PA" and event.account == "BEEF"
         xdata = {x.identifier: x.value for x in event.extended_data or []}
         assert xdata["I"] == inc
         wait_until(lambda: {x["sink"]: x["pending"] for x in s.get("/api/forwards")["sinks"]}["arc"] == 0)
