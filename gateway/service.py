@@ -26,7 +26,7 @@ log = logging.getLogger("panic.gateway")
 def run(cfg: Config) -> None:
     store = open_store(cfg)
     # Every sink, built from its config entry; the store queues each event for those that take it.
-    sink_ctx = SinkContext(cfg)
+    sink_ctx = SinkContext(cfg, store=store)
     sinkset = build_sinks(cfg.sinks, sink_ctx)
     store.route = sinkset.route
     orphaned = sinkset.unconfigured(row["sink"] for row in store.forward_stats() if row["pending"])

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..store import Store
 
 # Incident stages and escalation: what a sink without an `events` list takes.
 INCIDENT_EVENTS = ("new", "acknowledged", "dispatched", "en_route", "on_scene", "resolved", "cancelled",
@@ -90,6 +91,8 @@ class SinkContext:
     """What sinks are built with: the gateway's config and its broker connection."""
     cfg: Config
     mqtt: Publisher | None = None
+    # For sinks that read the registry (a SIA DC-09 account per sector needs the device's kecamatan).
+    store: Store | None = None
 
     def publish(self, topic: str, body: str, *, retain: bool, timeout_s: float = 5.0) -> None:
         """Publish at QoS 1 and wait for the broker's PUBACK."""
