@@ -33,6 +33,7 @@ ERRORS = {
     403: "the token's role may not do this",
     404: "no such resource (or not in the caller's view)",
     409: "the step does not fit the resource's state",
+    413: "the request body is over the size the API takes",
 }
 
 
@@ -91,7 +92,7 @@ def op(summary: str, ok: Schema | None, *, role: str | None = "viewer", status: 
        params: Iterable[Schema] = (), body: Schema | None = None, errors: Iterable[int] = (),
        media: str = JSON, more: dict[int, str] | None = None) -> Schema:
     """One operation: what it answers on success, the error statuses it may answer."""
-    codes = sorted({*errors, *((401, 403) if role else ())})
+    codes = sorted({*errors, *((401, 403) if role else ()), *((413,) if body is not None else ())})
     responses: Schema = {str(status): {"description": "done",
                                        "content": {media: {"schema": ok if ok is not None else STR}}}}
     for code in codes:
