@@ -17,6 +17,7 @@ import tomli_w
 if TYPE_CHECKING:
     from .sinks.base import SinkEntry
 
+from .domain import ladder
 from .domain.dispatch import DispatchConfig, DispatchError
 from .logs import FORMATS as LOG_FORMATS
 
@@ -85,6 +86,7 @@ class Config:
     silent_factor: float = 2.5  # silent after this many heartbeats without a status
     low_battery_pct: int = 20
     backlog_min: int = 1  # outbox entries in a status that count as a backlog
+    open_incidents_per_device: int = 5  # past it a button's alerts join its newest open incident; 0: no cap
     false_alarm_limit: int = 3  # 0: no policy
     false_alarm_window_s: int = 30 * 86400
     false_alarm_action: str = "flag"  # flag | suspend
@@ -97,6 +99,8 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)  # the ETA approximation's knobs
+    # `[[escalation]]`: the ladder's steps; the one step to Polresta after escalate_after_s without it.
+    escalation: tuple[ladder.Step, ...] = ()
     # Every dispatch sink: the built-in ones, `[[webhooks]]` and `[[sinks]]` (gateway/sinks/registry.py).
     sinks: list[SinkEntry] = field(default_factory=list)
 
@@ -145,7 +149,7 @@ def load(path: str | os.PathLike | None = None) -> Config:
     gw = dict(raw.get("gateway", {}))
     cfg = Config(path=path)
     for key, value in gw.items():
-        if key not in Config.__dataclass_fields__ or key in ("path", "mqtt", "broker", "store", "api", "sinks", "dispatch"):
+        if key not in Config.__dataclass_fields__ or key in ("path", "mqtt", "broker", "store", "api", "sinks", "dispatch", "escalation"):
             raise ConfigError(f"[gateway]: unknown key {key!r}")
         default = Config.__dataclass_fields__[key].default
         ok = isinstance(value, (int, float)) if isinstance(default, float) else type(value) is type(default)
@@ -175,6 +179,10 @@ def load(path: str | os.PathLike | None = None) -> Config:
                           "0 (keep until retried) or positive")
     if cfg.forward_backoff_ms <= 0 or cfg.escalate_after_s <= 0 or cfg.heartbeat_s <= 0:
         raise ConfigError("[gateway] forward_backoff_ms, escalate_after_s and heartbeat_s must be positive")
+    try:
+        cfg.escalation = ladder.parse(raw.get("escalation"), cfg.escalate_after_s)
+    except ladder.LadderError as exc:
+        raise ConfigError(str(exc)) from None
     return cfg
 
 

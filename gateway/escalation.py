@@ -1,9 +1,10 @@
-"""Escalation: an incident nobody acknowledged within `escalate_after_s` escalates.
+"""Escalation: an incident nobody acknowledged climbs the ladder (domain/ladder.py).
 
-The store flags it (`escalated`, `escalated_ms`) and queues an `escalated` event to the
-sinks that take it (a webhook with `events = ["escalated"]` is the escalation webhook);
-the counter `panic_escalations_total{kind}` counts them. Every gateway sweeps; the
-store's conditional update makes exactly one of them escalate each incident.
+Each step (by default one: to Polresta after `escalate_after_s`) raises the incident's
+`escalated` level, stamps `escalated_ms` and queues the step's event (`escalated`, then
+`escalated_112` for Ngalam 112) to the sinks that take it; the counter
+`panic_escalations_total{kind}` counts every step. Every gateway sweeps; the store's
+conditional update makes exactly one of them take each step of each incident.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 from collections.abc import Callable
 
 from . import metrics
+from .domain import ladder
 from .store import Store
 from .timeutil import now_ms
 
@@ -24,11 +26,12 @@ def check_interval(escalate_after_s: float) -> float:
 
 
 class Escalator:
-    def __init__(self, store: Store, after_s: int, *, on_escalated: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, store: Store, after_s: int, *, steps: tuple[ladder.Step, ...] | None = None,
+                 on_escalated: Callable[[], None] = lambda: None) -> None:
         self.store = store
-        self.after_ms = after_s * 1000
+        self.steps = steps or ladder.default(after_s)
         self.on_escalated = on_escalated
-        self.interval = check_interval(after_s)
+        self.interval = check_interval(ladder.first_check_s(self.steps))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="escalation", daemon=True)
 
@@ -48,11 +51,13 @@ class Escalator:
                 log.exception("escalation check failed")
 
     def check(self) -> int:
-        escalated = self.store.escalate_due(now_ms(), self.after_ms)
-        for inc in escalated:
-            metrics.escalations.labels(inc.kind).inc()
-            log.warning("incident %s from %s not acknowledged after %d s: escalated", inc.id, inc.dev,
-                        ((inc.escalated_ms or 0) - inc.received_ms) // 1000)
+        escalated = []
+        for level, step in enumerate(self.steps):
+            for inc in self.store.escalate_step(now_ms(), level, step):
+                escalated.append(inc)
+                metrics.escalations.labels(inc.kind).inc()
+                log.warning("incident %s from %s not acknowledged after %d s: escalated to %s", inc.id, inc.dev,
+                            ((inc.escalated_ms or 0) - inc.received_ms) // 1000, step.to)
         if escalated:
             self.on_escalated()
         return len(escalated)

@@ -47,7 +47,7 @@ def run(cfg: Config) -> None:
                     on_status=lambda msg: health_monitor.submit(msg) if health_monitor else None)
     health_monitor = HealthMonitor(cfg, store, ingest.registry, ack=ingest.status_done,
                                    on_event=wake_forwarders)
-    escalator = Escalator(store, cfg.escalate_after_s, on_escalated=wake_forwarders)
+    escalator = Escalator(store, cfg.escalate_after_s, steps=cfg.escalation, on_escalated=wake_forwarders)
     sink_ctx.mqtt = ingest.client
     # The MQTT client id names this gateway: its own leases are its to take back after a restart.
     forwarders.extend(Forwarder(sink, store, dead_after_s=cfg.forward_dead_after_s, owner=cfg.mqtt.client_id,

@@ -1,4 +1,5 @@
-"""`panic-gateway unit add|list|remove`: the units registry from the command line."""
+"""`panic-gateway unit add|list|remove` and `bhabinkamtibmas set|list|remove`: the units
+registry and each kelurahan's community officer, from the command line."""
 from __future__ import annotations
 
 import json
@@ -48,6 +49,30 @@ def cmd_unit_remove(args) -> int:
     return 0
 
 
+def cmd_bhabin_set(args) -> int:
+    if not args.name.strip() or not args.phone.strip():
+        return _fail("--name and --phone are required")
+    open_store(config.load(args.config)).set_bhabinkamtibmas(args.kelurahan, args.name.strip(), args.phone.strip(),
+                                                             now_ms())
+    return 0
+
+
+def cmd_bhabin_list(args) -> int:
+    rows = open_store(config.load(args.config)).bhabinkamtibmas()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    for r in rows:
+        print(f"{r['kelurahan']:20}{r['name']:32}{r['phone']}")
+    return 0
+
+
+def cmd_bhabin_remove(args) -> int:
+    if not open_store(config.load(args.config)).remove_bhabinkamtibmas(args.kelurahan):
+        return _fail(f"no Bhabinkamtibmas for {args.kelurahan}")
+    return 0
+
+
 def add_commands(sub, command) -> None:
     """Hook for gateway/cli.py: `command` is its helper that adds --config."""
     units = sub.add_parser("unit", help="the units registry (dispatch)").add_subparsers(dest="ncmd", required=True)
@@ -62,3 +87,13 @@ def add_commands(sub, command) -> None:
     c.add_argument("--sector", choices=SECTORS)
     c.add_argument("--json", action="store_true")
     command(units, "remove", cmd_unit_remove, "take a unit out of the registry").add_argument("call_sign")
+
+    officers = sub.add_parser("bhabinkamtibmas", help="each kelurahan's community officer (told of every incident)"
+                              ).add_subparsers(dest="bcmd", required=True)
+    c = command(officers, "set", cmd_bhabin_set, "set the kelurahan's Bhabinkamtibmas")
+    c.add_argument("kelurahan", help="as in the device registry, e.g. Kauman")
+    c.add_argument("--name", required=True)
+    c.add_argument("--phone", required=True)
+    c = command(officers, "list", cmd_bhabin_list, "every kelurahan's officer")
+    c.add_argument("--json", action="store_true")
+    command(officers, "remove", cmd_bhabin_remove, "remove a kelurahan's officer").add_argument("kelurahan")

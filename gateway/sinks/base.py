@@ -19,13 +19,16 @@ INCIDENT_EVENTS = ("new", "acknowledged", "dispatched", "en_route", "on_scene", 
                    "escalated")
 # Events about a device rather than an incident: only sinks that list them take them.
 DEVICE_EVENTS = ("health", "policy")
-EVENTS = INCIDENT_EVENTS + DEVICE_EVENTS
+# Notices for someone outside the desk (the 112 centre at the ladder's top, the kelurahan's
+# Bhabinkamtibmas): only sinks that list them take them.
+NOTICE_EVENTS = ("escalated_112", "bhabinkamtibmas")
+EVENTS = INCIDENT_EVENTS + DEVICE_EVENTS + NOTICE_EVENTS
 
 
 def takes(events: frozenset[str] | None, event: str) -> bool:
     """Whether a sink taking `events` (None: every incident event) takes `event`."""
     if events is None:
-        return event not in DEVICE_EVENTS
+        return event not in DEVICE_EVENTS and event not in NOTICE_EVENTS
     return event in events
 
 

@@ -1,6 +1,6 @@
 """The store: persistence for every part of the gateway, SQLite or PostgreSQL.
 
-Each part lives with its concept (devices, incidents, units, forwards, health, accounts) over the
+Each part lives with its concept (devices, incidents, units, sectors, forwards, health, accounts) over the
 shared plumbing in core.py; the database subclasses supply connections and transactions.
 Every write the gateway acks for happens inside one committed transaction first.
 Statements that several gateways may race on (two copies of one alert, a forward claimed by
@@ -13,8 +13,8 @@ from .accounts import AccountsMixin
 from .dead_letters import DeadLettersMixin
 from .forwards import ForwardsMixin
 from .health import HealthMixin
-from .units import UnitsMixin
+from .sectors import SectorsMixin
 
 
-class Store(UnitsMixin, HealthMixin, ForwardsMixin, AccountsMixin, DeadLettersMixin):
+class Store(SectorsMixin, HealthMixin, ForwardsMixin, AccountsMixin, DeadLettersMixin):
     """All parts over one database; SqliteStore and PostgresStore supply the connection."""

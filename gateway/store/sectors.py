@@ -1,0 +1,82 @@
+"""Sectors in the store: the escalation ladder's steps and each kelurahan's Bhabinkamtibmas.
+
+A ladder step is claimed by a conditional UPDATE on the incident's `escalated` level, so of
+several gateways sweeping at once exactly one takes each step. The Bhabinkamtibmas (the
+kelurahan's community officer) is told of every new incident of the kelurahan: the event
+`bhabinkamtibmas` is queued, in the transaction that stores the incident, for the sinks that
+list it (an SMS gateway, a webhook), with the officer's name and phone in the payload.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..domain.ladder import Step, note
+from ..models import Alert, Incident, Outcome
+from .incidents import INCIDENT_COLS
+from .units import UnitsMixin
+
+_COLS = ", ".join(INCIDENT_COLS)
+NOTIFY_EVENT = "bhabinkamtibmas"
+
+
+class SectorsMixin(UnitsMixin):
+    # --- the escalation ladder ---------------------------------------------------------
+    def escalate_step(self, now_ms: int, level: int, step: Step) -> list[Incident]:
+        """Take ladder step `level` (0-based) for every incident still `new` that has climbed
+        exactly `level` steps and was received at least `step.after_s` ago."""
+        out: list[Incident] = []
+        with self._tx() as cur:
+            rows = self._exec(cur, f"SELECT {_COLS} FROM incidents WHERE state = 'new' AND escalated = ? "
+                                   "AND received_ms <= ? ORDER BY received_ms LIMIT 500",
+                              (level, now_ms - step.after_s * 1000)).fetchall()
+            for row in rows:
+                inc = Incident(*row)
+                n = self._exec(cur, "UPDATE incidents SET escalated = ?, escalated_ms = ? "
+                                    "WHERE id = ? AND escalated = ? AND state = 'new'",
+                               (level + 1, now_ms, inc.id, level)).rowcount
+                if not n:
+                    continue
+                inc.escalated, inc.escalated_ms = level + 1, now_ms
+                self._event(cur, inc, step.event, now_ms, "gateway", note(step, (now_ms - inc.received_ms) // 1000))
+                out.append(inc)
+        return out
+
+    # --- Bhabinkamtibmas ---------------------------------------------------------------------
+    def set_bhabinkamtibmas(self, kelurahan: str, name: str, phone: str, now_ms: int) -> None:
+        with self._tx() as cur:
+            self._exec(cur, "INSERT INTO bhabinkamtibmas (kelurahan, name, phone, updated_ms) VALUES (?, ?, ?, ?) "
+                            "ON CONFLICT (kelurahan) DO UPDATE SET name = excluded.name, phone = excluded.phone, "
+                            "updated_ms = excluded.updated_ms", (kelurahan, name, phone, now_ms))
+
+    def remove_bhabinkamtibmas(self, kelurahan: str) -> bool:
+        with self._tx() as cur:
+            return self._exec(cur, "DELETE FROM bhabinkamtibmas WHERE kelurahan = ?", (kelurahan,)).rowcount > 0
+
+    def bhabinkamtibmas(self) -> list[dict[str, Any]]:
+        rows = self._read("SELECT kelurahan, name, phone FROM bhabinkamtibmas ORDER BY kelurahan")
+        return [dict(kelurahan=k, name=n, phone=p) for k, n, p in rows]
+
+    def _ingest_one(self, cur, a: Alert) -> Outcome:
+        out = super()._ingest_one(cur, a)
+        if out.created and out.incident is not None:
+            self._notify_bhabinkamtibmas(cur, out.incident, a.received_ms)
+        return out
+
+    def _notify_bhabinkamtibmas(self, cur, inc: Incident, at_ms: int) -> None:
+        sinks = self.route(NOTIFY_EVENT)
+        if not sinks:
+            return  # nobody to tell through: no event claims a notification that never left
+        row = self._exec(cur, "SELECT b.kelurahan, b.name, b.phone FROM devices d "
+                              "JOIN bhabinkamtibmas b ON b.kelurahan = d.kelurahan WHERE d.id = ?",
+                         (inc.dev,)).fetchone()
+        if row is None:
+            return
+        kelurahan, name, phone = row
+        self._exec(cur, "INSERT INTO events (incident_id, stage, at_ms, actor, note) VALUES (?, ?, ?, ?, ?)",
+                   (inc.id, NOTIFY_EVENT, at_ms, "gateway", f"{name}, Bhabinkamtibmas {kelurahan}"))
+        payload = json.dumps({"event": NOTIFY_EVENT, "at_ms": at_ms, "actor": "gateway",
+                              "officer": {"kelurahan": kelurahan, "name": name, "phone": phone},
+                              "incident": inc.to_json()})
+        for sink in sinks:
+            self._enqueue(cur, sink, inc.id, f"{inc.id}:{NOTIFY_EVENT}", payload, at_ms)
