@@ -147,12 +147,15 @@ def _admin_password(d: Path) -> str:
         return password
 
 
-def _plan(cfg: Config, devices: list[Device]) -> tuple[Path, dict, list[dict], str]:
+def _plan(cfg: Config, devices: list[Device], fresh: dict[str, str]) -> tuple[Path, dict, list[dict], str]:
     d = cfg.broker.dir
-    (d / "run").mkdir(parents=True, exist_ok=True)
+    # The plugin rewrites its state with the broker's umask: the folder keeps it private.
+    (d / "run").mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(d / "run", 0o700)
     admin = _admin_password(d)
     logins, roles = dynsec.wanted(cfg.topic_root, cfg.mqtt.group, (cfg.mqtt.username, cfg.mqtt.password), admin,
-                                  [(dev.id, dev.mqtt_password) for dev in devices if dev.status == "active"])
+                                  [dynsec.DeviceLogin(dev.id, dev.mqtt_password, active=dev.status == "active",
+                                                      fresh=fresh.get(dev.id)) for dev in devices])
     state = d / STATE_FILE
     try:
         old = json.loads(state.read_text())
@@ -175,7 +178,8 @@ def _hand_over(cfg: Config, paths: list[Path]) -> None:
             os.chown(path, account.pw_uid, account.pw_gid)
 
 
-def write_files(cfg: Config, devices: list[Device]) -> Path:
+def write_files(cfg: Config, devices: list[Device], *, fresh: dict[str, str] | None = None) -> Path:
+    """`fresh`: device id -> a plain MQTT password just issued (the registry keeps hashes only)."""
     d = cfg.broker.dir
     for sub in ("data", "run"):
         (d / sub).mkdir(parents=True, exist_ok=True)
@@ -185,7 +189,7 @@ def write_files(cfg: Config, devices: list[Device]) -> Path:
         pid_link.unlink(missing_ok=True)
         pid_link.symlink_to(PID_FILE)
     _write(d / "mosquitto.conf", mosquitto_conf(cfg), 0o644)
-    state, new, _, _ = _plan(cfg, devices)
+    state, new, _, _ = _plan(cfg, devices, fresh or {})
     _write(state, json.dumps(new, indent=1))
     _hand_over(cfg, [d / "data", d / "run", state, *(d / "data").iterdir(), *(d / "tls").glob("server.*")])
     return d / "mosquitto.conf"
@@ -202,11 +206,12 @@ def reload(cfg: Config) -> bool:
     return True
 
 
-def sync(cfg: Config, devices: list[Device]) -> bool:
+def sync(cfg: Config, devices: list[Device], *, fresh: dict[str, str] | None = None) -> bool:
     """Bring the broker's logins in line with the registry: a running broker through
     dynamic-security commands (it rewrites its state file itself), else the file.
-    True when a running broker was told."""
-    state, new, commands, admin = _plan(cfg, devices)
+    `fresh`: device id -> a plain MQTT password just issued, the only way a running broker
+    can be given one. True when a running broker was told."""
+    state, new, commands, admin = _plan(cfg, devices, fresh or {})
     told = False
     try:
         dynsec.send("127.0.0.1", cfg.broker.device_port, admin, commands)

@@ -7,7 +7,9 @@ broker (manual ack), so an ack always means the incident is on disk.
 Bounded on every side, so no single device can starve the others: the broker keeps at most
 RECEIVE_MAXIMUM QoS 1 alerts in flight to the gateway (MQTT v5 Receive Maximum; the rest
 wait in the broker's session), QoS 0 alerts past QOS0_QUEUE_MAX queued are shed and
-counted, statuses pass through a per-device StatusGate, and a message that keeps failing in
+counted, statuses come on a connection of their own (a flood of them queues ahead of no
+alert in the broker's socket to the gateway) through a per-device StatusGate, and a message
+that keeps failing in
 the store is dead-lettered after DEAD_AFTER attempts instead of holding up every alert
 behind it.
 """
@@ -105,7 +107,8 @@ class Ingest:
         # them never delays an alert; without a handler they are acked and dropped.
         self.status_gate: StatusGate | None = None
         if on_status is not None:
-            self.status_gate = StatusGate(on_status, ack=lambda m: self.client.ack(m.mid, m.qos))
+            # Statuses are acked by paho as they arrive (no manual ack on their connection).
+            self.status_gate = StatusGate(on_status, ack=lambda m: None)
         self._stopping = False
         self.registry = Registry(store)
         self.root = cfg.topic_root
@@ -123,6 +126,12 @@ class Ingest:
         self.client.on_message = self._on_message
         self.client.on_socket_open = self._on_socket_open
         self.client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]  # paho takes seconds as a float
+        self.status_client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{cfg.mqtt.client_id}-status",
+                                         protocol=mqtt.MQTTv5)
+        self.status_client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password)
+        self.status_client.on_connect = self._on_status_connect
+        self.status_client.on_message = self._on_status_message
+        self.status_client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]  # paho takes seconds as a float
         self._worker = threading.Thread(target=self._work, name="ingest", daemon=True)
 
     # --- MQTT callbacks (paho's thread) ----------------------------------------------
@@ -135,9 +144,8 @@ class Ingest:
             log.error("broker refused the gateway: %s", reason)
             return
         client.subscribe(f"$share/{self.cfg.mqtt.group}/{self.root}/+/alert", qos=1)
-        # Not shared: every gateway keeps every device's health, and a shared subscription
-        # would not replay the retained statuses (and wills) at (re)connect.
-        client.subscribe(f"{self.root}/+/status", qos=1)
+        # A persistent session from an older gateway may still carry the status subscription.
+        client.unsubscribe(f"{self.root}/+/status")
         self.connected.set()
         metrics.mqtt_connected.set(1)
         log.info("connected to broker %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
@@ -147,12 +155,21 @@ class Ingest:
         metrics.mqtt_connected.set(0)
         log.warning("disconnected from broker: %s", reason)
 
+    def _on_status_connect(self, client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            log.error("broker refused the gateway's status connection: %s", reason)
+            return
+        # Not shared: every gateway keeps every device's health, and a shared subscription
+        # would not replay the retained statuses (and wills) at (re)connect.
+        client.subscribe(f"{self.root}/+/status", qos=1)
+
+    def _on_status_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        if self.status_gate is not None and msg.topic.endswith("/status"):
+            self.status_gate.offer(msg)
+
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic.endswith("/status"):
-            if self.status_gate is not None:
-                self.status_gate.offer(msg)
-            else:
-                client.ack(msg.mid, msg.qos)
+        if not msg.topic.endswith("/alert"):
+            client.ack(msg.mid, msg.qos)  # e.g. a status under an older session's subscription
             return
         if msg.qos == 0 and self.queue.qsize() >= QOS0_QUEUE_MAX:
             metrics.alerts_shed.inc()
@@ -195,6 +212,9 @@ class Ingest:
         self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=15,
                                   clean_start=False, properties=props)
         self.client.loop_start()
+        if self.status_gate is not None:
+            self.status_client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=15)
+            self.status_client.loop_start()
 
     def stop(self) -> None:
         self._stopping = True
@@ -202,6 +222,9 @@ class Ingest:
         self._worker.join(timeout=5)
         if self.status_gate is not None:
             self.status_gate.stop()
+        if self.status_gate is not None:
+            self.status_client.disconnect()
+            self.status_client.loop_stop()
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -331,6 +354,10 @@ class Ingest:
             metrics.incidents_created.labels(a.kind).inc()
             metrics.latency.labels("press_to_received").observe(max(0, inc.received_ms - inc.press_ms) / 1000)
             created.append(f"{inc.id} from {a.dev} ({a.kind}) press->received {inc.received_ms - inc.press_ms} ms")
+        if out.reason == "open_cap":
+            metrics.alerts_folded.inc()
+            log.warning("alert %s of %s attached to its open incident %s: the button has too many open",
+                        a.id, a.dev, inc.id if inc else None)
         if out.reason == "id_reuse":
             metrics.alerts_rejected.labels("id_reuse").inc()
             log.warning("rejected alert: id_reuse (a new press under a known id; device told to re-key "

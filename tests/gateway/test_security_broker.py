@@ -188,6 +188,7 @@ def test_registry_changes_reach_a_running_broker_without_a_restart(stack_and_but
     users = {c["username"]: c for c in json.loads(text)["clients"]}
     assert users[victim.dev]["clientid"] == victim.dev
     assert victim_creds["mqtt_password"] not in text  # only salted hashes
+    assert (s.state / "broker" / "run").stat().st_mode & 0o077 == 0  # the broker rewrites it with its umask
     s.cli("device", "remove", thief.dev)
     wait_until(lambda: not thief.client.is_connected(), timeout=5, what="the removed device disconnected")
     reason, c = login(s.broker_port, thief.dev, thief_creds["mqtt_password"])

@@ -103,7 +103,8 @@ def test_one_button_flooding_its_status_does_not_hold_up_another_buttons_alert(t
     s = custom_stack(tmp_path / "state")
     flooder, fc = device(s, "klj-kauman-rw05-rt03")
     presser, _ = device(s, "klj-kauman-rw05-rt04")
-    flood = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=fc["id"] + "-flood")
+    flooder.close()  # the flood comes from the device's own login and client id
+    flood = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=fc["id"])
     flood.username_pw_set(fc["mqtt_username"], fc["mqtt_password"])
     flood.max_queued_messages_set(0)
     flood.connect("127.0.0.1", s.broker_port)
@@ -127,7 +128,6 @@ def test_one_button_flooding_its_status_does_not_hold_up_another_buttons_alert(t
     finally:
         flood.disconnect()
         flood.loop_stop()
-        flooder.close()
         presser.close()
         s.down()
 
