@@ -9,6 +9,8 @@ _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 alerts_received = Counter("panic_alerts_received", "Alert messages taken off the broker")
 alerts_rejected = Counter("panic_alerts_rejected", "Alerts rejected, by reason", ["reason"])
 alerts_duplicate = Counter("panic_alerts_duplicate", "Alerts whose id was already stored (acked again)")
+alerts_folded = Counter("panic_alerts_folded", "Alerts stored and acked but attached to their button's newest open "
+                        "incident: the button had [gateway] open_incidents_per_device open")
 incidents_created = Counter("panic_incidents_created", "Incidents created", ["kind"])
 acks_sent = Counter("panic_acks_sent", "Signed acks published to devices", ["stage"])
 forwards = Counter("panic_forwards", "Forward attempts to dispatch sinks; result: ok, retry, dead (failed too long), "

@@ -49,6 +49,8 @@ WORDS: dict[str, tuple[str, str]] = {
     "stage_resolved": ("Kejadian selesai", "Incident resolved"),
     "stage_cancelled": ("Dibatalkan / alarm palsu", "Cancelled / false alarm"),
     "stage_escalated": ("Eskalasi: belum diterima", "Escalated: not acknowledged"),
+    "stage_alert_folded": ("Alarm tambahan dari tombol ini (batas insiden terbuka)",
+                           "Further alert from this button (open incident cap)"),
     "flag_escalated": ("ESKALASI", "ESCALATED"),
     "flag_false": ("{n}× alarm palsu", "{n}× false alarm"),
     "kind_test": ("UJI", "DRILL"),
@@ -190,6 +192,23 @@ WORDS: dict[str, tuple[str, str]] = {
                     "Merah: target tidak tercapai.",
                     "Answer: 90 % within 15 s (NENA call answering). Dispatch: 90 % within 60 s (NFPA 1225). "
                     "Red: target missed."),
+    # The call-back, the holder's cancel request, the ladder and the Bhabinkamtibmas.
+    "act_verify": ("Catat panggilan balik", "Record call-back"),
+    "act_confirm_cancel": ("Konfirmasi pembatalan", "Confirm cancel"),
+    "stage_verify": ("Panggilan balik ke pemegang", "Call-back to the holder"),
+    "stage_cancel_requested": ("Pemegang minta batal dari tombol", "Holder asked to cancel from the button"),
+    "stage_escalated_112": ("Eskalasi ke Ngalam 112", "Escalated to Ngalam 112"),
+    "stage_bhabinkamtibmas": ("Bhabinkamtibmas diberi tahu", "Bhabinkamtibmas notified"),
+    "verify_title": ("Verifikasi: telepon balik pemegang", "Verification: call the holder back"),
+    "verify_outcome": ("Hasil", "Outcome"),
+    "outcome_safe": ("Aman (salah tekan)", "Safe (pressed by mistake)"),
+    "outcome_needs_help": ("Butuh bantuan", "Needs help"),
+    "outcome_no_answer": ("Tidak menjawab", "No answer"),
+    "verified_at": ("Diverifikasi {t}: {o}", "Verified {t}: {o}"),
+    "cancel_requested": ("Pemegang menekan batal {t}. Telepon balik sebelum menutup: hanya pusat komando yang "
+                         "menutup kejadian.",
+                         "The holder pressed cancel at {t}. Call back before closing: only the command side "
+                         "closes an incident."),
 }
 
 

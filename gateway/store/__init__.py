@@ -23,6 +23,7 @@ def open_store(cfg: Config) -> Store:
     # the service's to set: a process without sinks queues nothing.
     store.false_alarm = FalseAlarmPolicy(limit=cfg.false_alarm_limit, window_ms=cfg.false_alarm_window_s * 1000,
                                          action=cfg.false_alarm_action)
+    store.open_per_device = cfg.open_incidents_per_device
     # Device secrets are sealed with a key outside the database; a missing key is made only
     # while no secret has been sealed yet (a second gateway must be given the first one's).
     try:

@@ -10,7 +10,7 @@ import json
 from dataclasses import fields
 from typing import NamedTuple
 
-from ..domain import lifecycle
+from ..domain import lifecycle, open_cap
 from ..domain.lifecycle import ACK_STAGE, FINAL
 from ..domain.policy import decide
 from ..ids import incident_id
@@ -52,6 +52,8 @@ def _reused(stored_body: str, a: Alert) -> bool:
 
 
 class IncidentsMixin(DevicesMixin):
+    open_per_device: int = open_cap.DEFAULT_CAP  # open_store sets it from the config
+
     # --- ingest --------------------------------------------------------------------
     def ingest(self, alerts: list[Alert]) -> list[Outcome]:
         """Store a batch of validated alerts in one transaction (group commit).
@@ -90,12 +92,36 @@ class IncidentsMixin(DevicesMixin):
             press_ms=a.press_ms, received_ms=a.received_ms, lat6=a.lat6, lon6=a.lon6,
             acc=a.acc, src=a.src, batt=a.batt, rssi=a.rssi,
             clock="device" if a.t is not None else "age", updated_ms=a.received_ms)
+        if self.open_per_device > 0:
+            # Only this device's open incidents, newest first: at most the cap is ever read.
+            held = self._exec(cur, f"SELECT id FROM incidents WHERE dev = ? AND state NOT IN ({_FINALS}) "
+                                   "ORDER BY received_ms DESC LIMIT ?", (a.dev, self.open_per_device)).fetchall()
+            if open_cap.folds(len(held), self.open_per_device):
+                return self._fold(cur, a, held[0][0])
         if not self._insert_alert(cur, a, inc.id):
             return self._duplicate(cur, a)
         self._exec(cur, f"INSERT INTO incidents ({_COLS}) VALUES ({', '.join('?' * len(INCIDENT_COLS))})",
                    [getattr(inc, c) for c in INCIDENT_COLS])
         self._event(cur, inc, "new", a.received_ms, f"device:{a.dev}", None)
         return Outcome(a, inc, created=True, duplicate=False, stage="received")
+
+    def _fold(self, cur, a: Alert, newest_open: str) -> Outcome:
+        """Past the device's cap: the alert is kept and acked, attached to its newest open
+        incident (a retransmission of one already kept stays a duplicate)."""
+        if not self._insert_alert(cur, a, newest_open):
+            return self._duplicate(cur, a)
+        inc = self._incident(cur, newest_open)
+        assert inc is not None  # read in this transaction
+        # On the incident's timeline (and so in the console's live stream), not a lifecycle
+        # stage: the sinks are told of the incident, not of every alert attached to it.
+        self._exec(cur, "INSERT INTO events (incident_id, stage, at_ms, actor, note) VALUES (?, ?, ?, ?, ?)",
+                   (inc.id, "alert_folded", a.received_ms, f"device:{a.dev}",
+                    f"alert {a.id}: over {self.open_per_device} open incidents from this button"))
+        if self._exec(cur, "UPDATE devices SET flag = ? WHERE id = ? AND flag = ''",
+                      (open_cap.FLAG.format(cap=self.open_per_device), a.dev)).rowcount:
+            self._bump_registry(cur)
+            self._device_event(cur, a.dev, "policy", a.received_ms, {"action": "flag", "reason": "open_cap"})
+        return Outcome(a, inc, created=False, duplicate=False, stage=ACK_STAGE[inc.state], reason="open_cap")
 
     def _cancel(self, cur, a: Alert) -> Outcome:
         row = self._exec(cur, "SELECT incident_id FROM alerts WHERE id = ? AND dev = ?",
