@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import broker, certs, config, logs, report
+from . import broker, certs, config, dynsec, logs, report
 from .auth import ROLES, new_token, token_hash
 from .domain import tokens as token_rules
 from .health import describe
@@ -31,8 +31,9 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def firmware_config(cfg: config.Config, d: Device, boot_floor: int = 0) -> dict:
-    """The device's config.json, as `firmware/config.py` reads it.
+def firmware_config(cfg: config.Config, d: Device, boot_floor: int = 0, *, mqtt_password: str) -> dict:
+    """The device's config.json, as `firmware/config.py` reads it. `mqtt_password` is the
+    plain one just issued: the registry keeps only its hash (`issue_password`).
 
     With a TLS listener the device gets only that (no plaintext fallback to downgrade to)
     and verifies the broker against `ca.crt`, which goes on its flash next to config.json
@@ -45,7 +46,7 @@ def firmware_config(cfg: config.Config, d: Device, boot_floor: int = 0) -> dict:
     return {
         "dev": d.id, "secret": d.secret, "topic_root": cfg.topic_root,
         "brokers": brokers,
-        "mqtt_user": d.id, "mqtt_password": d.mqtt_password,
+        "mqtt_user": d.id, "mqtt_password": mqtt_password,
         "lat6": d.lat6, "lon6": d.lon6, "acc": 25,
         # A re-flashed button must not reuse alert ids the gateway already holds.
         "boot_floor": boot_floor,
@@ -93,8 +94,27 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _sync_broker(cfg, store) -> None:
-    told = broker.sync(cfg, store.list_devices())
+def issue_password(d: Device) -> str:
+    """A new MQTT password for `d`: its hash goes on the record, the plain one is returned,
+    to be handed to the broker (`fresh`) and the button's config, and then forgotten."""
+    password = new_password()
+    d.mqtt_password = dynsec.stored_hash(password)
+    return password
+
+
+def reissue_configs(cfg: config.Config, store, devices: list[Device]) -> dict[str, dict]:
+    """Configs for buttons already registered. Their MQTT password is kept only as a hash, so
+    each gets a fresh one (the config it had before stops logging in); the secret is theirs still."""
+    fresh = {}
+    for d in devices:
+        fresh[d.id] = issue_password(d)
+        store.update_device(d.id, mqtt_password=d.mqtt_password)
+    _sync_broker(cfg, store, fresh=fresh)
+    return {d.id: firmware_config(cfg, d, store.boot_floor(d.id), mqtt_password=fresh[d.id]) for d in devices}
+
+
+def _sync_broker(cfg, store, *, fresh: dict[str, str] | None = None) -> None:
+    told = broker.sync(cfg, store.list_devices(), fresh=fresh)
     print("broker reloaded" if told else "broker files written (no running broker)", file=sys.stderr)
 
 
@@ -105,13 +125,14 @@ def cmd_device_add(args) -> int:
     store = open_store(cfg)
     if store.get_device(args.id):
         return _fail(f"device {args.id} exists")
-    d = Device(id=args.id, secret=new_secret(), mqtt_password=new_password(), kelurahan=args.kelurahan,
+    d = Device(id=args.id, secret=new_secret(), mqtt_password="", kelurahan=args.kelurahan,
                kecamatan=args.kecamatan, rw=args.rw, rt=args.rt, lat6=args.lat6, lon6=args.lon6,
                holder=args.holder, phone=args.phone, address=args.address, created_ms=now_ms())
+    password = issue_password(d)
     store.add_device(d)
-    _sync_broker(cfg, store)
-    out = {"id": d.id, "secret": d.secret, "mqtt_username": d.id, "mqtt_password": d.mqtt_password,
-           "config": firmware_config(cfg, d)}
+    _sync_broker(cfg, store, fresh={d.id: password})
+    out = {"id": d.id, "secret": d.secret, "mqtt_username": d.id, "mqtt_password": password,
+           "config": firmware_config(cfg, d, mqtt_password=password)}
     print(json.dumps(out) if args.json else f"added {d.id}")
     return 0
 
@@ -133,7 +154,7 @@ def cmd_device_import(args) -> int:
             if store.get_device(row["id"]):
                 raise ValueError(f"device {row['id']} exists")
             devices.append(Device(
-                id=row["id"], secret=new_secret(), mqtt_password=new_password(),
+                id=row["id"], secret=new_secret(), mqtt_password="",
                 kelurahan=row.get("kelurahan", ""), kecamatan=row.get("kecamatan") or "Klojen",
                 rw=int(row.get("rw") or 0), rt=int(row.get("rt") or 0),
                 lat6=int(row["lat6"]), lon6=int(row["lon6"]), holder=row.get("holder") or "",
@@ -142,11 +163,12 @@ def cmd_device_import(args) -> int:
             errors.append(f"line {n}: {exc}")
     if errors:
         return _fail("import refused, nothing added:\n  " + "\n  ".join(errors))
+    fresh = {d.id: issue_password(d) for d in devices}
     store.add_devices(devices)
-    _sync_broker(cfg, store)
+    _sync_broker(cfg, store, fresh=fresh)
     if args.json:
-        print(json.dumps([{"id": d.id, "secret": d.secret, "mqtt_username": d.id,
-                           "mqtt_password": d.mqtt_password, "config": firmware_config(cfg, d)} for d in devices]))
+        print(json.dumps([{"id": d.id, "secret": d.secret, "mqtt_username": d.id, "mqtt_password": fresh[d.id],
+                           "config": firmware_config(cfg, d, mqtt_password=fresh[d.id])} for d in devices]))
     else:
         print(f"imported {len(devices)} devices", file=sys.stderr)
     return 0
@@ -188,11 +210,12 @@ def cmd_device_rotate(args) -> int:
     d = store.get_device(args.id)
     if d is None:
         return _fail(f"no device {args.id}")
-    d.secret, d.mqtt_password, d.secret_rotated_ms = new_secret(), new_password(), now_ms()
+    d.secret, d.secret_rotated_ms = new_secret(), now_ms()
+    password = issue_password(d)
     store.update_device(d.id, secret=d.secret, mqtt_password=d.mqtt_password, secret_rotated_ms=d.secret_rotated_ms)
-    _sync_broker(cfg, store)
-    out = {"id": d.id, "secret": d.secret, "mqtt_username": d.id, "mqtt_password": d.mqtt_password,
-           "config": firmware_config(cfg, d, store.boot_floor(d.id))}
+    _sync_broker(cfg, store, fresh={d.id: password})
+    out = {"id": d.id, "secret": d.secret, "mqtt_username": d.id, "mqtt_password": password,
+           "config": firmware_config(cfg, d, store.boot_floor(d.id), mqtt_password=password)}
     print(json.dumps(out) if args.json else f"rotated {d.id}: flash the new config (device config {d.id})")
     return 0
 
@@ -258,7 +281,9 @@ def cmd_device_config(args) -> int:
     d = store.get_device(args.id)
     if d is None:
         return _fail(f"no device {args.id}")
-    fw = firmware_config(cfg, d, store.boot_floor(d.id))
+    fw = reissue_configs(cfg, store, [d])[d.id]
+    print(f"{d.id}: a fresh MQTT password is in this config; the button's previous config no longer "
+          "logs in (the gateway keeps only password hashes)", file=sys.stderr)
     if not args.out:
         print(json.dumps(fw, indent=2))
         return 0
@@ -404,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = command(dev, "list", cmd_device_list, "list buttons")
     c.add_argument("--json", action="store_true")
     command(dev, "show", cmd_device_show, "one button, without credentials").add_argument("id")
-    c = command(dev, "config", cmd_device_config, "the button's firmware config.json")
+    c = command(dev, "config", cmd_device_config, "the button's firmware config.json, with a fresh MQTT password")
     c.add_argument("id")
     c.add_argument("--out", help="write config.json (0600) and, for a TLS broker, its CA into this folder "
                                  "instead of printing the config (`make flash`)")

@@ -44,6 +44,19 @@ class DynsecError(ConfigError):
     pass
 
 
+# Not a plugin command: plan() marks logins a running broker lacks and only a plain password
+# could create (the registry keeps hashes); send() refuses them with PasswordNeeded.
+NEEDS_PASSWORD = "panic:needsPassword"
+
+
+class PasswordNeeded(DynsecError):
+    def __init__(self, usernames: list[str]) -> None:
+        self.usernames = usernames
+        super().__init__(f"the running broker has no login for {', '.join(usernames[:5])}"
+                         f"{' …' if len(usernames) > 5 else ''}, and the registry keeps only password hashes: "
+                         "issue fresh ones with `panic-gateway device config ID` (re-flash the button)")
+
+
 def plugin_path() -> str:
     for pattern in PLUGIN_GLOBS:
         found = sorted(glob.glob(pattern))
@@ -56,9 +69,22 @@ def plugin_path() -> str:
 @dataclass(frozen=True)
 class Login:
     username: str
-    password: str
+    password: str  # plain text when known now (a fresh device password, the gateway's, the admin's), else ""
     role: str
     clientid: str | None = None  # set: the only client id this login may connect with
+    stored: dict | None = None  # a device password's hash as the registry keeps it (`stored_hash`)
+    disabled: bool = False  # a suspended device: its login stays, refused, so resuming needs no password
+
+
+@dataclass(frozen=True)
+class DeviceLogin:
+    """A registered device as the broker should know it: `stored` is the registry's hash of
+    its MQTT password (the plain one is never kept), `fresh` the plain one when it was just
+    issued (a running broker can only be given a new password in plain text)."""
+    dev: str
+    stored: str
+    active: bool
+    fresh: str | None = None
 
 
 def _acl(acltype: str, topic: str) -> dict:
@@ -88,14 +114,18 @@ def device_role(dev: str) -> str:
 
 
 def wanted(root: str, group: str, gateway: tuple[str, str], admin_password: str,
-           devices: Iterable[tuple[str, str]]) -> tuple[list[Login], dict[str, list[dict]]]:
+           devices: Iterable[DeviceLogin]) -> tuple[list[Login], dict[str, list[dict]]]:
     """The logins and roles the broker should have: the gateway's, the admin's, and one per
-    active device (id, MQTT password), each device bound to its id as client id."""
+    registered device, each device bound to its id as client id; a suspended device's login
+    is kept disabled."""
     logins = [Login(gateway[0], gateway[1], "gateway"), Login(ADMIN, admin_password, "admin", clientid=ADMIN)]
     roles = {"gateway": gateway_acls(root, group), "admin": admin_acls()}
-    for dev, password in devices:
-        logins.append(Login(dev, password, device_role(dev), clientid=dev))
-        roles[device_role(dev)] = device_acls(root, dev)
+    for d in devices:
+        stored = parse_stored(d.stored)
+        # A registry row from before hashing still holds the plain password: use it as such.
+        plain = d.fresh or ("" if stored is not None else d.stored)
+        logins.append(Login(d.dev, plain, device_role(d.dev), clientid=d.dev, stored=stored, disabled=not d.active))
+        roles[device_role(d.dev)] = device_acls(root, d.dev)
     return logins, roles
 
 
@@ -105,6 +135,24 @@ def hashed(password: str, salt: bytes | None = None, iterations: int = ITERATION
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
     return {"salt": base64.b64encode(salt).decode(), "password": base64.b64encode(digest).decode(),
             "iterations": iterations}
+
+
+STORED_SCHEME = "pbkdf2-sha512"
+
+
+def stored_hash(password: str) -> str:
+    """A device's MQTT password as the registry keeps it: the plugin's PBKDF2 hash, in one string."""
+    h = hashed(password)
+    return f"{STORED_SCHEME}${h['iterations']}${h['salt']}${h['password']}"
+
+
+def parse_stored(text: str) -> dict | None:
+    """`stored_hash`'s string as the plugin's entry; None for anything else (a plain password
+    of a registry from before hashing, which the store hashes at start)."""
+    parts = text.split("$")
+    if len(parts) != 4 or parts[0] != STORED_SCHEME or not parts[1].isdigit():
+        return None
+    return {"salt": parts[2], "password": parts[3], "iterations": int(parts[1])}
 
 
 def verifies(entry: dict, password: str) -> bool:
@@ -151,23 +199,40 @@ def plan(old: dict, logins: list[Login], roles: dict[str, list[dict]]) -> tuple[
             if _acl_key(a) not in have:
                 changes.append({"command": "addRoleACL", "rolename": name, **a})
     new_clients = []
+    unset: list[str] = []
     for login in logins:
         before = old_clients.get(login.username)
         entry: dict = {"username": login.username, "roles": [{"rolename": login.role}]}
         if login.clientid:
             entry["clientid"] = login.clientid
-        if before is not None and verifies(before, login.password):
-            entry.update({k: before[k] for k in ("salt", "password", "iterations")})
-        else:
+        if login.disabled:
+            entry["disabled"] = True
+        keep = before is not None and (verifies(before, login.password) if login.password
+                                       else login.stored is not None)
+        if keep:
+            # Unchanged, or a device whose plain password is not known here: the broker's hash
+            # (its own salt) stays; only a freshly issued password replaces it.
+            entry.update({k: before[k] for k in ("salt", "password", "iterations")})  # type: ignore[index]
+        elif login.password:
             entry.update(hashed(login.password))
+        elif login.stored is not None:
+            entry.update(login.stored)  # a broker that never had it: the file takes the registry's hash
         new_clients.append(entry)
         if before is None:
+            if not login.password:
+                unset.append(login.username)  # a running broker can only be given it in plain text
+                continue
             creates.append({"command": "createClient", "username": login.username, "password": login.password,
                             **({"clientid": login.clientid} if login.clientid else {}),
                             "roles": [{"rolename": login.role}]})
+            if login.disabled:
+                creates.append({"command": "disableClient", "username": login.username})
             continue
-        if before.get("password") != entry["password"]:
+        if not keep and login.password:
             changes.append({"command": "setClientPassword", "username": login.username, "password": login.password})
+        if bool(before.get("disabled")) != login.disabled:
+            changes.append({"command": "disableClient" if login.disabled else "enableClient",
+                            "username": login.username})
         if before.get("clientid") != login.clientid:
             changes.append({"command": "setClientId", "username": login.username,
                             **({"clientid": login.clientid} if login.clientid else {})})
@@ -186,6 +251,9 @@ def plan(old: dict, logins: list[Login], roles: dict[str, list[dict]]) -> tuple[
         changes.append({"command": "setDefaultACLAccess",
                         "acls": [{"acltype": k, "allow": v} for k, v in DEFAULT_ACCESS.items()]})
     new = {"defaultACLAccess": dict(DEFAULT_ACCESS), "clients": new_clients, "groups": [], "roles": new_roles}
+    if unset:
+        # Tells send() these need a password it was not given: see PasswordNeeded.
+        changes.append({"command": NEEDS_PASSWORD, "usernames": unset})
     return new, creates + changes + deletes
 
 
@@ -206,8 +274,16 @@ def _batches(commands: list[dict]) -> Iterable[list[dict]]:
 def send(host: str, port: int, admin_password: str, commands: list[dict], timeout_s: float = 30.0) -> None:
     """Apply `commands` to a running broker. Raises OSError when no broker listens, and
     DynsecError when it refuses the admin login or a command."""
-    if not commands:
+    needing = [u for c in commands if c["command"] == NEEDS_PASSWORD for u in c["usernames"]]
+    commands = [c for c in commands if c["command"] != NEEDS_PASSWORD]
+    if not commands and not needing:
         return
+    _send(host, port, admin_password, commands, timeout_s)  # OSError: no broker running, nothing missing
+    if needing:
+        raise PasswordNeeded(needing)
+
+
+def _send(host: str, port: int, admin_password: str, commands: list[dict], timeout_s: float) -> None:
     got: queue.Queue = queue.Queue()
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=ADMIN, protocol=mqtt.MQTTv5)
     c.username_pw_set(ADMIN, admin_password)

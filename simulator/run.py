@@ -139,7 +139,8 @@ class Run:
 
     def _provision(self) -> list[dict]:
         """New buttons through `panic-gateway device import`; ones a running stack already
-        knows (a re-run) get their config from its registry, read-only."""
+        knows (a re-run) get their config from its registry, each with a fresh MQTT password
+        (the registry keeps only hashes)."""
         st = self.stack
         assert st is not None, "the stack starts before the buttons are provisioned"
         known = {d["id"] for d in json.loads(st.cli("device", "list", "--json").stdout)}
@@ -147,16 +148,20 @@ class Run:
         creds = {c["id"]: c for c in (fleet.provision(st, fresh) if fresh else [])}
         if len(creds) < len(self.buttons):
             from gateway import config as gwconfig
-            from gateway.cli import firmware_config
+            from gateway.cli import reissue_configs
             from gateway.store import open_store
             cfg = gwconfig.load(st.config)
             store = open_store(cfg)
+            known_devs = []
             for b in self.buttons:
                 if b.id not in creds:
                     d = store.get_device(b.id)
                     if d is None:
                         raise SystemExit(f"{b.id}: not in the gateway's registry")
-                    creds[b.id] = {"id": d.id, "config": firmware_config(cfg, d)}
+                    known_devs.append(d)
+            # The registry keeps only MQTT password hashes: known buttons get fresh passwords.
+            for dev_id, fw_config in reissue_configs(cfg, store, known_devs).items():
+                creds[dev_id] = {"id": dev_id, "config": fw_config}
         return [creds[b.id] for b in self.buttons]
 
     def _start_devices(self, creds: list[dict]) -> None:

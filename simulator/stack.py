@@ -49,6 +49,7 @@ class Stack:
         self.broker: subprocess.Popen | None = None
         self.gateways: list[subprocess.Popen] = []
         self._tokens: dict[str, str] = {}
+        self.issued: list[dict] = []  # credentials handed out by add_device (the registry keeps hashes)
 
     # --- CLI -----------------------------------------------------------------------
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -69,7 +70,9 @@ class Stack:
         args = ["device", "add", dev, "--lat6", str(lat6), "--lon6", str(lon6), "--json"]
         for key, value in fields.items():
             args += [f"--{key}", str(value)]
-        return json.loads(self.cli(*args).stdout)
+        creds = json.loads(self.cli(*args).stdout)
+        self.issued.append(creds)
+        return creds
 
     def token(self, role: str = "operator") -> str:
         if role not in self._tokens:

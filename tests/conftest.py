@@ -67,6 +67,8 @@ def secrets_of(stack: Stack) -> set[str]:
     from gateway.store import open_store
     cfg = config.load(stack.config)
     found = {cfg.mqtt.password, *(w.secret for w in cfg.webhooks), *stack._tokens.values()}
+    # MQTT passwords are kept only as hashes: the plain ones are those the stack was handed.
+    found |= {c[k] for c in stack.issued for k in ("secret", "mqtt_password")}
     store = open_store(cfg)
     try:
         for d in store.list_devices():

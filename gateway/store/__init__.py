@@ -1,7 +1,7 @@
 """The gateway's durable state, behind one interface: SQLite or PostgreSQL."""
 from __future__ import annotations
 
-from .. import secretbox
+from .. import dynsec, secretbox
 from ..config import Config, secret_key_file
 from ..domain.lifecycle import Forbidden, TransitionError
 from ..domain.policy import FalseAlarmPolicy
@@ -29,6 +29,8 @@ def open_store(cfg: Config) -> Store:
     try:
         store.secret_box = secretbox.load(secret_key_file(cfg), create=not store.has_sealed_secrets())
         store.seal_device_secrets()
+        # The broker needs only a hash of a device's MQTT password (its own PBKDF2 form).
+        store.hash_plain_mqtt_passwords(dynsec.stored_hash, dynsec.STORED_SCHEME + "$%")
     except BaseException:
         store.close()
         raise

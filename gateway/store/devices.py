@@ -1,6 +1,7 @@
 """The device registry: buttons, their secrets and holders, and the boot numbers they used."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 
 from ..models import Device
@@ -55,6 +56,18 @@ class DevicesMixin(StoreCore):
                 if not is_sealed(secret):
                     self._exec(cur, "UPDATE devices SET secret = ? WHERE id = ? AND secret = ?",
                                (self.secret_box.seal(secret), dev, secret))
+        return len(rows)
+
+    def hash_plain_mqtt_passwords(self, hasher: Callable[[str], str], hashed_like: str) -> int:
+        """Replace MQTT passwords still stored in plain text (rows from before hashing) by
+        `hasher`'s hash; `hashed_like` is the LIKE pattern of a stored hash. How many."""
+        rows = self._rows("SELECT id, mqtt_password FROM devices WHERE mqtt_password NOT LIKE ?", (hashed_like,))
+        if not rows:
+            return 0
+        with self._tx() as cur:
+            for dev, plain in rows:
+                self._exec(cur, "UPDATE devices SET mqtt_password = ? WHERE id = ? AND mqtt_password = ?",
+                           (hasher(plain), dev, plain))
         return len(rows)
 
     def has_sealed_secrets(self) -> bool:

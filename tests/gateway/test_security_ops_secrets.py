@@ -3,19 +3,23 @@ own 0600 file, still verifying every alert; rows from before sealing are sealed 
 Against the gateway as a process on the project's mosquitto, SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 
 import pytest
 
-from gateway import config
+from gateway import config, dynsec
 from gateway.models import Device
 from gateway.secretbox import PREFIX
 from gateway.store import open_store
 from gateway.store.sqlite import SqliteStore
+from tests.devices import RawDevice
 from tests.gateway.test_gateway_support import (
+    close,
     custom_stack,
     device,
+    login,
     pg_dsn,  # noqa: F401 (fixture)
 )
 
@@ -39,7 +43,6 @@ def test_a_copy_of_the_database_holds_no_device_secret(tmp_path):
         assert stored.startswith(PREFIX)
         key = s.state / "secret.key"
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
-        import json
         assert json.loads(s.cli("device", "config", DEV).stdout)["secret"] == creds["secret"]
     finally:
         s.down()
@@ -57,12 +60,13 @@ def test_secrets_stored_before_sealing_are_sealed_at_start_and_keep_working(tmp_
     s.start_gateway()
     try:
         assert b"ab" * 32 not in database_bytes(s.state)
-        from tests.devices import RawDevice
         raw = RawDevice({"id": DEV, "secret": "ab" * 32, "mqtt_username": DEV,
                          "mqtt_password": "legacy-password-123"}, s.broker_port)
         raw.send(seq=1)
         assert raw.ack(timeout=20)["stage"] == "received"
         raw.close()
+        # The plain MQTT password went with the upgrade; its hash still logs the button in.
+        assert b"legacy-password-123" not in database_bytes(s.state)
         # The key is the database's now: without it the store refuses to open, saying why.
         (s.state / "secret.key").rename(s.state / "secret.key.away")
         got = s.cli("device", "list", check=False)
@@ -88,3 +92,45 @@ def test_postgres_store_seals_with_the_key_file(tmp_path, pg_dsn):  # noqa: F811
     other.store.kind, other.store.dsn = "postgres", pg_dsn
     with pytest.raises(config.ConfigError, match="key"):
         open_store(other)
+
+
+def test_the_registry_keeps_only_a_hash_of_each_mqtt_password(tmp_path):
+    """A copy of the database gives no broker login; `device config` therefore issues a
+    fresh password (the button's previous config stops logging in), and suspending and
+    resuming a button needs no password at all."""
+    s = custom_stack(tmp_path / "state")
+    try:
+        raw, creds = device(s, DEV)
+        raw.close()
+        assert creds["mqtt_password"].encode() not in database_bytes(s.state)
+        with sqlite3.connect(s.state / "gateway.db") as db:
+            [(stored,)] = db.execute("SELECT mqtt_password FROM devices").fetchall()
+        entry = dynsec.parse_stored(stored)
+        assert entry is not None and dynsec.verifies(entry, creds["mqtt_password"])
+        again = json.loads(s.cli("device", "config", DEV).stdout)
+        assert again["mqtt_password"] != creds["mqtt_password"] and again["secret"] == creds["secret"]
+        reason, c = login(s.broker_port, DEV, creds["mqtt_password"])
+        close(c)
+        assert reason is not None and reason.is_failure
+        s.cli("device", "suspend", DEV)
+        s.cli("device", "resume", DEV)
+        fresh = RawDevice({**creds, "mqtt_password": again["mqtt_password"]}, s.broker_port)
+        try:
+            fresh.send(seq=1)
+            assert fresh.ack(timeout=20)["stage"] == "received"
+        finally:
+            fresh.close()
+        assert again["mqtt_password"].encode() not in database_bytes(s.state)
+        # A login the running broker lacks cannot be made from a hash: said, with the way out.
+        store = open_store(config.load(s.config))
+        try:
+            store.add_device(Device(id="klj-kauman-rw05-rt04", secret="ef" * 32,
+                                    mqtt_password=dynsec.stored_hash("never-handed-out"), created_ms=1))
+        finally:
+            store.close()
+        told = s.cli("device", "unflag", DEV, check=False)  # no broker change: nothing to say
+        assert told.returncode == 0
+        told = s.cli("device", "suspend", DEV, check=False)
+        assert told.returncode == 2 and "device config" in told.stderr and "klj-kauman-rw05-rt04" in told.stderr
+    finally:
+        s.down()
