@@ -50,12 +50,13 @@ class PlanSettings:
     rate_per_h: float | None = None   # None: the realistic rate
     sites: str = "all"            # posts | all (posts + a post at each kelurahan centre)
     max_units: int = 200
+    rounds: int = 3               # searches at most: one more on the union when fresh seeds fall short
 
     def __post_init__(self) -> None:
         if not 0 < self.target < 1:
             raise ValueError(f"target is a share in (0, 1), not {self.target!r}")
-        if self.seeds < 1 or self.calls < 10:
-            raise ValueError("seeds >= 1 and calls >= 10")
+        if self.seeds < 1 or self.calls < 10 or self.rounds < 1:
+            raise ValueError("seeds >= 1, calls >= 10 and rounds >= 1")
         if self.sites not in ("posts", "all"):
             raise ValueError(f"sites is posts or all, not {self.sites!r}")
         if self.rate_per_h is not None and self.rate_per_h <= 0:
@@ -161,6 +162,8 @@ class Plan:
     checked: Evaluation
     curve: list[dict] = field(default_factory=list)     # the search's path: units -> share
     today: dict = field(default_factory=dict)           # the scenario's own staffing, same check seeds
+    rounds: int = 1                                     # searches: another one when fresh seeds disagreed
+    seeds_searched: int = 0
 
     @property
     def units(self) -> int:
@@ -183,7 +186,7 @@ class Plan:
                 "units_by_sector": self.by_sector_units(), "stations": self.stations(),
                 "rate_per_h": round(self.rate_per_h, 5), "rate_per_day": round(self.rate_per_h * 24, 3),
                 "rate_source": self.rate_source, "dispatch": self.dispatch, "override": self.override,
-                "sla_s": SLA_S, "seeds_searched": st.seeds, "calls_per_seed": st.calls, "sites": st.sites,
+                "sla_s": SLA_S, "seeds_searched": self.seeds_searched, "rounds": self.rounds, "calls_per_seed": st.calls, "sites": st.sites,
                 "searched": self.searched.to_json(), "checked_on_fresh_seeds": self.checked.to_json(),
                 "today": self.today, "curve": self.curve,
                 "model": "discrete-event model (simulator/model.py): operators, the gateway's recommendation, "
@@ -196,17 +199,49 @@ def search(scn: dict, settings: PlanSettings, cfg: PeopleConfig) -> Plan:
     rate = settings.rate_per_h or realistic_rate_per_h(len(buttons))
     source = RATE_SOURCE if settings.rate_per_h is None else "given on the command line (a stress rate)"
     sites = candidate_sites(scn, settings.sites)
-    seeds = range(settings.seed, settings.seed + settings.seeds)
-    ev = Evaluator(scn, sites, cfg, seeds=seeds, calls=settings.calls, rate_per_h=rate)
+    target, k = settings.target, settings.seeds
+    searched = list(range(settings.seed, settings.seed + k))
     counts = [0] * len(sites)
     curve: list[dict] = []
-    target = settings.target
+    for attempt in range(1, settings.rounds + 1):
+        ev = Evaluator(scn, sites, cfg, seeds=searched, calls=settings.calls, rate_per_h=rate)
+        counts = _grow(ev, counts, target, settings.max_units, curve, attempt)
+        met = ev(counts).meets(target)
+        if met:
+            counts = _prune(ev, counts, target)
+        fresh = range(searched[-1] + 1, searched[-1] + 1 + k)
+        check = Evaluator(scn, sites, cfg, seeds=fresh, calls=settings.calls, rate_per_h=rate)
+        if not met or check(counts).meets(target):
+            break
+        # The answer fit the searched presses but not fresh ones: search again on both.
+        searched += list(fresh)
+    today_sites = scenario.posts(scn)
+    today_counts = [p.units for p in today_sites]
+    # The scenario's own staffing under each dispatch rule, on the same presses: the model's
+    # paired free-text vs recommendation comparison.
+    rules_today = {}
+    for mode in ("free", "recommend"):
+        e = Evaluator(scn, today_sites, replace(cfg, dispatch=mode, override=cfg.override if mode == "recommend"
+                                                else 0.0), seeds=fresh, calls=settings.calls, rate_per_h=rate)
+        rules_today[mode] = e(today_counts).to_json()["overall"]
+    today = Evaluator(scn, today_sites, cfg, seeds=fresh, calls=settings.calls, rate_per_h=rate)(today_counts)
+    return Plan(scn["name"], settings, rate, source, cfg.dispatch, cfg.override, sites, counts, met, ev(counts),
+                check(counts), curve,
+                {"units": sum(today_counts), **today.to_json(), "by_rule": rules_today}, rounds=attempt,
+                seeds_searched=len(searched))
+
+
+def _grow(ev: Evaluator, counts: list[int], target: float, max_units: int, curve: list[dict],
+          attempt: int) -> list[int]:
+    """Add one unit at a time where it helps the sector furthest below the target most."""
+    counts = list(counts)
+    sites = ev.sites
     while True:
         now = ev(counts)
-        curve.append({"units": sum(counts), "share": round(now.overall.share, 4),
+        curve.append({"units": sum(counts), "share": round(now.overall.share, 4), "round": attempt,
                       "worst_sector_share": round(min(s.share for s in now.by_sector.values()), 4)})
-        if now.meets(target) or sum(counts) >= settings.max_units:
-            break
+        if now.meets(target) or sum(counts) >= max_units:
+            return counts
         worst = min(now.by_sector, key=lambda k: now.by_sector[k].share)
         helpers = [i for i, s in enumerate(sites) if s.sector in (worst, rules.COMMAND_CENTRE)] or range(len(sites))
 
@@ -214,24 +249,6 @@ def search(scn: dict, settings: PlanSettings, cfg: PeopleConfig) -> Plan:
             trial = ev([n + (j == i) for j, n in enumerate(counts)])
             return trial.covered(target), trial.overall.within, -(trial.overall.p90_s or math.inf)
         counts[max(helpers, key=gain)] += 1
-    met = ev(counts).meets(target)
-    if met:
-        counts = _prune(ev, counts, target)
-    fresh = range(settings.seed + settings.seeds, settings.seed + 2 * settings.seeds)
-    check = Evaluator(scn, sites, cfg, seeds=fresh, calls=settings.calls, rate_per_h=rate)
-    today_sites = scenario.posts(scn)
-    today = Evaluator(scn, today_sites, cfg, seeds=fresh, calls=settings.calls, rate_per_h=rate)
-    today_ev = today([p.units for p in today_sites])
-    # The scenario's own staffing under each dispatch rule, on the same presses: the model's
-    # paired free-text vs recommendation comparison.
-    rules_today = {}
-    for mode in ("free", "recommend"):
-        e = Evaluator(scn, today_sites, replace(cfg, dispatch=mode, override=cfg.override if mode == "recommend"
-                                                else 0.0), seeds=fresh, calls=settings.calls, rate_per_h=rate)
-        rules_today[mode] = e([p.units for p in today_sites]).to_json()["overall"]
-    return Plan(scn["name"], settings, rate, source, cfg.dispatch, cfg.override, sites, counts, met, ev(counts),
-                check(counts), curve,
-                {"units": sum(p.units for p in today_sites), **today_ev.to_json(), "by_rule": rules_today})
 
 
 def _prune(ev: Evaluator, counts: list[int], target: float) -> list[int]:
@@ -270,7 +287,11 @@ def text(plan: Plan) -> str:
         slo, shi = wilson(v.within, v.n)
         L.append(f"  {k:14} n {v.n:>5}  {v.share:.1%} (95% CI {slo:.1%}-{shi:.1%})  p90 {_min(v.p90_s)}")
     found = plan.searched.overall
-    L.append(f"on the {st.seeds} search seeds: {found.share:.1%}, p90 {_min(found.p90_s)}")
+    L.append(f"on the {plan.seeds_searched} search seeds: {found.share:.1%}, p90 {_min(found.p90_s)}"
+             + (f" ({plan.rounds} searches: fresh seeds fell short before)" if plan.rounds > 1 else ""))
+    if plan.met and not c.meets(st.target):
+        L.append(f"WARNING: fresh seeds fall short of the target after {plan.rounds} searches: "
+                 "more seeds (--seeds) or presses (--calls) would settle it")
     t = plan.today
     L.append(f"the scenario's own staffing ({t['units']} units), same fresh seeds: "
              f"{t['overall']['share']:.1%} within 10 min, p90 {t['overall']['p90_min']} min")

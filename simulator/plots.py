@@ -95,6 +95,7 @@ def plan(result: dict, scn: dict, path: Path) -> Path:
     ax.set_ylabel("latitude")
     ax.legend(loc="lower left", fontsize=7)
     ax.grid(alpha=0.2)
+    ax.tick_params(axis="x", labelrotation=30)
     chk = result["checked_on_fresh_seeds"]["overall"]
     ax.set_title(f"{scn.get('title', result['scenario'])}\n{result['units']} units: {100 * chk['share']:.1f}% within "
                  f"10 min (95% CI {100 * chk['ci95'][0]:.1f}-{100 * chk['ci95'][1]:.1f}), p90 {chk['p90_min']} min",

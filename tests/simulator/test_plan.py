@@ -162,3 +162,15 @@ def test_scenarios_posts_know_their_sectors():
     sites = plan.candidate_sites(scenario.load("malang"), "all")
     assert {s.sector for s in sites} == {"polresta", "klojen", "blimbing", "lowokwaru", "sukun", "kedungkandang"}
     assert len(sites) == len(posts) + 57
+
+
+def test_an_answer_fresh_seeds_disprove_is_searched_again_on_both():
+    # Seeded so that one search seed of 20 presses fits a staffing its fresh seed refutes.
+    narrow: dict[str, Any] = dict(target=0.9, seeds=1, calls=20, seed=2, rate_per_h=20.0)
+    once = plan.search(TOWN, plan.PlanSettings(rounds=1, **narrow), PeopleConfig())
+    assert once.met and not once.checked.meets(0.9) and once.rounds == 1
+    again = plan.search(TOWN, plan.PlanSettings(**narrow), PeopleConfig())
+    assert again.rounds == 2 and again.seeds_searched == 2
+    assert again.checked.meets(0.9) and again.units > once.units
+    assert "fresh seeds fell short before" in plan.text(again)
+    assert "WARNING" in plan.text(once)
