@@ -90,6 +90,9 @@ class Incident:
     updated_ms: int = 0
     escalated_ms: int | None = None
     false_alarm: int = 0
+    cancel_requested_ms: int | None = None  # the holder cancelled from the button (a request)
+    verified_ms: int | None = None          # the desk's call-back (domain/verification.py)
+    verify_outcome: str | None = None
     device: dict | None = field(default=None, compare=False)
 
     def to_json(self) -> dict:

@@ -45,7 +45,7 @@ class Forbidden(Exception):
 
 @dataclass(frozen=True)
 class Transition:
-    action: str                  # acknowledge | dispatch | en_route | on_scene | resolve | false_alarm
+    action: str                  # acknowledge | verify | dispatch | en_route | on_scene | resolve | ...
     from_states: frozenset[str]  # states it may be applied in
     to_state: str | None         # None: records an event without a state change (en_route)
     roles: frozenset[str]        # roles allowed to take it
@@ -57,6 +57,8 @@ class Transition:
 # In the order a desk uses them.
 TRANSITIONS: dict[str, Transition] = {t.action: t for t in (
     Transition("acknowledge", frozenset(("new",)), "acknowledged", _DESK, "acknowledged"),
+    # The desk's call-back to the holder, with its outcome (domain/verification.py): timed, no state change.
+    Transition("verify", _OPEN, None, _DESK, None),
     # Dispatching again before arrival re-assigns the unit; dispatching stops the
     # receive->acknowledge clock too when nobody acknowledged first.
     Transition("dispatch", _BEFORE_SCENE, "dispatched", _DESK, "dispatched", needs_unit=True),
@@ -64,6 +66,8 @@ TRANSITIONS: dict[str, Transition] = {t.action: t for t in (
     Transition("on_scene", _BEFORE_SCENE, "on_scene", _ANYONE_ACTING, "on_scene"),
     Transition("resolve", _OPEN, "resolved", _ANYONE_ACTING, "resolved"),
     Transition("false_alarm", _OPEN, "cancelled", _DESK, "cancelled"),
+    # The holder's cancel from the button, confirmed by the desk after the call-back.
+    Transition("confirm_cancel", _OPEN, "cancelled", _DESK, "cancelled"),
 )}
 ACTIONS: tuple[str, ...] = tuple(TRANSITIONS)
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # Incident stages and escalation: what a sink without an `events` list takes.
 INCIDENT_EVENTS = ("new", "acknowledged", "dispatched", "en_route", "on_scene", "resolved", "cancelled",
-                   "escalated")
+                   "escalated", "verify", "cancel_requested")
 # Events about a device rather than an incident: only sinks that list them take them.
 DEVICE_EVENTS = ("health", "policy")
 # Notices for someone outside the desk (the 112 centre at the ladder's top, the kelurahan's

@@ -109,4 +109,9 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE bhabinkamtibmas (
             kelurahan TEXT PRIMARY KEY, name TEXT NOT NULL, phone TEXT NOT NULL, updated_ms BIGINT NOT NULL)""",
     ],
+    [  # 8: the holder's cancel is a request the desk confirms after its timed call-back
+        "ALTER TABLE incidents ADD COLUMN cancel_requested_ms BIGINT",
+        "ALTER TABLE incidents ADD COLUMN verified_ms BIGINT",
+        "ALTER TABLE incidents ADD COLUMN verify_outcome TEXT",
+    ],
 ]

@@ -1,17 +1,24 @@
-"""Sectors in the store: the escalation ladder's steps and each kelurahan's Bhabinkamtibmas.
+"""Sectors in the store: the escalation ladder's steps, each kelurahan's Bhabinkamtibmas, and
+the holder's cancel as a request the desk confirms after its call-back (domain/verification.py).
 
 A ladder step is claimed by a conditional UPDATE on the incident's `escalated` level, so of
 several gateways sweeping at once exactly one takes each step. The Bhabinkamtibmas (the
 kelurahan's community officer) is told of every new incident of the kelurahan: the event
 `bhabinkamtibmas` is queued, in the transaction that stores the incident, for the sinks that
 list it (an SMS gateway, a webhook), with the officer's name and phone in the payload.
+
+A cancel from the button marks the open incident `cancel_requested` (once; an event for the
+timeline and the sinks) and is acked with the incident's own stage, which the button takes as
+its cancel's answer; the incident closes only by the desk's `confirm_cancel`.
 """
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from ..domain import verification
 from ..domain.ladder import Step, note
+from ..domain.lifecycle import ACK_STAGE, FINAL
 from ..models import Alert, Incident, Outcome
 from .incidents import INCIDENT_COLS
 from .units import UnitsMixin
@@ -80,3 +87,39 @@ class SectorsMixin(UnitsMixin):
                               "incident": inc.to_json()})
         for sink in sinks:
             self._enqueue(cur, sink, inc.id, f"{inc.id}:{NOTIFY_EVENT}", payload, at_ms)
+
+    # --- the holder's cancel: a request ---------------------------------------------------
+    def _cancel(self, cur, a: Alert) -> Outcome:
+        row = self._exec(cur, "SELECT incident_id FROM alerts WHERE id = ? AND dev = ?", (a.ref, a.dev)).fetchone()
+        inc_id = row[0] if row and row[0] else None
+        if not self._insert_alert(cur, a, inc_id):
+            return self._duplicate(cur, a)
+        inc = self._incident(cur, inc_id, lock=True) if inc_id else None
+        if inc is None:
+            return Outcome(a, None, created=False, duplicate=False, stage="rejected", reason="unknown ref")
+        if inc.state not in FINAL and inc.cancel_requested_ms is None:
+            inc.cancel_requested_ms = a.received_ms
+            self._exec(cur, "UPDATE incidents SET cancel_requested_ms = ? WHERE id = ?", (a.received_ms, inc.id))
+            self._event(cur, inc, "cancel_requested", a.received_ms, f"device:{a.dev}",
+                        "cancel requested from the button: call the holder back")
+        return Outcome(a, inc, created=False, duplicate=False, stage=ACK_STAGE[inc.state])
+
+    def _duplicate(self, cur, a: Alert) -> Outcome:
+        out = super()._duplicate(cur, a)
+        if a.kind == "cancel" and out.incident is not None and out.stage == "cancelled":
+            out.stage = ACK_STAGE[out.incident.state]  # the same answer the first copy got
+        return out
+
+    def _apply(self, cur, inc: Incident, action: str, actor: str, at_ms: int, **kw: Any) -> Incident:
+        # The lifecycle's checks (role, state, unit) run first inside; the rules below raise
+        # afterwards, and the transaction then undoes the step.
+        inc = super()._apply(cur, inc, action, actor, at_ms, **kw)
+        if action == "verify":
+            outcome = verification.outcome_of(kw.get("note"))
+            inc.verified_ms, inc.verify_outcome = at_ms, outcome
+            self._exec(cur, "UPDATE incidents SET verified_ms = ?, verify_outcome = ? WHERE id = ?",
+                       (at_ms, outcome, inc.id))
+        elif action == "confirm_cancel":
+            verification.check_confirm_cancel(cancel_requested_ms=inc.cancel_requested_ms,
+                                              verify_outcome=inc.verify_outcome)
+        return inc

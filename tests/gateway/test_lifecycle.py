@@ -51,8 +51,12 @@ def test_cancel_from_the_button(stack, make_device):
     fw = make_device()
     inc = _press(fw)
     fw.send("cancel")
-    ack = fw.wait_for(lambda e: e["ev"] == "ack" and e["stage"] == "cancelled", 10)
+    panic_id = stack.get(f"/api/incidents/{inc}")["alert_id"]
+    ack = fw.wait_for(lambda e: e["ev"] == "ack" and e["id"] != panic_id, 10)
     got = stack.get(f"/api/incidents/{inc}")
-    assert got["state"] == "cancelled" and got["events"][-1]["actor"].startswith("device:")
+    # A request: answered with the incident's own stage; only the desk closes the incident
+    # (tests/gateway/test_dispatch_verification.py).
+    assert got["state"] == "new" and got["events"][-1]["stage"] == "cancel_requested"
+    assert got["events"][-1]["actor"].startswith("device:") and ack["stage"] == "received"
     # The cancel is an alert of its own (kind cancel, ref = the panic's id), acked on its own id.
     assert ack["inc"] == inc and ack["id"] != got["alert_id"]

@@ -61,7 +61,8 @@ def test_ingest_duplicates_and_cancel(store):
     assert [o.created for o in out] == [True, False] and out[1].duplicate
     assert out[0].incident.id == incident_id(f"{DEV}:1:1")
     cancel = store.ingest([alert(2, kind="cancel", ref=f"{DEV}:1:1")])[0]
-    assert cancel.stage == "cancelled" and cancel.incident.state == "cancelled"
+    # A request the desk confirms (test_dispatch_verification.py): acked with the incident's stage.
+    assert cancel.stage == "received" and cancel.incident.state == "new" and cancel.incident.cancel_requested_ms
     assert store.ingest([alert(2, kind="cancel", ref=f"{DEV}:1:1")])[0].duplicate
     unknown = store.ingest([alert(3, kind="cancel", ref=f"{DEV}:9:9")])[0]
     assert unknown.stage == "rejected" and unknown.reason == "unknown ref"

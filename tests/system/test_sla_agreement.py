@@ -50,8 +50,9 @@ def _seed(store, now: int, since: int) -> tuple[str, str]:
                   received_ms=received, body=json.dumps({"t": press if synced else None}))
         return store.ingest([a])[0].incident.id
 
-    def act(inc: str, action: str, at: int, role: str = "operator", unit: str | None = None) -> None:
-        store.transition(inc, action, f"{role}:x", at, role=role, unit=unit)
+    def act(inc: str, action: str, at: int, role: str = "operator", unit: str | None = None,
+            note: str | None = None) -> None:
+        store.transition(inc, action, f"{role}:x", at, role=role, unit=unit, note=note)
 
     for _ in range(160):
         d = rnd.choice(devs)
@@ -68,6 +69,9 @@ def _seed(store, now: int, since: int) -> tuple[str, str]:
                       received_ms=received + 20_000, body="{}")
             seq[0] += 1
             store.ingest([c])
+            # A request: the desk calls back and closes it.
+            act(inc, "verify", received + 40_000, note="safe: pressed by mistake")
+            act(inc, "confirm_cancel", received + 45_000)
             continue
         ack = received + rnd.randint(3_000, 90_000)
         act(inc, "acknowledge", ack)

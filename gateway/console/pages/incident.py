@@ -12,6 +12,7 @@ from ... import actions
 from ...actions import MAX_NOTE, MAX_UNIT
 from ...auth import VIA_SESSION, needs
 from ...domain.lifecycle import TransitionError, allowed_actions
+from ...domain.verification import OUTCOMES
 from ...domain.visibility import redact, sees
 from ...timeutil import now_ms
 from .. import queries
@@ -40,8 +41,13 @@ async def incident_page(request: Request) -> Response:
             "sla_ms": sla_ms(request), "now": now_ms()}
     actions = allowed_actions(inc.state, user.role, incident_unit=inc.unit, actor_unit=user.unit)
     rec = await unit_pages.recommendation_for(request, inc) if "dispatch" in actions else None
+    # The call-back and the cancel confirmation have their own panel (_verify.html); the
+    # confirmation only once the holder asked to cancel.
+    callback = [a for a in actions if a == "verify" or (a == "confirm_cancel" and inc.cancel_requested_ms)]
+    actions = [a for a in actions if a not in ("verify", "confirm_cancel")]
     return render(request, "incident.html", inc=inc, dev=inc.device or {}, timeline=timeline,
                   latency=inc.latencies(), actions=actions, rec=rec, rec_missing="dispatch" in actions,
+                  callback=callback, outcomes=OUTCOMES,
                   falses=falses, units=units, boot=boot, sla_ms=sla_ms(request),
                   ok=request.query_params.get("ok", ""), err=request.query_params.get("err", ""))
 
@@ -57,6 +63,9 @@ async def act(request: Request) -> Response:
     inc_id, action = request.path_params["id"], request.path_params["action"]
     actions.permitted(action, request.user)
     note = str(form.get("note") or "").strip()[:MAX_NOTE] or None
+    if action == "verify":
+        # The outcome leads the note (domain/verification.py), whichever edge records it.
+        note = f"{str(form.get('outcome') or '').strip()[:20]}: {note or ''}".strip()[:MAX_NOTE]
     unit = str(form.get("unit") or "").strip()[:MAX_UNIT] or None
     back = safe_next(str(form.get("next") or f"{BASE}/incidents/{inc_id}"))
     try:
