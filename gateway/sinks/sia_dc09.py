@@ -19,7 +19,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import metrics
@@ -83,6 +83,17 @@ def sequence(idem_key: str) -> int:
     return zlib.crc32(idem_key.encode()) % 9999 + 1
 
 
+def clock_note(reply: codec.Reply) -> str:
+    """Why a NAK may have come: the receiver refuses timestamps outside its window, and its
+    NAK carries its own time. Told, not acted on: a receiver set to local time instead of
+    UTC would otherwise pull every later timestamp out of its window."""
+    if reply.receiver_time is None:
+        return ""
+    offset = (reply.receiver_time - datetime.now(UTC)).total_seconds()
+    # A few seconds is transit and rounding, not a wrong clock.
+    return f"; the ARC's clock is {offset:+.0f} s from ours" if abs(offset) > 5 else ""
+
+
 class SiaSink:
     def __init__(self, name: str, events: frozenset[str] | None, options: Options, *,
                  kecamatan_of: Callable[[str], str] | None = None) -> None:
@@ -92,8 +103,6 @@ class SiaSink:
         self.events = events
         self.options = options
         self.key = codec.check_key(options.key) if options.key else None
-        # The receiver's clock less ours, learnt from its NAKs: the timestamp must fall in its window.
-        self.clock_offset = timedelta(0)
         self._null_seq = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -144,8 +153,7 @@ class SiaSink:
     def send(self, message: codec.Message) -> codec.Reply:
         """Send one message on its own connection and return the ARC's reply."""
         o = self.options
-        wire = message.encode(receiver=o.receiver, line=o.line, key=self.key,
-                              at=datetime.now(UTC) + self.clock_offset)
+        wire = message.encode(receiver=o.receiver, line=o.line, key=self.key, at=datetime.now(UTC))
         try:
             with socket.create_connection((o.host, o.port), timeout=o.timeout_s) as sock:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -178,20 +186,9 @@ class SiaSink:
         if reply.kind == "DUH":
             raise DeliveryError("the ARC cannot take this message (DUH)", permanent=True)
         if reply.kind == "NAK":
-            self._learn_clock(reply)
-            raise DeliveryError("the ARC refused the message (NAK)")
+            raise DeliveryError("the ARC refused the message (NAK)" + clock_note(reply))
         if reply.seq is not None and reply.seq != message.seq:
             raise DeliveryError(f"the ARC acknowledged sequence {reply.seq}, not {message.seq}")
-
-    def _learn_clock(self, reply: codec.Reply) -> None:
-        if reply.receiver_time is None:
-            return
-        offset = reply.receiver_time - datetime.now(UTC)
-        # A few seconds is transit and rounding, not a wrong clock.
-        if abs(offset) > timedelta(seconds=5):
-            log.warning("ARC %s: its clock is %.0f s from ours; stamping messages with its time",
-                        self.name, offset.total_seconds())
-            self.clock_offset = offset
 
     # --- supervision ----------------------------------------------------------------
     def supervise_once(self) -> codec.Reply:
@@ -199,10 +196,7 @@ class SiaSink:
         with self._lock:
             self._null_seq = self._null_seq % 9999 + 1
             seq = self._null_seq
-        reply = self.send(codec.Message("NULL", seq, self.options.account, codec.NULL_DATA))
-        if reply.kind == "NAK":
-            self._learn_clock(reply)
-        return reply
+        return self.send(codec.Message("NULL", seq, self.options.account, codec.NULL_DATA))
 
     def start(self) -> None:
         if self.options.supervision_s <= 0 or self._supervisor is not None:

@@ -4,9 +4,11 @@ A NAK, a wrong key or an ARC that is down leaves the event queued and counted, n
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -118,7 +120,10 @@ def test_the_account_per_device_or_per_sector(tmp_path, arcs):
                           name="sec")["sec"]
     by_sector.deliver(forward("new", id="inc-000000000003"))
     by_sector.deliver(forward("new", id="inc-000000000004", device={"kecamatan": "Sukun"}))
-    assert [e.account for e in arc.wait(4)] == ["5A01", "1234", "BEEF", "1234"]
+    # The receiver calls back after its ACK, on a thread per connection: order by incident.
+    got = {next(x.value for x in e.extended_data or [] if x.identifier == "I"): e.account for e in arc.wait(4)}
+    assert got == {"inc-000000000001": "5A01", "inc-000000000002": "1234", "inc-000000000003": "BEEF",
+                   "inc-000000000004": "1234"}
 
 
 @pytest.mark.parametrize("arc_key, sink_key", [(KEY, OTHER_KEY), (None, KEY)])
@@ -147,7 +152,6 @@ def test_a_code_the_arc_cannot_take_is_a_duh_and_permanent(tmp_path, arcs):
 
 
 def test_an_arc_that_is_down_or_mute_is_a_transient_failure(tmp_path):
-    import socket
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
@@ -164,6 +168,56 @@ def test_an_arc_that_is_down_or_mute_is_a_transient_failure(tmp_path):
         assert not exc.value.permanent
     finally:
         mute.close()
+
+
+class ScriptedArc:
+    """A TCP peer that reads one message per connection and answers it with `reply`."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall(self.reply)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def stamp(offset_s: float) -> str:
+    return codec.timestamp(datetime.now(UTC) + timedelta(seconds=offset_s))
+
+
+@pytest.mark.parametrize("reply, message", [
+    (lambda: codec.frame('"NAK"0000R0L0A0[]' + stamp(600)), r"NAK\); the ARC's clock is \+(599|600|601) s from ours"),
+    (lambda: codec.frame('"ACK"0001L0#1234[]'), "acknowledged sequence 1, not"),
+    (lambda: b"\n0000" + codec.frame('"ACK"0001L0#1234[]')[5:], "CRC or length mismatch"),
+    (lambda: b"HELLO, WORLD\r", "no CRC and length"),
+])
+def test_replies_that_do_not_deliver_are_transient(tmp_path, reply, message):
+    arc = ScriptedArc(reply())
+    try:
+        with pytest.raises(DeliveryError, match=message) as exc:
+            sia_sinks(tmp_path, arc.port)["arc"].deliver(forward("new"))
+        assert not exc.value.permanent
+    finally:
+        arc.close()
+
+
+def test_pysiaalarms_own_nak_is_read_with_its_time():
+    from pysiaalarm.event import NAKEvent
+    reply = codec.parse_reply(NAKEvent().create_response())
+    assert reply.kind == "NAK" and reply.receiver_time is not None
+    assert abs((reply.receiver_time - datetime.now(UTC)).total_seconds()) < 5
 
 
 @pytest.mark.parametrize("key", ["", KEY])
