@@ -99,8 +99,9 @@ def test_a_panic_reaches_the_arc_with_its_code_account_and_location(tmp_path, ar
     ("new", "test", "RX"), ("cancelled", "panic", "OC"), ("resolved", "panic", "PR")])
 def test_test_cancel_and_restore_codes(tmp_path, arcs, event, kind, code):
     arc = arcs(SIAAccount("1234", KEY))
-    sia_sinks(tmp_path, arc.port, f'key = "{KEY}"\n')["arc"].deliver(forward(event, kind=kind))
-    assert [e.code for e in arc.wait(1)] == [code]
+    sink = sia_sinks(tmp_path, arc.port, f'key = "{KEY}"\nreceiver = "1A"\nline = "2"\n')["arc"]
+    sink.deliver(forward(event, kind=kind))
+    assert [(e.code, e.receiver, e.line) for e in arc.wait(1)] == [(code, "R1A", "L2")]
 
 
 def test_a_tests_end_owes_the_arc_nothing(tmp_path, arcs):
