@@ -14,6 +14,7 @@ import re
 from datetime import UTC, datetime
 
 from .domain import sla
+from .domain.dispatch import sector_of
 from .domain.sla import STEPS
 from .models import Incident
 from .store import ReportRow, Store
@@ -69,10 +70,21 @@ def compute(rows: list[ReportRow], *, since_ms: int, until_ms: int, now_ms: int,
     }
 
 
+def by_sector(store: Store, rows: list[ReportRow], *, now_ms: int, sla_s: int, kinds: tuple[str, ...]) -> list[dict]:
+    """The same figures per sector (the Polsek of the device's kecamatan, domain/dispatch.py)."""
+    devices = store.devices_by_id(list({r.incident.dev for r in rows}))
+    labelled = [(r.incident, sector_of(d.kecamatan) if (d := devices.get(r.incident.dev)) else sla.UNREGISTERED)
+                for r in rows]
+    _, per = sla.by_kelurahan(labelled, sla_s=sla_s, now_ms=now_ms, kinds=kinds)
+    return [{"sector": k, **_summary(v)} for k, v in per.items()]
+
+
 def build(store: Store, *, since_ms: int, until_ms: int, now_ms: int, sla_s: int = sla.SLA_S,
           kinds: tuple[str, ...] = ("panic",)) -> tuple[dict, list[ReportRow]]:
     rows = store.report_incidents(since_ms, until_ms, kinds)
-    return compute(rows, since_ms=since_ms, until_ms=until_ms, now_ms=now_ms, sla_s=sla_s, kinds=kinds), rows
+    rep = compute(rows, since_ms=since_ms, until_ms=until_ms, now_ms=now_ms, sla_s=sla_s, kinds=kinds)
+    rep["sectors"] = by_sector(store, rows, now_ms=now_ms, sla_s=sla_s, kinds=kinds)
+    return rep, rows
 
 
 # --- output ------------------------------------------------------------------------------
@@ -96,11 +108,17 @@ def _scopes(report: dict):
         yield k["kelurahan"], k
 
 
+def _table_scopes(report: dict):
+    yield from _scopes(report)
+    for k in report.get("sectors", []):
+        yield f"sector {k['sector']}", k
+
+
 def to_table(report: dict) -> str:
     head = (["scope", "n"] + [f"{SHORT[s]} p50/p90/p99" for s in STEPS] + [f"<= {report['sla_s'] // 60} min"]
             + [f"{t.name} <= {t.limit_s} s ({t.target:.0%})" for t in sla.TIMERS])
     rows = []
-    for name, s in _scopes(report):
+    for name, s in _table_scopes(report):
         cells = [name, str(s["incidents"])]
         for step in STEPS:
             st = s["steps"][step]

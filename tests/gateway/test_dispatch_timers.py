@@ -49,3 +49,32 @@ def test_summary_share_and_met_per_timer():
     # Incidents cancelled before anyone arrived do not count, for the timers as for the promise.
     cancelled = Times(kind="panic", state="cancelled", press_ms=T0, received_ms=T0)
     assert summarize([cancelled], now_ms=now).timers["answer"].met is None
+
+
+def test_report_gives_the_timers_per_sector_and_kelurahan(tmp_path):
+    from gateway import report
+    from gateway.models import Alert, Device
+    from gateway.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "g.db")
+    store.migrate()
+    store.add_devices([Device(id="klj-1", secret="s" * 64, mqtt_password="p", kelurahan="Kauman", kecamatan="Klojen"),
+                       Device(id="blm-1", secret="s" * 64, mqtt_password="p", kelurahan="Polehan",
+                              kecamatan="Blimbing")])
+    for seq, (dev, ack_s, disp_s) in enumerate([("klj-1", 5, 30), ("klj-1", 10, 50), ("blm-1", 40, 200)], start=1):
+        received = T0 + seq * 60 * S
+        a = Alert(id=f"{dev}:1:{seq}", dev=dev, boot=1, seq=seq, kind="panic", t=received - 100, age=0, lat6=1,
+                  lon6=1, acc=5, src="fixed", batt=None, rssi=None, ref=None, received_ms=received, body="{}")
+        inc = store.ingest([a])[0].incident
+        store.transition(inc.id, "acknowledge", "operator:a", received + ack_s * S, role="operator")
+        store.transition(inc.id, "dispatch", "operator:a", received + disp_s * S, role="operator", unit="u")
+    rep, _ = report.build(store, since_ms=T0, until_ms=T0 + 3600 * S, now_ms=T0 + 3600 * S)
+    sectors = {s["sector"]: s["timers"] for s in rep["sectors"]}
+    assert sectors["klojen"]["answer"]["share"] == 1.0 and sectors["klojen"]["dispatch"]["met"] is True
+    assert sectors["blimbing"]["answer"]["share"] == 0.0 and sectors["blimbing"]["dispatch"]["met"] is False
+    kel = {k["kelurahan"]: k["timers"] for k in rep["kelurahan"]}
+    assert kel["Kauman"]["answer"]["within"] == 2 and kel["Polehan"]["dispatch"]["missed"] == 1
+    assert rep["overall"]["timers"]["answer"]["share"] == round(2 / 3, 4)
+    table = report.to_table(rep)
+    assert "sector klojen" in table and "answer <= 15 s (90%)" in table and "(missed)" in table
+    store.close()
