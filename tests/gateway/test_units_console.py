@@ -172,3 +172,44 @@ def test_phone_reports_need_the_session_csrf_and_own_unit(ustack):
     assert r.status_code == 400
     c.post("/console/units/KLJ-R1/status", data={"csrf": csrf, "status": "available"}, headers={"Origin": s.api})
     assert s.get("/api/units/KLJ-R1")["status"] == "available"
+
+
+def test_cancel_request_call_back_and_confirm_in_the_browser(ustack, browser, tmp_path):
+    s = ustack
+    out = ROOT / "docs" if os.environ.get("PANIC_SCREENSHOTS") == "1" else tmp_path
+    creds = s.add_device("klj-kauman-rw05-rt05", *KAUMAN, kelurahan="Kauman", kecamatan="Klojen", rw=5, rt=5,
+                         holder="Ibu Wahyuni", phone="0812-7777-1234", address="Jl. Kauman No. 7")
+    d = RawDevice(creds, s.broker_port)
+    try:
+        d.send(seq=1)
+        inc = d.ack()["inc"]
+        d.send(seq=2, kind="cancel", ref=f"{d.dev}:1:1")
+        assert d.ack()["stage"] == "received"  # the button's cancel is answered; the incident stays open
+    finally:
+        d.close()
+    page = login(browser, s, "op")
+    page.goto(f"{s.api}/console/lang/en?next=/console/incidents/{inc}")
+    assert page.locator("#cancel-request").count() == 1
+    assert page.locator("#confirm-cancel").count() == 1
+    assert page.locator("button.act[data-action=verify]").count() == 0  # its own panel, not a bare button
+    page.select_option("#verify-outcome", "no_answer")
+    page.click("#verify-send")
+    page.wait_for_load_state()
+    assert "No answer" in page.locator("#verified").inner_text()
+    page.click("#confirm-cancel")  # refused: the call-back did not find the holder safe
+    page.wait_for_load_state()
+    assert "call the holder back" in page.content()
+    assert s.get(f"/api/incidents/{inc}")["state"] == "new"
+    page.select_option("#verify-outcome", "safe")
+    page.fill("#verify-note", "her grandson pressed it")
+    page.click("#verify-send")
+    page.wait_for_load_state()
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(out / "console-verify.png"))
+    page.click("#confirm-cancel")
+    page.wait_for_load_state()
+    got = s.get(f"/api/incidents/{inc}")
+    assert got["state"] == "cancelled" and got["verify_outcome"] == "safe"
+    assert [e["stage"] for e in got["events"]][-4:] == ["cancel_requested", "verify", "verify", "cancelled"]
+    assert got["events"][-2]["note"] == "safe: her grandson pressed it"
+    page.close()
