@@ -43,6 +43,12 @@ from .units import (
     traffic_kmh,
 )
 
+# A recommendation whose every unit another operator has just sent is read again after
+# REREAD_S wall seconds, REREAD_TRIES times at most (the gateway records a dispatch within
+# milliseconds; a loaded machine may take a second).
+REREAD_S = 0.5
+REREAD_TRIES = 4
+
 
 @dataclass
 class PeopleConfig:
@@ -271,6 +277,9 @@ class People:
         # The operator is done deciding either way; a case with no free unit waits in the
         # unit queue and is dispatched the moment one frees (the desk keeps watching).
         self._operator_done()
+        self._choose(case, tries=0)
+
+    def _choose(self, case: Case, *, tries: int) -> None:
         if case.state == "cancelled":
             return
         # The gateway's recommendation is an HTTP call: made outside the lock.
@@ -283,6 +292,12 @@ class People:
             else:
                 free = {u.name: u for u in self.units if u.available}
                 pick = follow(offer, free, override=self.cfg.override, rng=self.rng)
+                if pick is None and offer and free and tries < REREAD_TRIES:
+                    # Every offered unit was just sent by another operator, whose dispatch the
+                    # gateway has not recorded yet: read the recommendation again, as an
+                    # operator refreshes the console, before leaving the case to wait.
+                    self.sched.after(REREAD_S, functools.partial(self._choose, case, tries=tries + 1))
+                    return
             if pick is None:
                 case.steps["queued"] = time.monotonic()
                 self.unit_queue.append(case)

@@ -172,3 +172,23 @@ def test_the_recommendation_ranks_units_where_their_phones_say_they_are(desk):
     case = d.dispatched(d.press("klj-kauman-rw05-rt43"))
     assert case.unit == "polresta-malang-1"
     assert d.unit("kauman-1")["lat6"] == pytest.approx(round(offset(*SCENE, -4000, 0)[0] * 1e6), abs=2)
+
+
+def test_an_operator_whose_offered_units_were_all_just_taken_reads_the_recommendation_again(desk):
+    # Another operator has just sent the only offered unit; the gateway does not know yet.
+    # The operator must look again once it is free rather than leave the call waiting.
+    # OTHER's unit is free but never offered (another sector, and NEAR's can arrive in time).
+    d = desk([NEAR, OTHER], PeopleConfig(operators=1, dispatch="recommend", ack_sigma=0.0, dispatch_sigma=0.0))
+    d.phones.start()
+    near = d.people.by_unit["kauman-1"]
+    near.case = "another operator's call"
+    aid = d.press("klj-kauman-rw05-rt44")
+
+    def taken_elsewhere_then_free():
+        with d.people.lock:
+            near.case = None
+    # The decision is due ~40 simulated s (0.4 s wall) after the alert; free the unit shortly after.
+    d.sched.after(0.6, taken_elsewhere_then_free)
+    case = d.dispatched(aid)
+    assert case.unit == "kauman-1"
+    assert "queued" not in case.steps
