@@ -7,6 +7,7 @@ import queue
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -61,8 +62,9 @@ def custom_stack(state: Path, webhooks: list[str] | None = None, extra_webhooks:
     return s
 
 
-def device(stack: Stack, dev: str = "klj-kauman-rw05-rt03", **fields) -> tuple[RawDevice, dict]:
-    creds = stack.add_device(dev, *KAUMAN, **({"kelurahan": "Kauman", "rw": 5, "rt": 3} | fields))
+def device(stack: Stack, dev: str = "klj-kauman-rw05-rt03", **fields: Any) -> tuple[RawDevice, dict]:
+    values: dict[str, Any] = {"kelurahan": "Kauman", "rw": 5, "rt": 3, **fields}
+    creds = stack.add_device(dev, *KAUMAN, **values)
     return RawDevice(creds, stack.broker_port), creds
 
 
