@@ -128,7 +128,8 @@ def compare(free: dict, recommend: dict, path: Path) -> Path:
             ax.step(mins, [(i + 1) / n for i in range(len(mins))], where="post", color=colour, lw=2,
                     label=f"{label}: {o['within_10_min_pct']}% within 10 min, p90 {o['p90_min']} min (n={n})")
     ax.axvline(SLA_MIN, color="#c0392b", ls="--", lw=1.5, label="10-minute promise")
-    ax.set_xlim(0, SLA_MIN * 2)
+    longest = [p["min"] for rep in (free, recommend) for p in rep["points"] if p["min"] is not None]
+    ax.set_xlim(0, max([SLA_MIN * 1.5] + [m * 1.05 for m in longest]))
     ax.set_ylim(0, 1.02)
     ax.set_xlabel(f"minutes (simulated; time compression x{free['speed']:g})")
     ax.set_ylabel("share of incidents on scene")
