@@ -20,7 +20,9 @@ def provision(stack: Stack, buttons: list[Button]) -> list[dict]:
         w.writerow(["id", "kelurahan", "kecamatan", "rw", "rt", "lat6", "lon6"])
         for b in buttons:
             w.writerow([b.id, b.kelurahan, b.kecamatan, b.rw, b.rt, b.lat6, b.lon6])
-    return json.loads(stack.cli("device", "import", str(path), "--json").stdout)
+    creds = json.loads(stack.cli("device", "import", str(path), "--json").stdout)
+    stack.issued.extend(creds)  # the registry keeps only MQTT password hashes
+    return creds
 
 
 def start_devices(stack: Stack, creds: list[dict], flash_root: Path, heap: str = "96K",
