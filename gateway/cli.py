@@ -322,8 +322,9 @@ def cmd_device_remove(args) -> int:
 def cmd_token_create(args) -> int:
     store = open_store(config.load(args.config))
     if args.role == "responder" and not args.unit:
-        # A field token acts only on its own unit's incidents: without one it could do nothing.
-        return _fail("a responder token needs --unit (the unit it acts for)")
+        # A field token acts only on its own unit's incidents: without one it reaches none.
+        print("panic-gateway: warning: a responder token without --unit can act on and read no incident",
+              file=sys.stderr)
     try:
         lifetime = token_rules.parse_expiry(args.expires)
     except token_rules.ExpiryError as exc:

@@ -86,7 +86,9 @@ class Config:
     silent_factor: float = 2.5  # silent after this many heartbeats without a status
     low_battery_pct: int = 20
     backlog_min: int = 1  # outbox entries in a status that count as a backlog
-    open_incidents_per_device: int = 5  # past it a button's alerts join its newest open incident; 0: no cap
+    # Past it a button's further alerts join its newest open incident; 0: no cap. Above any real
+    # use (a holder pressing again and again while offline queues a press each time).
+    open_incidents_per_device: int = 20
     false_alarm_limit: int = 3  # 0: no policy
     false_alarm_window_s: int = 30 * 86400
     false_alarm_action: str = "flag"  # flag | suspend

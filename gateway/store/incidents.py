@@ -52,7 +52,8 @@ def _reused(stored_body: str, a: Alert) -> bool:
 
 
 class IncidentsMixin(DevicesMixin):
-    open_per_device: int = open_cap.DEFAULT_CAP  # open_store sets it from the config
+    # 0: no cap. open_store sets [gateway] open_incidents_per_device for every process.
+    open_per_device: int = 0
 
     # --- ingest --------------------------------------------------------------------
     def ingest(self, alerts: list[Alert]) -> list[Outcome]:

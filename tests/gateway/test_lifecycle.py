@@ -1,6 +1,8 @@
 """An incident from press to resolved through the API; the button hears every stage."""
 from __future__ import annotations
 
+import httpx
+
 
 def _press(fw):
     fw.wait_for(lambda e: e["ev"] == "link" and e["state"] == "up", 10)

@@ -14,10 +14,11 @@ from tests.gateway.test_gateway_support import custom_stack, device
 
 PASSWORD = "kata-sandi-uji-1"
 FLOOD = 520
+CAP = 5  # [gateway] open_incidents_per_device, set below its default here
 
 
 def test_a_flooding_button_cannot_push_a_genuine_call_out_of_the_queue(tmp_path):
-    s = custom_stack(tmp_path / "state")
+    s = custom_stack(tmp_path / "state", open_incidents_per_device=CAP)
     genuine, _ = device(s, "klj-kauman-rw05-rt01")
     stolen, _ = device(s, "klj-kauman-rw05-rt02")
     try:
@@ -31,12 +32,12 @@ def test_a_flooding_button_cannot_push_a_genuine_call_out_of_the_queue(tmp_path)
         assert {a["id"] for a in acks} == {f"{stolen.dev}:1:{i}" for i in range(1, FLOOD + 1)}
         assert {a["stage"] for a in acks} == {"received"}
         folded = [a for a in acks if a.get("reason") == "open_cap"]
-        assert len(folded) == FLOOD - 5 and len({a["inc"] for a in acks}) == 5
+        assert len(folded) == FLOOD - CAP and len({a["inc"] for a in acks}) == CAP
 
         # The default API list and the operators' queue still hold the genuine call.
         listed = s.get("/api/incidents")["incidents"]
         assert call["inc"] in {i["id"] for i in listed}
-        assert sum(i["dev"] == stolen.dev for i in listed) == 5
+        assert sum(i["dev"] == stolen.dev for i in listed) == CAP
         # ... even when a client asks for fewer than the open ones.
         assert call["inc"] in {i["id"] for i in s.get("/api/incidents", limit=3)["incidents"]}
         subprocess.run([str(BIN / "panic-gateway"), "user", "add", "op", "--role", "operator", "--password-stdin"],
@@ -51,11 +52,11 @@ def test_a_flooding_button_cannot_push_a_genuine_call_out_of_the_queue(tmp_path)
         # The operators are warned: the button is flagged, the count is exported.
         flooded = [c for c in cards if c["dev"] == stolen.dev]
         assert flooded and all("alert flood" in c["flag"] for c in flooded)
-        assert s.metrics()["panic_alerts_folded_total"] == FLOOD - 5
+        assert s.metrics()["panic_alerts_folded_total"] == FLOOD - CAP
         # The folded alerts are on the newest open incident's timeline.
         newest = max(flooded, key=lambda c: c["received_ms"])["id"]
         stages = [e["stage"] for e in s.get(f"/api/incidents/{newest}")["events"]]
-        assert stages.count("alert_folded") == FLOOD - 5
+        assert stages.count("alert_folded") == FLOOD - CAP
     finally:
         genuine.close()
         stolen.close()
