@@ -42,7 +42,11 @@ def test_roles_and_invalid_transitions(stack, make_device):
     assert stack.post(f"/api/incidents/{inc}/fly").status_code == 404
     assert stack.post("/api/incidents/inc-000000000000/acknowledge").status_code == 404
     assert stack.post(f"/api/incidents/{inc}/dispatch", unit="u1").status_code == 200
-    assert stack.post(f"/api/incidents/{inc}/on_scene", role="responder").status_code == 200
+    # A responder acts on its own unit's incidents only: the unit-less token may not, u1's may.
+    assert stack.post(f"/api/incidents/{inc}/on_scene", role="responder").status_code == 403
+    u1 = stack.cli("token", "create", "--role", "responder", "--unit", "u1").stdout.strip()
+    assert httpx.post(f"{stack.api}/api/incidents/{inc}/on_scene", headers={"Authorization": f"Bearer {u1}"},
+                      timeout=10).status_code == 200
     assert stack.post(f"/api/incidents/{inc}/acknowledge").status_code == 409
     assert stack.post(f"/api/incidents/{inc}/false_alarm").status_code == 200
     assert stack.post(f"/api/incidents/{inc}/resolve").status_code == 409
