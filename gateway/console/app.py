@@ -39,6 +39,7 @@ ROUTES: list[BaseRoute] = [
     Route("/units.json", units.units_json),
     Route("/units/{call_sign}/position", units.position_post, methods=["POST"]),
     Route("/units/{call_sign}/status", units.status_post, methods=["POST"]),
+    Route("/incidents/{id}/track.json", units.track_json),
     Mount("/static", app=StaticFiles(directory=str(render.HERE / "static")), name="static"),
 ]
 

@@ -213,3 +213,29 @@ def test_cancel_request_call_back_and_confirm_in_the_browser(ustack, browser, tm
     assert [e["stage"] for e in got["events"]][-4:] == ["cancel_requested", "verify", "verify", "cancelled"]
     assert got["events"][-2]["note"] == "safe: her grandson pressed it"
     page.close()
+
+
+def test_incident_map_shows_the_units_and_the_sent_units_track(ustack, browser):
+    s = ustack
+    inc = press(s, "klj-kauman-rw05-rt06")
+    op = {"Authorization": f"Bearer {s.token()}"}
+    assert httpx.post(f"{s.api}/api/incidents/{inc}/dispatch", json={"unit": "KLJ-R1"}, headers=op,
+                      timeout=10).status_code == 200
+    for lat in (-7.9795, -7.9805, -7.9815):
+        assert httpx.post(f"{s.api}/api/units/KLJ-R1/position", json={"lat": lat, "lon": 112.630}, headers=op,
+                          timeout=10).status_code == 200
+    try:
+        page = login(browser, s, "op")
+        page.goto(f"{s.api}/console/incidents/{inc}")
+        page.wait_for_selector(".unit-pin")
+        assert page.locator("path.leaflet-interactive[stroke-dasharray]").count() >= 1  # the track
+        assert any("KLJ-R1" in t for t in page.locator(".leaflet-tooltip").all_inner_texts())
+        track = page.evaluate(f"fetch('/console/incidents/{inc}/track.json', {{headers: {{Accept: 'application/json'}}}})"
+                              ".then(r => r.json())")
+        assert [p["lat6"] for p in track["positions"]] == [-7979500, -7980500, -7981500]
+        page.close()
+        # Another unit's responder does not see this incident's map data.
+        c, _ = http_login(s, "moto2")
+        assert c.get(f"/console/incidents/{inc}/track.json", headers={"Accept": "application/json"}).status_code == 404
+    finally:
+        httpx.post(f"{s.api}/api/incidents/{inc}/resolve", headers=op, timeout=10)

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from ... import unit_reports
 from ...auth import DESK, VIA_SESSION, needs
 from ...domain.dispatch import COMMAND_CENTRE, SECTORS, STATUSES
+from ...domain.visibility import sees
 from ...models import Incident
 from ...timeutil import now_ms
 from ..render import render, tr, wants_json
@@ -103,3 +104,17 @@ async def phone_unit(request: Request, unit: str) -> dict[str, Any] | None:
         return None
     found = await run_in_threadpool(request.app.state.store.unit, unit)
     return None if found is None else found.to_json(now_ms())
+
+
+@needs(via=VIA_SESSION)
+async def track_json(request: Request) -> Response:
+    """The incident's units on its map: where each unit sent to it went, and where the units are now."""
+    store, user = request.app.state.store, request.user
+    inc = await run_in_threadpool(store.get_incident, request.path_params["id"])
+    if inc is None or not sees(user.view, inc.unit, kecamatan=(inc.device or {}).get("kecamatan", "")):
+        raise HTTPException(404, "not_found")
+    track = await run_in_threadpool(store.incident_track, inc.id)
+    listed = None if user.view.units is None else tuple(user.view.units)
+    board = await run_in_threadpool(_board, request, None)
+    units = [u for u in board["units"] if listed is None or u["call_sign"] in listed]
+    return JSONResponse({"positions": track, "units": units, "stale_s": board["stale_s"], "unit": inc.unit})

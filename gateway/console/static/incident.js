@@ -2,7 +2,7 @@
 (function () {
   "use strict";
   var inc = PBH.boot.incident, W = PBH.boot.words;
-  PBH.map(document.getElementById("map"), { lat: inc.lat6 / 1e6, lon: inc.lon6 / 1e6, acc: inc.acc, dev: inc.dev });
+  PBH.incidentMap = PBH.map(document.getElementById("map"), { lat: inc.lat6 / 1e6, lon: inc.lon6 / 1e6, acc: inc.acc, dev: inc.dev });
 
   var form = document.getElementById("actions");
   if (form) form.addEventListener("submit", function (ev) {
