@@ -66,6 +66,7 @@ def test_report_gives_the_timers_per_sector_and_kelurahan(tmp_path):
         a = Alert(id=f"{dev}:1:{seq}", dev=dev, boot=1, seq=seq, kind="panic", t=received - 100, age=0, lat6=1,
                   lon6=1, acc=5, src="fixed", batt=None, rssi=None, ref=None, received_ms=received, body="{}")
         inc = store.ingest([a])[0].incident
+        assert inc is not None
         store.transition(inc.id, "acknowledge", "operator:a", received + ack_s * S, role="operator")
         store.transition(inc.id, "dispatch", "operator:a", received + disp_s * S, role="operator", unit="u")
     rep, _ = report.build(store, since_ms=T0, until_ms=T0 + 3600 * S, now_ms=T0 + 3600 * S)

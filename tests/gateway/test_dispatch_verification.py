@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.domain import verification
-from gateway.store import Store, TransitionError
+from gateway.store import TransitionError
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 from tests.gateway.test_gateway_support import pg_dsn  # noqa: F401 (fixture)
@@ -29,7 +29,7 @@ def test_outcomes_are_named_first_in_the_note():
             verification.outcome_of(bad)
 
 
-def test_a_button_cancel_is_a_request_the_desk_confirms_after_calling_back(store: Store):
+def test_a_button_cancel_is_a_request_the_desk_confirms_after_calling_back(store):
     inc = store.ingest([alert(1)])[0].incident
     out = store.ingest([alert(2, kind="cancel", ref=f"{DEV}:1:1")])[0]
     # Answered with the incident's own stage: the button ends its alarm, the incident stays open.
@@ -60,7 +60,7 @@ def test_a_button_cancel_is_a_request_the_desk_confirms_after_calling_back(store
     assert late.stage == "cancelled"
 
 
-def test_confirm_cancel_needs_a_request(store: Store):
+def test_confirm_cancel_needs_a_request(store):
     inc = store.ingest([alert(1)])[0].incident
     store.transition(inc.id, "verify", "operator:a", inc.received_ms + 1, role="operator", note="safe")
     with pytest.raises(TransitionError, match="no cancel was requested"):

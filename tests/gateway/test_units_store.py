@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from gateway.domain.ladder import Step
-from gateway.store import Store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 from tests.gateway.test_gateway_support import pg_dsn  # noqa: F401 (fixture)
@@ -20,7 +19,7 @@ def store(request, tmp_path):
     s.close()
 
 
-def test_registry_positions_and_following(store: Store):
+def test_registry_positions_and_following(store):
     assert store.add_unit("KLJ-1", kind="car", post="Polsek Klojen", sector="Klojen", post_lat6=-7979000,
                           post_lon6=112633000, now_ms=1)
     assert not store.add_unit("KLJ-1", kind="car", post="", sector="klojen", post_lat6=1, post_lon6=1, now_ms=2)
@@ -41,22 +40,22 @@ def test_registry_positions_and_following(store: Store):
     assert u is not None and (u.status, u.incident_id) == ("dispatched", inc.id)
     store.report_position("KLJ-1", lat6=-7981000, lon6=112629000, acc=5, at_ms=t + 2)
     store.transition(inc.id, "en_route", "responder:x", t + 3, role="responder")
-    assert store.unit("KLJ-1").status == "en_route"  # type: ignore[union-attr]
+    assert store.unit("KLJ-1").status == "en_route"
     # Re-dispatched to another unit: the first is free again.
     store.transition(inc.id, "dispatch", "operator:a", t + 4, role="operator", unit="BLM-1")
-    assert store.unit("KLJ-1").status == "available" and store.unit("BLM-1").status == "dispatched"  # type: ignore[union-attr]
+    assert store.unit("KLJ-1").status == "available" and store.unit("BLM-1").status == "dispatched"
     store.transition(inc.id, "on_scene", "responder:y", t + 5, role="responder")
     store.transition(inc.id, "resolve", "responder:y", t + 6, role="responder")
     b = store.unit("BLM-1")
     assert b is not None and (b.status, b.incident_id) == ("available", None)
     assert [p["lat6"] for p in store.incident_track(inc.id)] == [-7981000]
     assert len(store.unit_track("KLJ-1", 0)) == 3
-    assert store.set_unit_status("KLJ-1", "off_duty", t + 7).status == "off_duty"  # type: ignore[union-attr]
+    assert store.set_unit_status("KLJ-1", "off_duty", t + 7).status == "off_duty"
     assert store.set_unit_status("NOPE", "off_duty", t + 7) is None
     assert store.remove_unit("KLJ-1") and not store.remove_unit("KLJ-1")
 
 
-def test_ladder_steps_once_each_in_order(store: Store):
+def test_ladder_steps_once_each_in_order(store):
     inc = store.ingest([alert(1)])[0].incident
     t = inc.received_ms
     first, top = Step("polresta", 60), Step("ngalam112", 180)
