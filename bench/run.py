@@ -1,6 +1,6 @@
 """`make bench`: the alert path measured against the raw MQTT pipe, in the same run.
 
-    .venv/bin/python -m bench.run [--only 1,2,3,4,5,6] [--quick] [--out bench/results.json]
+    .venv/bin/python -m bench.run [--only 1,2,3,4,5,6,7] [--quick] [--out bench/results.json]
                                   [--doc docs/benchmarks.md]
 
 Every figure runs on the project's own processes (mosquitto with its generated config,
@@ -233,6 +233,22 @@ def _raw_throughput(port: int, user: str, pw: str, cred: dict, topic: str, paylo
 
 
 # --- figure 2 and 5: the firmware ----------------------------------------------------------------
+def flood_statuses(port: int, cred: dict, stop: threading.Event, limit: int) -> int:
+    """One button's own login sends statuses at QoS 0 as fast as paho writes them, until
+    `stop` or `limit` messages: the attack of docs/security.md row 4."""
+    c = paho_client(cred["mqtt_username"], cred["mqtt_username"], cred["mqtt_password"])
+    c.max_queued_messages_set(0)
+    connect_wait(c, port)
+    topic = f"panic/v1/{cred['id']}/status"
+    sent = 0
+    while sent < limit and not stop.is_set():
+        c.publish(topic, mqttload.status_body(cred["id"], 1, sent), qos=0)
+        sent += 1
+    c.disconnect()
+    c.loop_stop()
+    return sent
+
+
 def firmware_presses(stack: Stack, cred: dict, flash: Path, presses: int) -> dict:
     fw = FirmwareDevice(flash, dict(cred["config"]), heap="96K")
     fw.start()
@@ -434,6 +450,8 @@ class Bench:
         gw_pid = stack.gateways[0].pid
         rss_idle = rss_bytes(gw_pid)
         asyncio.run(self._city_async(stack, city, fw_cred, n_idle, only))
+        if 7 in only:
+            self.status_flood(stack, flooder=raw_creds[0], presser=fw_cred)
         self.gateway_rss_idle = rss_idle
 
     async def _city_async(self, stack: Stack, city: list[dict], fw_cred: dict, n_idle: int, only: set[int]) -> None:
@@ -650,11 +668,52 @@ class Bench:
                   f"{two['acked']}/{two['n']} acked, CPU {fmt_cpu(cpu2)}; {n_inc} incidents for {sent} alerts sent")
         await load.close()
 
+    def status_flood(self, stack: Stack, *, flooder: dict, presser: dict) -> None:
+        """Figure 7: another button's press while one button floods its status topic, beside
+        the same presses with no flood, and the gateway's memory through it."""
+        log("figure 7: press -> ack while one button floods its own status topic at QoS 0")
+        presses = 10 if self.quick else 40
+        flash = self.tmp / "flash" / presser["id"]
+        quiet = firmware_presses(stack, presser, flash, presses)
+        pid = stack.gateways[0].pid
+        rss0, peak = rss_bytes(pid), [0]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.05):
+                peak[0] = max(peak[0], rss_bytes(pid))
+
+        sent: list[int] = []
+        threads = [threading.Thread(target=sample),
+                   threading.Thread(target=lambda: sent.append(
+                       flood_statuses(stack.broker_port, flooder, stop, 2_000_000)))]
+        for t in threads:
+            t.start()
+        t0 = time.perf_counter()
+        try:
+            time.sleep(1.0)  # the flood is in full flow before the first press
+            flooded = firmware_presses(stack, presser, flash, presses)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        secs = time.perf_counter() - t0
+        q50, q99 = pct(quiet["lat"], 50), pct(quiet["lat"], 99)
+        f50, f99 = pct(flooded["lat"], 50), pct(flooded["lat"], 99)
+        self.add("7 press -> verified ack p50 (ms) during one button's status flood", f50, q50,
+                 "<= 3x the same presses with no flood", f50 <= 3 * q50)
+        self.add("7 press -> verified ack p99 (ms) during the flood", f99, q99, "< 50 ms", f99 < 50)
+        self.add("7 gateway peak RSS during the flood (MB)", peak[0] / 2**20, rss0 / 2**20, "< 150 MB",
+                 peak[0] < 150 * 2**20)
+        n = sent[0] if sent else 0
+        self.note(f"figure 7: {n:,} statuses from one login in {secs:.1f} s ({n / secs:,.0f}/s), "
+                  f"{presses} presses each way; baseline = the same firmware presses just before, no flood")
+
     def run(self) -> list[dict]:
         only = self.only = {int(x) for x in self.args.only.split(",")}
         t0 = time.perf_counter()
         try:
-            if only & {1, 2, 3, 5}:
+            if only & {1, 2, 3, 5, 7}:
                 self.city(only)
                 self._down_all()
             if 4 in only:
@@ -726,7 +785,7 @@ def write_doc(path: Path, records: list[dict], notes: list[str], elapsed: float,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="1,2,3,4,5,6", help="figures to run, e.g. 1,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="figures to run, e.g. 1,3")
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not a measurement")
     ap.add_argument("--presses", type=int, default=200)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
