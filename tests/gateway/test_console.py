@@ -193,8 +193,8 @@ def test_user_list_as_json(tmp_path, capsys):
     capsys.readouterr()
     assert gateway_cli.main(["user", "list", "--json", "--config", str(cfg)]) == 0
     assert json.loads(capsys.readouterr().out) == [
-        {"name": "op", "role": "operator", "unit": "", "disabled": 0},
-        {"name": "unit2", "role": "responder", "unit": "sabhara-2", "disabled": 0}]
+        {"name": "op", "role": "operator", "unit": "", "disabled": 0, "sector": ""},
+        {"name": "unit2", "role": "responder", "unit": "sabhara-2", "disabled": 0, "sector": ""}]
 
 
 # --- in the browser -----------------------------------------------------------------------------
