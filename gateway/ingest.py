@@ -1,11 +1,12 @@
 """Alert ingest: broker → validate → store (group commit) → signed ack → forwarders.
 
-paho's network thread only queues messages; one worker drains the queue in batches,
-commits each batch in one transaction, and only then acks the device and PUBACKs the
-broker (manual ack), so an ack always means the incident is on disk.
+The transport's thread (gateway/transport/) only queues messages; one worker drains the
+queue in batches, commits each batch in one transaction, and only then acks the device and
+the broker (a manual PUBACK on mosquitto, a JetStream ack on NATS), so an ack always means
+the incident is on disk.
 
 Bounded on every side, so no single device can starve the others: the broker keeps at most
-RECEIVE_MAXIMUM QoS 1 alerts in flight to the gateway (MQTT v5 Receive Maximum; the rest
+a bounded window of QoS 1 alerts in flight to the gateway (MQTT v5 Receive Maximum; the rest
 wait in the broker's session), QoS 0 alerts past QOS0_QUEUE_MAX queued are shed and
 counted, statuses come on a connection of their own (a flood of them queues ahead of no
 alert in the broker's socket to the gateway) through a per-device StatusGate, and a message
@@ -18,18 +19,13 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from . import metrics, signing
+from . import metrics, signing, transport
 from .config import Config
 from .models import Alert, Device, Incident, Outcome
 from .status_gate import StatusGate
@@ -44,7 +40,6 @@ for _reason in REASONS:
     metrics.alerts_rejected.labels(_reason)
 REGISTRY_TTL_S = 2.0
 SWITCH_INTERVAL_S = 0.0005
-RECEIVE_MAXIMUM = 1024  # several full batches in flight keep group commits full
 QOS0_QUEUE_MAX = 1024
 # Attempts of one message on its own before it is dead-lettered: enough to ride out a
 # deadlock or a brief lock timeout, few enough that a poison message costs seconds.
@@ -99,7 +94,7 @@ def ack_body(alert_id: str, stage: str, inc: str | None, reason: str | None, flo
 class Ingest:
     def __init__(self, cfg: Config, store: Store, *,
                  on_stored: Callable[[], None] = lambda: None,
-                 on_status: Callable[[mqtt.MQTTMessage], None] | None = None) -> None:
+                 on_status: Callable[[Any], None] | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.on_stored = on_stored
@@ -113,70 +108,27 @@ class Ingest:
         self.registry = Registry(store)
         self.root = cfg.topic_root
         # Bounded by the broker (Receive Maximum) for QoS 1 and by QOS0_QUEUE_MAX for QoS 0.
-        self.queue: queue.Queue[mqtt.MQTTMessage | None] = queue.Queue()
+        self.queue: queue.Queue[Any] = queue.Queue()
         self._last_commit = time.monotonic()
         self._busy_since: float | None = None
         self.dead_lettered = 0
-        self.connected = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.mqtt.client_id,
-                                  protocol=mqtt.MQTTv5, manual_ack=True)
-        self.client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.on_socket_open = self._on_socket_open
-        self.client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]  # paho takes seconds as a float
-        self.status_client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{cfg.mqtt.client_id}-status",
-                                         protocol=mqtt.MQTTv5)
-        self.status_client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password)
-        self.status_client.on_connect = self._on_status_connect
-        self.status_client.on_message = self._on_status_message
-        self.status_client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]  # paho takes seconds as a float
+        self.transport = transport.build(cfg, on_alert=self._on_alert,
+                                         on_status=self._on_status if self.status_gate is not None else None)
+        self.connected = self.transport.connected
         self._worker = threading.Thread(target=self._work, name="ingest", daemon=True)
 
-    # --- MQTT callbacks (paho's thread) ----------------------------------------------
-    def _on_socket_open(self, client, userdata, sock) -> None:
-        # paho leaves Nagle on: every ack would wait for the peer's delayed ACK (~40 ms).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
-        if reason.is_failure:
-            log.error("broker refused the gateway: %s", reason)
-            return
-        client.subscribe(f"$share/{self.cfg.mqtt.group}/{self.root}/+/alert", qos=1)
-        # A persistent session from an older gateway may still carry the status subscription.
-        client.unsubscribe(f"{self.root}/+/status")
-        self.connected.set()
-        metrics.mqtt_connected.set(1)
-        log.info("connected to broker %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
-
-    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
-        self.connected.clear()
-        metrics.mqtt_connected.set(0)
-        log.warning("disconnected from broker: %s", reason)
-
-    def _on_status_connect(self, client, userdata, flags, reason, properties) -> None:
-        if reason.is_failure:
-            log.error("broker refused the gateway's status connection: %s", reason)
-            return
-        # Not shared: every gateway keeps every device's health, and a shared subscription
-        # would not replay the retained statuses (and wills) at (re)connect.
-        client.subscribe(f"{self.root}/+/status", qos=1)
-
-    def _on_status_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        if self.status_gate is not None and msg.topic.endswith("/status"):
+    # --- the transport's thread ------------------------------------------------------
+    def _on_status(self, msg: Any) -> None:
+        if self.status_gate is not None:
             self.status_gate.offer(msg)
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        if not msg.topic.endswith("/alert"):
-            client.ack(msg.mid, msg.qos)  # e.g. a status under an older session's subscription
-            return
+    def _on_alert(self, msg: Any) -> None:
         if msg.qos == 0 and self.queue.qsize() >= QOS0_QUEUE_MAX:
             metrics.alerts_shed.inc()
             return
         self.queue.put(msg)
 
-    def status_done(self, msg: mqtt.MQTTMessage) -> None:
+    def status_done(self, msg: Any) -> None:
         """The health worker has handled a status (it was acked on arrival)."""
         if self.status_gate is not None:
             self.status_gate.done(msg)
@@ -196,11 +148,6 @@ class Ingest:
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        # A persistent session: alerts published while the gateway restarts wait for it.
-        props.SessionExpiryInterval = 3600
-        # The broker holds the rest of a burst in the session, not the gateway's memory.
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
         # The worker drops the GIL in every SQLite call and the fsync; with the default 5 ms
         # switch interval it then waits up to 5 ms to get it back from the MQTT thread, per
         # statement (a convoy: the gateway sat at 60 % CPU with a full queue). 0.5 ms keeps
@@ -209,12 +156,7 @@ class Ingest:
         if self.status_gate is not None:
             self.status_gate.start()
         self._worker.start()
-        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=15,
-                                  clean_start=False, properties=props)
-        self.client.loop_start()
-        if self.status_gate is not None:
-            self.status_client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=15)
-            self.status_client.loop_start()
+        self.transport.start()
 
     def stop(self) -> None:
         self._stopping = True
@@ -222,11 +164,7 @@ class Ingest:
         self._worker.join(timeout=5)
         if self.status_gate is not None:
             self.status_gate.stop()
-        if self.status_gate is not None:
-            self.status_client.disconnect()
-            self.status_client.loop_stop()
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.transport.stop()
 
     # --- the worker ----------------------------------------------------------------------
     def _work(self) -> None:
@@ -250,9 +188,10 @@ class Ingest:
             finally:
                 self._busy_since = None
 
-    def _process_until_done(self, batch: list[mqtt.MQTTMessage]) -> None:
+    def _process_until_done(self, batch: list[Any]) -> None:
         """Retry a failed batch (e.g. the database is down) rather than drop it: a message
-        not PUBACKed is only redelivered when the gateway reconnects. After a second failure
+        not acked to the broker is only redelivered when the gateway reconnects (mosquitto) or
+        after the consumer's ack wait (NATS). After a second failure
         the batch goes one message at a time, so one bad message cannot hold up the rest."""
         delay = 0.2
         for attempt in range(2):
@@ -266,7 +205,7 @@ class Ingest:
         for msg in batch:
             self._process_alone(msg)
 
-    def _process_alone(self, msg: mqtt.MQTTMessage) -> None:
+    def _process_alone(self, msg: Any) -> None:
         """One message, retried with backoff; after DEAD_AFTER failures it is dead-lettered,
         unless the dead letter cannot be written either: then the store itself is down, and
         every message waits for it (nothing could be stored anyway)."""
@@ -285,7 +224,7 @@ class Ingest:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def _dead_letter(self, msg: mqtt.MQTTMessage, exc: Exception, attempts: int) -> bool:
+    def _dead_letter(self, msg: Any, exc: Exception, attempts: int) -> bool:
         """Keep the message in the store with its reason, ack it, and tell the device it was
         rejected (else it retransmits the same poison for ever). False if the store refused."""
         result = check_alert(msg.topic, _bytes(msg.payload), root=self.root, max_payload=self.cfg.max_payload,
@@ -301,7 +240,7 @@ class Ingest:
             log.exception("dead letter for %s not recorded; the store is failing, retrying the message",
                           msg.topic[:120])
             return False
-        self.client.ack(msg.mid, msg.qos)
+        self.transport.ack(msg)
         self.dead_lettered += 1
         self._last_commit = time.monotonic()
         metrics.ingest_dead_letters.inc()
@@ -312,7 +251,7 @@ class Ingest:
             self.send_ack(device, alert_id, "rejected", None, "ingest_failed")
         return True
 
-    def _process(self, batch: list[mqtt.MQTTMessage]) -> None:
+    def _process(self, batch: list[Any]) -> None:
         self.registry.refresh()
         now = now_ms()
         valid: list[Alert] = []
@@ -340,7 +279,7 @@ class Ingest:
             # incident cost the ingest thread a fifth of its time (py-spy, docs/benchmarks.md).
             log.info("%d incident(s): %s", len(created), ", ".join(created))
         for msg in batch:
-            self.client.ack(msg.mid, msg.qos)
+            self.transport.ack(msg)
         self._last_commit = time.monotonic()
         if any(o.created or not o.duplicate for o in outcomes):
             self.on_stored()
@@ -380,5 +319,5 @@ class Ingest:
     def send_ack(self, device: Device, alert_id: str, stage: str, inc: str | None, reason: str | None,
                  floor: int | None = None) -> None:
         payload = signing.sign(ack_body(alert_id, stage, inc, reason, floor), device.secret)
-        self.client.publish(f"{self.root}/{device.id}/ack", payload, qos=1)
+        self.transport.publish(f"{self.root}/{device.id}/ack", payload, qos=1)
         metrics.acks_sent.labels(stage).inc()

@@ -48,7 +48,7 @@ def run(cfg: Config) -> None:
     health_monitor = HealthMonitor(cfg, store, ingest.registry, ack=ingest.status_done,
                                    on_event=wake_forwarders)
     escalator = Escalator(store, cfg.escalate_after_s, steps=cfg.escalation, on_escalated=wake_forwarders)
-    sink_ctx.mqtt = ingest.client
+    sink_ctx.mqtt = ingest.transport
     # The MQTT client id names this gateway: its own leases are its to take back after a restart.
     forwarders.extend(Forwarder(sink, store, dead_after_s=cfg.forward_dead_after_s, owner=cfg.mqtt.client_id,
                                 backoff_ms=cfg.forward_backoff_ms, backoff_max_s=cfg.forward_backoff_max_s,
