@@ -68,6 +68,11 @@ def test_a_polsek_desk_reads_and_acts_on_its_own_sector_only(sectors):
     assert other["units"] == []
     dash = klj.get("/console/dashboard").text
     assert "Kauman" in dash and "Polehan" not in dash
+    # The dashboard's sector filter narrows a view, never widens it.
+    assert "Kauman" not in klj.get("/console/dashboard?sector=blimbing").text
+    city = http_login(s, "op-city")[0]
+    narrowed = city.get("/console/dashboard?sector=blimbing").text
+    assert "Polehan" in narrowed and "Kauman" not in narrowed
     for name in ("op-polresta", "op-city"):
         c = http_login(s, name)[0]
         assert {i["id"] for i in c.get("/console/queue.json").json()["incidents"]} == set(incs.values())

@@ -1,6 +1,7 @@
 """The SLA dashboard: on scene within the promise, today and over a chosen period."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 from markupsafe import Markup
@@ -9,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...auth import DESK, VIA_SESSION, needs
+from ...domain.dispatch import COMMAND_CENTRE, SECTORS
 from ...timeutil import now_ms
 from .. import queries, sla
 from ..render import WIB, render, sla_ms, tr
@@ -35,9 +37,17 @@ async def dashboard_page(request: Request) -> Response:
     d_from, d_to = _day(q.get("from", ""), today - timedelta(days=6)), _day(q.get("to", ""), today)
     d_from, d_to = min(d_from, d_to), max(d_from, d_to)
     promise_ms = sla_ms(request)
+    # A sector filter narrows the caller's own view (a Polsek's desk cannot widen it).
+    sector = q.get("sector", "")
+    view = request.user.view
+    if sector in SECTORS and sector != COMMAND_CENTRE:
+        view = replace(view, sectors=frozenset((sector,)) & view.sectors if view.sectors is not None
+                       else frozenset((sector,)))
+    else:
+        sector = ""
 
     def compute(a: int, b: int):
-        return sla.figures(queries.sla_rows(store, a, b, view=request.user.view), now, promise_ms)
+        return sla.figures(queries.sla_rows(store, a, b, view=view), now, promise_ms)
 
     t_items, t_all = await run_in_threadpool(compute, _day_ms(today), _day_ms(today + timedelta(days=1)))
     p_items, p_all = await run_in_threadpool(compute, _day_ms(d_from), _day_ms(d_to + timedelta(days=1)))
@@ -49,5 +59,7 @@ async def dashboard_page(request: Request) -> Response:
     }
     return render(request, "dashboard.html", today=today.isoformat(), d_from=d_from.isoformat(),
                   d_to=d_to.isoformat(), t_items=t_items, t_all=t_all, p_items=p_items, p_all=p_all,
-                  charts=charts, fmt=sla.minutes,
+                  charts=charts, fmt=sla.minutes, sector=sector,
+                  sectors=[s for s in SECTORS if s != COMMAND_CENTRE
+                           and (request.user.view.sectors is None or s in request.user.view.sectors)],
                   pct=lambda f: "—" if f.share is None else f"{100 * f.share:.0f}%")
