@@ -193,6 +193,7 @@ WORDS: dict[str, tuple[str, str]] = {
                     "Answer: 90 % within 15 s (NENA call answering). Dispatch: 90 % within 60 s (NFPA 1225). "
                     "Red: target missed."),
     # The call-back, the holder's cancel request, the ladder and the Bhabinkamtibmas.
+    "flag_cancel_requested": ("MINTA BATAL", "CANCEL REQUESTED"),
     "act_verify": ("Catat panggilan balik", "Record call-back"),
     "act_confirm_cancel": ("Konfirmasi pembatalan", "Confirm cancel"),
     "stage_verify": ("Panggilan balik ke pemegang", "Call-back to the holder"),

@@ -188,6 +188,8 @@ def test_cancel_request_call_back_and_confirm_in_the_browser(ustack, browser, tm
     finally:
         d.close()
     page = login(browser, s, "op")
+    # The queue marks it, so the desk knows to call back.
+    page.wait_for_selector(f'#open-rows tr[data-inc="{inc}"] .chip-cancel-req')
     page.goto(f"{s.api}/console/lang/en?next=/console/incidents/{inc}")
     assert page.locator("#cancel-request").count() == 1
     assert page.locator("#confirm-cancel").count() == 1

@@ -33,6 +33,7 @@
     c = el("td", "holder-cell"); c.appendChild(el("b", null, d.holder || inc.dev)); c.appendChild(el("small", null, inc.dev));
     var flags = el("div", "flags");
     if (inc.escalated) flags.appendChild(el("span", "chip chip-esc", W.flag_escalated));
+    if (inc.cancel_requested_ms && inc.state !== "cancelled") flags.appendChild(el("span", "chip chip-cancel-req", W.flag_cancel_requested));
     if (inc.repeat_false) {
       var f = el("span", "chip chip-false", W.flag_false.replace("{n}", inc.false_alarms));
       if (inc.flag) f.title = inc.flag;
