@@ -206,6 +206,10 @@ class People:
             if event == "cancelled":
                 case.state = "cancelled"
                 self._release(case)
+            elif event == "cancel_requested" and "cancel_requested" not in case.steps:
+                case.steps["cancel_requested"] = now
+                delay = lognormal(self.rng, self.cfg.callback_median_s, self.cfg.callback_sigma)
+                self.sched.after(self.wait(delay), functools.partial(self._confirm_cancel, case))
             elif event == "dispatched" and inc.get("unit") and case.unit == inc["unit"]:
                 unit = self.by_unit.get(case.unit or "")
                 if unit is not None and unit.case is case and "heard" not in case.steps:
@@ -272,6 +276,15 @@ class People:
     def _false_alarm(self, case: Case) -> None:
         self._post(case, "false_alarm", note="false alarm: holder confirmed on the call back")
         self._operator_done()
+
+    def _confirm_cancel(self, case: Case) -> None:
+        """The holder cancelled on the button: a cancel is only a request until the desk has
+        called back and found them safe (the gateway's rule). The call-back is made beside
+        the queue, without holding an operator: it is short and the holder expects it."""
+        verified = self._post(case, "verify", note="safe: the holder cancelled on the button, confirmed on the call back")
+        if verified and self._post(case, "confirm_cancel", note="cancelled by the holder"):
+            with self.lock:
+                self._release(case)
 
     def _dispatch(self, case: Case) -> None:
         # The operator is done deciding either way; a case with no free unit waits in the

@@ -149,3 +149,18 @@ def test_drills_are_closed_and_false_alarms_called_back_never_dispatched(world):
     assert "dispatch" not in false.steps and false.false_alarm
     assert false.steps["false_alarm"] - false.steps["acknowledge"] >= c.callback_median_s / SPEED - SLACK
     assert w.people.busy_units() == 0 and w.people.open_cases() == 0
+
+
+def test_a_holders_cancel_is_called_back_confirmed_and_frees_the_unit(world):
+    w = world([FAR])
+    dev = "klj-kauman-rw05-rt36"
+    aid = w.press(dev)
+    w.case(aid, "dispatched", step="dispatch")
+    w.devices[-1].send(2, kind="cancel", ref=aid)
+    case = w.case(aid, "cancelled", step="confirm_cancel")
+    c = EXACT
+    assert case.steps["verify"] - case.steps["cancel_requested"] >= c.callback_median_s / SPEED - SLACK
+    inc = w.stack.get(f"/api/incidents/{case.inc}")
+    inc = inc.get("incident", inc)
+    assert inc["state"] == "cancelled" and inc["cancel_requested_ms"] is not None
+    wait_until(lambda: w.people.busy_units() == 0, 10, what="the unit freed")
