@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from . import config
 from .domain.dispatch import KINDS, SECTORS, DispatchError, check_position
@@ -16,7 +17,24 @@ def _fail(msg: str) -> int:
     return 2
 
 
+POSTS = Path(__file__).parent / "data" / "malang_posts.json"
+
+
+def known_post(name: str) -> dict | None:
+    """A police post of Kota Malang by name (gateway/data/malang_posts.json)."""
+    posts = json.loads(POSTS.read_text())["posts"]
+    return next((p for p in posts if p["name"].lower() == name.strip().lower()), None)
+
+
 def cmd_unit_add(args) -> int:
+    if args.lat is None or args.lon is None:
+        post = known_post(args.post)
+        if post is None:
+            return _fail(f"give --lat and --lon, or --post as one of the known posts ({POSTS.name})")
+        args.lat, args.lon, args.post = post["lat"], post["lon"], post["name"]
+        args.sector = args.sector or post["sector"]
+    if not args.sector:
+        return _fail("--sector is required (a known --post gives its own)")
     try:
         lat6, lon6, _ = check_position(args.lat, args.lon)
     except DispatchError as exc:
@@ -79,10 +97,11 @@ def add_commands(sub, command) -> None:
     c = command(units, "add", cmd_unit_add, "register a unit at its home post (available)")
     c.add_argument("call_sign", help="e.g. KLJ-R2 (a responder's --unit names it)")
     c.add_argument("--kind", choices=KINDS, required=True)
-    c.add_argument("--sector", choices=SECTORS, required=True, help="its Polsek's kecamatan, or polresta")
-    c.add_argument("--post", default="", help="the home post's name")
-    c.add_argument("--lat", type=float, required=True, help="the home post's latitude")
-    c.add_argument("--lon", type=float, required=True, help="the home post's longitude")
+    c.add_argument("--sector", choices=SECTORS, help="its Polsek's kecamatan, or polresta (a known --post gives it)")
+    c.add_argument("--post", default="", help="the home post's name; a known post (e.g. \"Polsek Sukun\") "
+                                               "places the unit without --lat/--lon")
+    c.add_argument("--lat", type=float, help="the home post's latitude")
+    c.add_argument("--lon", type=float, help="the home post's longitude")
     c = command(units, "list", cmd_unit_list, "every unit with status and fix age")
     c.add_argument("--sector", choices=SECTORS)
     c.add_argument("--json", action="store_true")

@@ -49,6 +49,13 @@ def test_cli_registry_and_duplicate(units_stack):
     again = s.cli("unit", "add", "KLJ-R1", "--kind", "car", "--sector", "klojen", "--lat", "-7.9", "--lon", "112.6",
                   check=False)
     assert again.returncode == 2 and "exists" in again.stderr
+    # A known post places the unit and names its sector; an unknown one without coordinates is refused.
+    s.cli("unit", "add", "SKN-1", "--kind", "car", "--post", "polsek sukun")
+    skn = s.get("/api/units/SKN-1")
+    assert (skn["sector"], skn["post"], skn["post_lat6"], skn["post_lon6"]) == ("sukun", "Polsek Sukun", -7999000,
+                                                                               112617000)
+    assert s.cli("unit", "add", "X-1", "--kind", "car", "--post", "Pos Atlantis", check=False).returncode == 2
+    s.cli("unit", "remove", "SKN-1")
     assert httpx.get(s.api + "/api/units", params={"sector": "atlantis"},
                      headers={"Authorization": f"Bearer {s.token()}"}, timeout=10).status_code == 400
 
