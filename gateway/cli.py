@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import broker, certs, config, dynsec, logs, report
+from . import broker, certs, config, dynsec, logs, natsconf, report
 from .auth import ROLES, new_token, token_hash
 from .domain import tokens as token_rules
 from .health import describe
@@ -38,7 +38,10 @@ def firmware_config(cfg: config.Config, d: Device, boot_floor: int = 0, *, mqtt_
     With a TLS listener the device gets only that (no plaintext fallback to downgrade to)
     and verifies the broker against `ca.crt`, which goes on its flash next to config.json
     (the broker's CA: `<broker dir>/tls/ca.crt` unless [broker] tls_cafile says otherwise)."""
-    if cfg.broker.tls_port:
+    if cfg.mqtt.engine == "nats":
+        # Every node: the firmware tries the next one by itself when one is down.
+        brokers = [{"host": n.host, "port": n.mqtt_port, "tls": False} for n in natsconf.nodes(cfg)]
+    elif cfg.broker.tls_port:
         brokers = [{"host": cfg.broker.public_host, "port": cfg.broker.tls_port, "tls": True, "ca": "ca.crt",
                     "server_hostname": cfg.broker.public_host}]
     else:
@@ -78,12 +81,30 @@ def cmd_init(args) -> int:
             "webhooks": [{"url": u, "secret": new_webhook_secret(), "name": f"dispatch{i}"}
                          for i, u in enumerate(args.webhook or [])],
         }
+        if args.engine == "nats":
+            _nats_settings(data, args)
         config.write(data, path)
         cfg = config.load(path)
     store = open_store(cfg)
-    broker.write_files(cfg, store.list_devices())
+    if cfg.mqtt.engine == "nats":
+        cluster = natsconf.nodes(cfg) if path.exists() and not args.force else []
+        if not cluster:
+            hosts = [h for h in (args.hosts or "").split(",") if h]
+            cluster = natsconf.hosted_nodes(hosts) if hosts else natsconf.loopback_nodes(args.nodes)
+        for conf in natsconf.write_cluster(cfg, cluster, store.list_devices()):
+            print(conf, file=sys.stderr)
+    else:
+        broker.write_files(cfg, store.list_devices())
     print(path)
     return 0
+
+
+def _nats_settings(data: dict, args) -> None:
+    """[mqtt] engine = nats and the [nats] section: the gateways reach every node."""
+    hosts = [h for h in (args.hosts or "").split(",") if h]
+    cluster = natsconf.hosted_nodes(hosts) if hosts else natsconf.loopback_nodes(args.nodes)
+    data["mqtt"]["engine"] = "nats"
+    data["nats"] = {"dir": "nats", "servers": [n.url for n in cluster], "replicas": min(3, len(cluster))}
 
 
 def cmd_run(args) -> int:
@@ -114,6 +135,13 @@ def reissue_configs(cfg: config.Config, store, devices: list[Device]) -> dict[st
 
 
 def _sync_broker(cfg, store, *, fresh: dict[str, str] | None = None) -> None:
+    if cfg.mqtt.engine == "nats":
+        missing = natsconf.sync(cfg, store.list_devices(), fresh=fresh)
+        if missing:
+            print(f"{len(missing)} device(s) without a NATS login (`device config` issues one): "
+                  f"{', '.join(missing[:10])}", file=sys.stderr)
+        print("NATS logins written and the running nodes told to reload", file=sys.stderr)
+        return
     told = broker.sync(cfg, store.list_devices(), fresh=fresh)
     print("broker reloaded" if told else "broker files written (no running broker)", file=sys.stderr)
 
@@ -408,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dsn", default="")
     c.add_argument("--force", action="store_true", help="overwrite an existing config")
     c.add_argument("--tls-port", type=int, help="TLS listener for devices (0: none)")
+    c.add_argument("--engine", choices=("mosquitto", "nats"), default="mosquitto",
+                   help="mosquitto (one broker, the default) or a NATS JetStream cluster")
+    c.add_argument("--nodes", type=int, default=3, help="NATS nodes on this machine (loopback ports)")
+    c.add_argument("--hosts", help="NATS nodes on other machines: host names, comma-separated")
 
     command(sub, "run", cmd_run, "run the gateway")
 

@@ -36,6 +36,17 @@ class MqttConfig:
     password: str = ""
     client_id: str = "gateway-1"
     group: str = "gateways"
+    engine: str = "mosquitto"  # or "nats": a NATS JetStream cluster ([nats], gateway/transport/nats.py)
+
+
+@dataclass
+class NatsConfig:
+    dir: Path = Path("nats")  # node configs, logins, data and pids (gateway/natsconf.py)
+    servers: list[str] = field(default_factory=list)  # the gateways' nats:// URLs, every node
+    stream: str = "PANIC_ALERTS"
+    consumer: str = "gateways"  # the one durable pull consumer every gateway shares
+    replicas: int = 3
+    ack_wait_s: int = 30  # an alert a gateway took and never settled goes to another after this
 
 
 @dataclass
@@ -97,6 +108,7 @@ class Config:
     utc_offset_min: int = 420  # WIB, for CAP times and reports
     log_format: str = "text"  # text | json (one object per line, for a log stack)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    nats: NatsConfig = field(default_factory=NatsConfig)
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -151,7 +163,7 @@ def load(path: str | os.PathLike | None = None) -> Config:
     gw = dict(raw.get("gateway", {}))
     cfg = Config(path=path)
     for key, value in gw.items():
-        if key not in Config.__dataclass_fields__ or key in ("path", "mqtt", "broker", "store", "api", "sinks", "dispatch", "escalation"):
+        if key not in Config.__dataclass_fields__ or key in ("path", "mqtt", "nats", "broker", "store", "api", "sinks", "dispatch", "escalation"):
             raise ConfigError(f"[gateway]: unknown key {key!r}")
         default = Config.__dataclass_fields__[key].default
         ok = isinstance(value, (int, float)) if isinstance(default, float) else type(value) is type(default)
@@ -159,6 +171,9 @@ def load(path: str | os.PathLike | None = None) -> Config:
             raise ConfigError(f"[gateway] {key}: expected {type(default).__name__}, got {value!r}")
         setattr(cfg, key, value)
     cfg.mqtt = _section(MqttConfig, raw.get("mqtt", {}), base, "mqtt")
+    cfg.nats = _section(NatsConfig, raw.get("nats", {}), base, "nats")
+    if cfg.mqtt.engine not in ("mosquitto", "nats"):
+        raise ConfigError(f"[mqtt] engine must be mosquitto or nats, not {cfg.mqtt.engine!r}")
     cfg.broker = _section(BrokerConfig, raw.get("broker", {}), base, "broker")
     cfg.store = _section(StoreConfig, raw.get("store", {}), base, "store")
     cfg.api = _section(ApiConfig, raw.get("api", {}), base, "api")

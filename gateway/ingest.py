@@ -44,6 +44,9 @@ QOS0_QUEUE_MAX = 1024
 # Attempts of one message on its own before it is dead-lettered: enough to ride out a
 # deadlock or a brief lock timeout, few enough that a poison message costs seconds.
 DEAD_AFTER = 5
+# A NATS alert handed out this often and never settled took every gateway that tried it down
+# with it (each one died before its ack): it is dead-lettered unprocessed.
+POISON_DELIVERIES = 10
 # /healthz reports ingest stalled when one batch has been in the worker this long, or
 # messages wait while nothing has been committed for this long.
 STALL_AFTER_S = 10.0
@@ -183,6 +186,13 @@ class Ingest:
                     break
                 batch.append(nxt)
             self._busy_since = time.monotonic()
+            poison = [m for m in batch if getattr(m, "deliveries", 1) >= POISON_DELIVERIES]
+            for m in poison:
+                self._dead_letter(m, RuntimeError(f"delivered {m.deliveries} times, never settled"), m.deliveries)
+            batch = [m for m in batch if m not in poison]
+            if not batch:
+                self._busy_since = None
+                continue
             try:
                 self._process_until_done(batch)
             finally:

@@ -5,7 +5,7 @@ import logging
 
 import uvicorn
 
-from . import broker, fleet_gauges, metrics
+from . import broker, fleet_gauges, metrics, natsconf
 from .config import Config
 from .console.hub import Hub
 from .console.settings import load as console_settings
@@ -83,7 +83,10 @@ def run(cfg: Config) -> None:
                 current = store.get_device(inc.dev)
                 if current is not None and current.status != "active":
                     # The false-alarm policy suspended it: revoke its broker login now.
-                    broker.sync(cfg, store.list_devices())
+                    if cfg.mqtt.engine == "nats":
+                        natsconf.sync(cfg, store.list_devices())
+                    else:
+                        broker.sync(cfg, store.list_devices())
                     log.warning("device %s suspended by the false-alarm policy", inc.dev)
         wake_forwarders()
 
