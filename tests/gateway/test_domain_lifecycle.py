@@ -10,16 +10,19 @@ ROLES = ("viewer", "responder", "operator", "admin")
 # Written out independently of lifecycle.TRANSITIONS: action -> (states it fits, roles that may, target).
 EXPECTED = {
     "acknowledge": ({"new"}, {"operator", "admin"}, "acknowledged"),
+    "verify": ({"new", "acknowledged", "dispatched", "on_scene"}, {"operator", "admin"}, None),
     "dispatch": ({"new", "acknowledged", "dispatched"}, {"operator", "admin"}, "dispatched"),
     "en_route": ({"dispatched"}, {"responder", "operator", "admin"}, None),
     "on_scene": ({"new", "acknowledged", "dispatched"}, {"responder", "operator", "admin"}, "on_scene"),
     "resolve": ({"new", "acknowledged", "dispatched", "on_scene"}, {"responder", "operator", "admin"}, "resolved"),
     "false_alarm": ({"new", "acknowledged", "dispatched", "on_scene"}, {"operator", "admin"}, "cancelled"),
+    "confirm_cancel": ({"new", "acknowledged", "dispatched", "on_scene"}, {"operator", "admin"}, "cancelled"),
 }
 
 
 def test_actions_in_desk_order():
-    assert ACTIONS == ("acknowledge", "dispatch", "en_route", "on_scene", "resolve", "false_alarm")
+    assert ACTIONS == ("acknowledge", "verify", "dispatch", "en_route", "on_scene", "resolve", "false_alarm",
+                       "confirm_cancel")
     assert STATES == ("new", "acknowledged", "dispatched", "on_scene", "resolved", "cancelled")
 
 
@@ -73,6 +76,6 @@ def test_ack_stages_follow_the_target_state():
 def test_table_renders_one_row_per_action():
     rows = lifecycle.table()
     assert [r["action"] for r in rows] == list(ACTIONS)
-    dispatch = rows[1]
+    dispatch = rows[2]
     assert dispatch == {"action": "dispatch", "from": "new, acknowledged, dispatched", "to": "dispatched",
                         "roles": "operator, admin", "ack": "dispatched", "needs unit": "yes"}
