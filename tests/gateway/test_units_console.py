@@ -99,6 +99,8 @@ def test_phone_position_recommendation_one_click_dispatch_and_board(ustack, brow
     page.click('button.rec-send[data-unit="KLJ-M2"]')
     page.wait_for_load_state()
     assert s.get(f"/api/incidents/{inc}")["unit"] == "KLJ-M2"
+    sent = [e for e in s.get(f"/api/incidents/{inc}")["events"] if e["stage"] == "dispatched"]
+    assert sent[0]["note"].startswith("recommended (nearest #1): ETA ") and sent[0]["note"].endswith("by fix")
     assert s.get(f"/api/incidents/{inc}")["state"] == "dispatched"
     assert page.locator("#recommend tr.rec-row[data-unit=KLJ-M2]").count() == 0  # no longer free
 
