@@ -6,19 +6,17 @@ import gc
 import random
 import select
 import sys
-from time import ticks_ms, ticks_diff, ticks_add
+from time import ticks_ms
 
+import alerts
+import battery
 import gesture
 import mqtt
 import outbox
 import proto
 from hmac256 import HMAC
+from monotonic import Mono
 
-# Ack stage -> rank (a late "received" must not undo "dispatched") and LED pattern.
-_RANK = {"received": 1, "acknowledged": 2, "dispatched": 3, "on_scene": 4,
-         "resolved": 5, "cancelled": 5, "rejected": 5}
-_LED = {"received": "received", "acknowledged": "received", "dispatched": "dispatched",
-        "on_scene": "on_scene"}
 _GC_MS = 500
 
 
@@ -29,16 +27,18 @@ class App:
         self.rc = 0
         self.cfg = None
         self.poller = select.poll()
-        self.t0 = ticks_ms()
+        # Every time the app keeps is monotonic ms since boot (never wraps); ticks_ms
+        # values from the board (IRQ edges) are converted on arrival.
+        self.clk = Mono()
+        self.t0 = 0
         self.peak = 0
         self.led = None
         self.buzz = None
         self.mq = None
         self.gps = None
-        self.active = None    # id of the alert whose progress the LED shows
-        self.stage = None
-        self.t_active = 0
-        self.last = None      # id of the most recent panic/test (what "cancel" refers to)
+        self.al = None        # alert progress and cancel rules (alerts.py)
+        self.low_batt = False
+        self._t_batt = -1000
         self._t_gc = 0
 
     # ---- output ----
@@ -102,27 +102,29 @@ class App:
         self.t_alert = root + "/alert"
         self.t_status = root + "/status"
         self.t_ack = root + "/ack"
+        self.al = alerts.Alerts(c["cancel_window_s"] * 1000, c["fail_ms"])
         self.gest = gesture.Gesture(c["trigger"], c["long_press_ms"], c["triple_window_ms"],
-                                    c["cancel_hold_ms"])
+                                    c["cancel_hold_ms"], c["cancel_confirm_ms"])
         if c["gps"]:
             self.gps_on()
         self.loc = (c["lat6"], c["lon6"], c["acc"])
         self.mq.attach(self.poller)
         self.bi = 0                       # broker index: primary, then backups
         self.rc_delay = c["reconnect_min_ms"]
-        self.rc_due = ticks_ms()
-        self.t_hb = ticks_ms()
+        now = self.clk.ms()
+        self.rc_due = now
+        self.t_hb = now
         self.was_up = False
-        now = ticks_ms()
+        last = None
         for r in self.ob.recs:
             # Alerts from before this boot: sent again at once, oldest first.
             r["_n"] = 0
             r["_due"] = now
-            self.last = r["ref"] if r["kind"] == "cancel" else r["id"]
-        if self.ob.recs:
-            self.active = self.last
-            self.t_active = now
-            self.gest.active = True
+            last = r["ref"] if r["kind"] == "cancel" else r["id"]
+        if last is not None:
+            # Shown as in progress, but not cancellable: nothing says the police got it
+            # until an ack arrives in this boot.
+            self.al.raised(last, now)
         b.setup(self)
         b.register(self.poller)
         return True
@@ -136,30 +138,41 @@ class App:
             self.gps = GPS(g["fix_timeout_s"] if g else 30)
         return self.gps
 
-    def button(self, pressed, t=None):
+    def now(self):
+        return self.clk.ms()
+
+    def button(self, pressed, tk=None):
+        """A debounced edge; tk = its ticks_ms time (from the IRQ), None = now."""
         if self.cfg is None:
             return
-        t = ticks_ms() if t is None else t
+        t = self.clk.ms() if tk is None else self.clk.at(tk)
         ev = self.gest.edge(pressed, t)
         if ev:
             self._gesture(ev, t)
 
     def _gesture(self, ev, t):
         if ev == gesture.TRIGGER:
-            self.trigger("test" if self.cfg["drill"] else "panic", t)
+            self._trigger("test" if self.cfg["drill"] else "panic", t)
+        elif ev == gesture.ARM:
+            # Two beeps and a fast LED: "press once more to cancel".
+            self._set_buzz("cancel_confirm")
+            self._update_led(t)
         elif ev == gesture.CANCEL:
-            self.cancel(t)
+            self._cancel(t)
 
     def trigger(self, kind="panic", tk=None):
+        """An alert now (tk = ticks_ms of the press, None = now)."""
+        return self._trigger(kind, self.clk.ms() if tk is None else self.clk.at(tk))
+
+    def _trigger(self, kind, tk):
         if self.cfg is None:
             self.log("trigger ignored: no valid config")
             return None
-        tk = ticks_ms() if tk is None else tk
         c = self.cfg
         self.seq += 1
         w = self.b.wall_ms()
         if w is not None:
-            w -= ticks_diff(ticks_ms(), tk)
+            w -= self.clk.ms() - tk
         rec = {"id": "%s:%d:%d" % (self.dev, self.boot, self.seq), "boot": self.boot,
                "seq": self.seq, "kind": kind, "t": w}
         fx = self.gps.fix() if self.gps else None
@@ -168,7 +181,7 @@ class App:
             # byte per record counts when a full outbox must load on a small heap.
             rec["lat6"], rec["lon6"], rec["acc"] = fx
         if kind == "cancel":
-            rec["ref"] = self.last
+            rec["ref"] = self.al.active
         # Into flash before it goes on the air: a power cut from here on cannot lose it.
         ev = self.ob.add(rec)
         if ev is not None:
@@ -179,26 +192,29 @@ class App:
         if kind == "cancel":
             self._set_buzz("cancelled")
         else:
-            self.last = rec["id"]
-            self.active = rec["id"]
-            self.stage = None
-            self.t_active = tk
-            self.gest.active = True
+            # A press during an active alert is a new alert: the LED follows the newest.
+            self.al.raised(rec["id"], tk)
             self._set_buzz("sending")
+        self.gest.set_cancellable(False)
+        now = self.clk.ms()
         if self.mq.state == mqtt.UP:
-            self._send(rec, ticks_ms())
+            self._send(rec, now)
         else:
             # A press is the best reason to try the link now rather than after backoff.
             self.rc_delay = c["reconnect_min_ms"]
-            self.rc_due = ticks_ms()
-        self._update_led(ticks_ms())
+            self.rc_due = now
+        self._update_led(now)
         return rec["id"]
 
     def cancel(self, tk=None):
-        if self.last is None:
-            self.log("cancel ignored: no alert to cancel")
+        """Withdraw the active alert, only if the gateway has acked it (see gesture.py)."""
+        return self._cancel(self.clk.ms() if tk is None else self.clk.at(tk))
+
+    def _cancel(self, t):
+        if self.cfg is None or not self.al.cancellable(t, self.ob.recs):
+            self.log("cancel refused: no delivered alert to cancel")
             return None
-        return self.trigger("cancel", tk)
+        return self._trigger("cancel", t)
 
     def status(self):
         if self.mq and self.mq.state == mqtt.UP:
@@ -241,16 +257,12 @@ class App:
             if rec.get("_pid"):
                 self.mq.forget(rec["_pid"])
             self.ob.done(aid)
-            if rec["kind"] == "cancel" and rec.get("ref") == self.active and st != "rejected":
-                self._end_active("cancelled")
-        if aid == self.active:
-            if _RANK[st] >= 5:
-                self._end_active(st)
-            elif self.stage is None or _RANK[st] > _RANK[self.stage]:
-                self.stage = st
-                if _LED[st] != self.buzz:
-                    self._set_buzz(_LED[st])
-        self._update_led(ticks_ms())
+        bz = self.al.ack(rec, aid, st)
+        if bz is not None:
+            self._set_buzz(bz)
+        t = self.clk.ms()
+        self.gest.set_cancellable(self.al.cancellable(t, self.ob.recs))
+        self._update_led(t)
 
     def _rekey(self, rec, floor):
         # The gateway already holds this id from an earlier life of the board (flash wiped,
@@ -272,28 +284,19 @@ class App:
         if rec.get("_tk") is not None:
             new["_tk"] = rec["_tk"]
         new["_n"] = 0
-        new["_due"] = ticks_ms()
-        if self.active == old:
-            self.active = new["id"]
-        if self.last == old:
-            self.last = new["id"]
+        new["_due"] = self.clk.ms()
+        self.al.renamed(old, new["id"])
         self.log("id %s reused from an earlier life: resent as %s" % (old, new["id"]))
-
-    def _end_active(self, st):
-        self.active = None
-        self.stage = None
-        self.gest.active = False
-        self._set_buzz("cancelled" if st == "cancelled" else "off")
 
     def _age(self, rec, now):
         tk = rec.get("_tk")
         if tk is not None:
-            return ticks_diff(now, tk)
+            return now - tk
         w = self.b.wall_ms()
         if rec["t"] is not None and w is not None:
             return max(0, w - rec["t"])
         # From an earlier boot without a clock: time since this boot is a lower bound.
-        return ticks_diff(now, self.t0)
+        return now - self.t0
 
     def _send(self, rec, now):
         c = self.cfg
@@ -305,17 +308,17 @@ class App:
         rec["_pid"] = self.mq.publish(self.t_alert, body, False, False)
         n = rec["_n"] + 1
         rec["_n"] = n
-        rec["_due"] = ticks_add(now, min(c["retry_ms"] << min(n - 1, 10), c["retry_max_ms"]))
+        rec["_due"] = now + min(c["retry_ms"] << min(n - 1, 10), c["retry_max_ms"])
         tk = rec.get("_tk")
         self.emit("alert", id=rec["id"], kind=rec["kind"], **{
-            "try": n, "pub_ms": ticks_diff(ticks_ms(), tk) if tk is not None else age})
+            "try": n, "pub_ms": self.clk.ms() - tk if tk is not None else age})
 
     def _status(self, state="online"):
         b = self.b
-        body = proto.status_body(self.dev, state, self.boot,
-                                 ticks_diff(ticks_ms(), self.t0) // 1000, b.battery(),
-                                 b.rssi(), len(self.ob))
-        self.t_hb = ticks_ms()
+        now = self.clk.ms()
+        body = proto.status_body(self.dev, state, self.boot, (now - self.t0) // 1000,
+                                 b.battery(), b.rssi(), len(self.ob))
+        self.t_hb = now
         return self.mq.publish(self.t_status, body, True, True)
 
     def _broker(self):
@@ -343,7 +346,7 @@ class App:
             d = self.rc_delay
             self.rc_delay = min(d * 2, c["reconnect_max_ms"])
             d = d // 2 + random.getrandbits(16) % (d // 2 + 1)
-            self.rc_due = ticks_add(now, d)
+            self.rc_due = now + d
         else:
             self.rc_due = now   # a backup broker is a second path: try it at once
 
@@ -352,7 +355,7 @@ class App:
         if not self.b.net_up():
             if mq.sock is not None:
                 mq.close("network down")
-        elif mq.state == mqtt.CLOSED and ticks_diff(now, self.rc_due) >= 0:
+        elif mq.state == mqtt.CLOSED and now >= self.rc_due:
             self._connect(now)
         mq.service()
         if self.was_up and mq.state != mqtt.UP:
@@ -362,7 +365,7 @@ class App:
                       reason=mq.err)
             mq.err = None
             self.rc_delay = self.cfg["reconnect_min_ms"]
-            self.rc_due = ticks_add(now, self.rc_delay)
+            self.rc_due = now + self.rc_delay
         elif not self.was_up and mq.state == mqtt.CLOSED and mq.err:
             err = mq.err
             mq.err = None
@@ -370,7 +373,7 @@ class App:
 
     def _on_up(self):
         self.was_up = True
-        now = ticks_ms()
+        now = self.clk.ms()
         br = self._broker()
         self.rc_delay = self.cfg["reconnect_min_ms"]
         self.emit("link", state="up", broker="%s:%d" % (br["host"], br["port"]))
@@ -385,7 +388,7 @@ class App:
         if self.mq.state != mqtt.UP:
             return
         for r in self.ob.recs:
-            if ticks_diff(now, r["_due"]) >= 0:
+            if now >= r["_due"]:
                 if gc.mem_free() < 12288:
                     # Collect before the heap is exhausted: a drain of a full outbox on a
                     # 64K heap otherwise fails on fragmentation, not on live data.
@@ -402,33 +405,23 @@ class App:
 
     # ---- feedback ----
     def _update_led(self, now):
-        c = self.cfg
-        pend = self.ob.recs
-        p = None
-        if self.active is not None and self.stage is not None:
-            p = _LED[self.stage]
-            # Nothing more after a long while: back to normal, the cancel window closes.
-            if ticks_diff(now, self.t_active) > c["cancel_window_s"] * 1000:
-                self._end_active("expired")
-                p = None
-        if p is None and pend:
-            oldest = pend[0]
-            tk = oldest.get("_tk", self.t0)
-            # Still retrying, but the user must know the call has not got through.
-            if ticks_diff(now, tk) > c["fail_ms"]:
-                p = "failed"
-                if self.buzz == "sending":
-                    self._set_buzz("failed")
-            else:
-                p = "sending"
-        if p is None:
-            if self.mq.state != mqtt.UP:
-                p = "offline"
-            elif (self.b.battery() or 100) < c["batt_low"]:
-                p = "low_battery"
-            else:
-                p = "idle"
+        if self.al.expired(now):
+            # Nothing more after a long while, acked or not: the LED goes back to normal
+            # and the cancel window closes (an unacked alert still retries from the outbox).
+            self.gest.set_cancellable(False)
+            self._set_buzz("off")
+        p = self.al.led(now, self.ob.recs, self.gest.armed is not None,
+                        self.mq.state == mqtt.UP, self.low_batt, self.t0)
+        if p == "failed" and self.buzz == "sending":
+            self._set_buzz("failed")
         self._set_led(p)
+
+    def _check_battery(self, now):
+        # The board averages its ADC; read it once a second, not on every 20 ms turn.
+        if now - self._t_batt >= 1000:
+            self._t_batt = now
+            self.low_batt = battery.low_flag(self.low_batt, self.b.battery(),
+                                             self.cfg["batt_low"])
 
     # ---- loop ----
     def _timeout(self, now):
@@ -444,10 +437,10 @@ class App:
         elif mq.state == mqtt.CLOSED and self.b.net_up():
             # Without a network there is nothing to reconnect to: the board's tick (or
             # stdin, on the sim board) wakes the loop when WiFi returns.
-            t = min(t, max(0, ticks_diff(self.rc_due, now)))
+            t = min(t, max(0, self.rc_due - now))
         elif mq.state == mqtt.UP:
             for r in self.ob.recs:
-                t = min(t, max(0, ticks_diff(r["_due"], now)))
+                t = min(t, max(0, r["_due"] - now))
         return min(t, self.b.tick_ms)
 
     def run(self):
@@ -455,25 +448,29 @@ class App:
         self.emit("ready")
         b = self.b
         while self.running:
-            now = ticks_ms()
+            now = self.clk.ms()
             self.poller.poll(self._timeout(now))
             b.feed()
             b.service(self)
-            if not self.running or not ok:
+            if not self.running:
                 continue
-            now = ticks_ms()
+            if not ok:
+                # Bad config: no app, but the board still plays the config_error pattern.
+                b.led_tick(ticks_ms())
+                continue
+            now = self.clk.ms()
             ev = self.gest.tick(now)
             if ev:
                 self._gesture(ev, now)
             self._link(now)
-            now = ticks_ms()
+            now = self.clk.ms()
             self._drain(now)
-            if self.mq.state == mqtt.UP and \
-                    ticks_diff(now, self.t_hb) >= self.cfg["heartbeat_s"] * 1000:
+            if self.mq.state == mqtt.UP and now - self.t_hb >= self.cfg["heartbeat_s"] * 1000:
                 self._status()
+            self._check_battery(now)
             self._update_led(now)
-            b.led_tick(now)
-            if ticks_diff(now, self._t_gc) >= _GC_MS:
+            b.led_tick(ticks_ms())
+            if now - self._t_gc >= _GC_MS:
                 self._t_gc = now
                 gc.collect()
                 a = gc.mem_alloc()
@@ -491,17 +488,18 @@ class App:
         # button is held, then tell the gateway we sleep (not silent) and deep-sleep with
         # wake on the button and a timer for the next heartbeat.
         c = self.cfg
-        awake = ticks_diff(now, self.t0)
-        if self.gest.down or awake < 3000:
+        awake = now - self.t0
+        if self.gest.down or self.gest.armed is not None or awake < 3000:
             return
         if (self.ob.recs or self.mq.state != mqtt.UP) and awake < c["awake_s"] * 1000:
             return
         if self.mq.state == mqtt.UP:
             pid = self._status("sleeping")
-            end = ticks_add(ticks_ms(), 2000)
-            while pid in self.mq.inflight and ticks_diff(end, ticks_ms()) > 0:
+            end = self.clk.ms() + 2000
+            while pid in self.mq.inflight and self.clk.ms() < end:
                 self.poller.poll(20)
                 self.b.feed()
                 self.mq.service()
             self.mq.close()
-        self.b.deepsleep(c["heartbeat_s"] * 1000)
+        self.emit("sleep", awake_ms=self.clk.ms() - self.t0, ms=c["sleep_heartbeat_s"] * 1000)
+        self.b.deepsleep(c["sleep_heartbeat_s"] * 1000)

@@ -15,9 +15,11 @@ def _fix_path():
 def _main():
     b = None
     try:
+        # The biggest module first, while the heap is empty: compiling it from source is
+        # the peak of a boot.
+        import app
         import board
         b = board.make()
-        import app
         return app.App(b).run()
     except Exception as e:  # noqa: BLE001
         # stdout carries only JSON events; the unix port would print tracebacks there.
