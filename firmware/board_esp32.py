@@ -10,6 +10,9 @@ import machine
 import network
 from machine import Pin
 
+import battery
+import board
+import edges
 from patterns import LED, BUZZER
 
 # time.time() counts from 2000 on ports built without MICROPY_EPOCH_IS_1970.
@@ -17,6 +20,27 @@ _EPOCH_MS = 946684800000 if time.gmtime(0)[0] == 2000 else 0
 _WIFI_TRY_MS = 15000
 _NTP_EVERY_MS = 6 * 3600 * 1000
 _NTP_RETRY_MS = 600 * 1000
+
+
+_DEFAULT_PINS = {"button": 27, "led": 2, "buzzer": 4, "batt_adc": None}
+
+
+def _early_pins():
+    # Read before config.py has validated anything: only plain output/input pins are
+    # taken from it, anything odd means the defaults (config.py then reports the error).
+    try:
+        with open("config.json") as f:
+            p = json.load(f)["pins"]
+        d = dict(_DEFAULT_PINS)
+        for k in ("button", "led", "buzzer"):
+            v = p.get(k, d[k])
+            if not isinstance(v, int) or not 0 <= v <= 33 or v in (0, 1, 3, 5, 6, 7, 8, 9,
+                                                                   10, 11, 12, 15):
+                return _DEFAULT_PINS
+            d[k] = v
+        return d
+    except Exception:  # noqa: BLE001 -- no or bad config: the defaults
+        return _DEFAULT_PINS
 
 
 class _Blinker:
@@ -52,18 +76,23 @@ class _Blinker:
         self.i += 1
 
 
-class Board:
+class Board(board.Board):
     name = "esp32"
     can_sleep = True
     tick_ms = 20       # LED phases and button debounce need a short loop period
 
     def __init__(self):
-        self.flash = ""
+        self.flash = "."    # the working directory: "/" on the board
         self._synced = False
         self.wdt = None
         self.cfg = None
-        # Default pins until the config is read, so a config error can still blink.
-        self._pins({"button": 0, "led": 2, "buzzer": 4, "batt_adc": None})
+        # The edge ring exists before any IRQ can fire and is never reallocated.
+        self.ring = edges.Ring(32)
+        self.deb = None
+        self.btn = None
+        # Pins from config.json as early as possible (a press made while the rest boots
+        # is recorded), else the defaults, so a config error can still blink.
+        self._pins(_early_pins())
         self.wlan = network.WLAN(network.STA_IF)
         self.wifi = []
         self.wi = 0
@@ -73,18 +102,32 @@ class Board:
         self.ntp_due = 0
         self.uart = None
         self.gps = None
-        # Woken by the button from deep sleep: the press began at reset (ticks ~0).
+        # Woken by the button from deep sleep: the press began at reset (ticks ~0), before
+        # the IRQ existed. Recorded first, so the wake press counts (a triple press from
+        # sleep, a long press that started the board).
         self.woke_by_button = machine.reset_cause() == machine.DEEPSLEEP_RESET and \
             machine.wake_reason() == machine.EXT0_WAKE
+        if self.woke_by_button:
+            self.ring.push(0, 0)        # ticks_ms() counts from the reset
+            if self.btn.value():
+                self.ring.push(ticks_ms(), 1)
 
     def _pins(self, p):
+        if self.btn is not None:
+            self.btn.irq(handler=None)
         self.btn = Pin(p["button"], Pin.IN, Pin.PULL_UP)
-        self.btn.irq(handler=self._irq, trigger=Pin.IRQ_FALLING | Pin.IRQ_RISING)
-        self.level = 1
-        self.t_irq = ticks_ms()
+        self._irq_h = self._irq    # one bound method, made here: the IRQ must not allocate
+        trig = Pin.IRQ_FALLING | Pin.IRQ_RISING
+        try:
+            # A hard IRQ timestamps the edge even inside a blocking C call; the ESP32 port
+            # has only scheduled ("soft") IRQs and refuses the keyword.
+            self.btn.irq(handler=self._irq_h, trigger=trig, hard=True)
+        except TypeError:
+            self.btn.irq(handler=self._irq_h, trigger=trig)
         self.led_pin = Pin(p["led"], Pin.OUT, value=0)
         self.pwm = machine.PWM(Pin(p["buzzer"]), freq=2700, duty_u16=0)
         self.adc = None
+        self.gauge = battery.Smoother()
         if p.get("batt_adc") is not None:
             self.adc = machine.ADC(Pin(p["batt_adc"]))
             self.adc.atten(machine.ADC.ATTN_11DB)
@@ -92,8 +135,8 @@ class Board:
         self.buz_b = _Blinker(self._buzz, False)
 
     def _irq(self, pin):
-        # IRQ context: no allocation; just note when the line last moved.
-        self.t_irq = ticks_ms()
+        # IRQ context: no allocation.
+        self.ring.push(ticks_ms(), pin.value())
 
     def _buzz(self, on):
         self.pwm.duty_u16(32768 if on else 0)
@@ -102,7 +145,6 @@ class Board:
     def setup(self, app):
         c = app.cfg
         self.cfg = c
-        self.btn.irq(handler=None)
         self._pins(c["pins"])
         self.wifi = c["wifi"]
         self.wlan.active(True)
@@ -112,9 +154,6 @@ class Board:
             self.gps = app.gps_on()
         # Started only with a valid config: a bad config must blink, not reset-loop.
         self.wdt = machine.WDT(timeout=c["wdt_ms"])
-        if self.woke_by_button and self.btn.value() == 0:
-            self.level = 0
-            app.button(True, 0)
 
     def register(self, poller):
         pass
@@ -139,10 +178,13 @@ class Board:
     def battery(self):
         if self.adc is None:
             return None
-        # 1:2 divider on a single Li-ion cell: 3.3 V empty, 4.2 V full (linear is
-        # good enough for a "low battery" warning).
-        mv = self.adc.read_uv() * 2 // 1000
-        return max(0, min(100, (mv - 3300) * 100 // 900))
+        # 1:2 divider on a single Li-ion cell: 3.3 V empty, 4.2 V full (linear is good
+        # enough for a "low battery" warning). Eight reads per call, then a running
+        # average: one read wanders by tens of mV, more while the radio transmits.
+        uv = 0
+        for _ in range(8):
+            uv += self.adc.read_uv()
+        return battery.percent(self.gauge.feed(uv // 4000))
 
     def rssi(self):
         try:
@@ -192,11 +234,16 @@ class Board:
 
     # -- periodic work --
     def service(self, app):
+        d = self.deb
+        if d is None:
+            d = self.deb = edges.Debounce(self.debounce_ms(), app.button)
+        while True:
+            e = self.ring.pop()
+            if e is None:
+                break
+            d.edge(e[0], e[1])
+        d.settle(ticks_ms(), self.btn.value())
         now = ticks_ms()
-        v = self.btn.value()
-        if v != self.level and ticks_diff(now, self.t_irq) >= self.debounce_ms():
-            self.level = v
-            app.button(v == 0, now)
         if self.uart is not None and self.gps is not None and self.uart.any():
             d = self.uart.read()
             if d:

@@ -8,8 +8,10 @@ import sys
 import time
 from time import ticks_ms
 
+import board
 
-class Board:
+
+class Board(board.Board):
     name = "sim"
     can_sleep = False
     tick_ms = 1000     # no LED to blink here: wake only for real work

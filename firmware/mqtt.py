@@ -203,14 +203,13 @@ class Client:
             # one step blocks, bounded by timeout_ms (the watchdog period is longer).
             s.settimeout(timeout_ms / 1000)
             s.connect(ai[-1])
-            import tls as _tls
+            import ssl as _tls
             ctx = _tls.SSLContext(_tls.PROTOCOL_TLS_CLIENT)
             if tls.get("ca"):
-                ctx.verify_mode = _tls.CERT_REQUIRED  # pyright: ignore[reportAttributeAccessIssue]
-                # The native tls module takes the DER CA positionally (no keywords).
-                ctx.load_verify_locations(tls["ca"])
+                ctx.verify_mode = _tls.CERT_REQUIRED
+                ctx.load_verify_locations(cadata=tls["ca"])
             else:
-                ctx.verify_mode = _tls.CERT_NONE  # pyright: ignore[reportAttributeAccessIssue]
+                ctx.verify_mode = _tls.CERT_NONE
             s = ctx.wrap_socket(s, server_hostname=tls.get("server_hostname") or host)
             self.sock = s
             s.setblocking(False)
