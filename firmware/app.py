@@ -427,7 +427,7 @@ class App:
     def _timeout(self, now):
         t = 1000
         if self.cfg is None:
-            return t
+            return min(t, self.b.tick_ms)     # the board may still blink config_error
         g = self.gest.due(now)
         if g is not None:
             t = min(t, g)

@@ -96,10 +96,12 @@ class Board(board.Board):
         self.wlan = network.WLAN(network.STA_IF)
         self.wifi = []
         self.wi = 0
-        self.w_due = 0
+        # Due "now", not at tick 0: a board may boot just before the 2**30 wrap, where
+        # tick 0 reads as 30 s in the future.
+        self.w_due = ticks_ms()
         self.w_start = None
         self.w_delay = 2000
-        self.ntp_due = 0
+        self.ntp_due = self.w_due
         self.uart = None
         self.gps = None
         # Woken by the button from deep sleep: the press began at reset (ticks ~0), before

@@ -79,7 +79,10 @@ class Pin:
                 return self.out
             _h.pump()
             return _h.levels.get(self.id, 1)
-        self.out = int(bool(v))
+        v = int(bool(v))
+        if v != self.out and self.id in _h.S.get("trace_out", ()):
+            _h.emit(what="out", pin=self.id, v=v)   # the test watches this output pin
+        self.out = v
         return None
 
     def __call__(self, v=None):
