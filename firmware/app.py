@@ -3,6 +3,7 @@
 # Main loop and device state: one cooperative loop, nothing blocks, so the button, the
 # LED and the watchdog are served while the link is down or slow.
 import gc
+import os
 import random
 import select
 import sys
@@ -18,6 +19,7 @@ from hmac256 import HMAC
 from monotonic import Mono
 
 _GC_MS = 500
+_STABLE_MS = 60000    # a boot that ran this long ends a run of crash boots (main.py)
 
 
 class App:
@@ -40,6 +42,8 @@ class App:
         self.low_batt = False
         self._t_batt = -1000
         self._t_gc = 0
+        self.boot_hold_ms = 0  # a press held through power-up (main.py), judged at setup
+        self._stable = False
 
     # ---- output ----
     def emit(self, ev, **kw):
@@ -127,6 +131,13 @@ class App:
             self.al.raised(last, now)
         b.setup(self)
         b.register(self.poller)
+        if self.boot_hold_ms:
+            # Held while the board powered up and released before safe mode: a press
+            # like any other (a panic when long enough).
+            t = self.clk.ms()
+            for ev in (self.gest.edge(True, t - self.boot_hold_ms), self.gest.edge(False, t)):
+                if ev:
+                    self._gesture(ev, t)
         return True
 
     # ---- inputs (called by the board) ----
@@ -470,6 +481,9 @@ class App:
             self._check_battery(now)
             self._update_led(now)
             b.led_tick(ticks_ms())
+            if not self._stable and now - self.t0 >= _STABLE_MS:
+                self._stable = True
+                self._forget_crashes()
             if now - self._t_gc >= _GC_MS:
                 self._t_gc = now
                 gc.collect()
@@ -482,6 +496,13 @@ class App:
             self.mq.close()
         self.heap()
         return self.rc
+
+    def _forget_crashes(self):
+        # This boot is healthy: the crash boots before it are no longer "in a row".
+        try:
+            os.remove(self.b.flash + "/crashes")    # main.py / safemode.py count there
+        except OSError:
+            pass
 
     def _maybe_sleep(self, now):
         # Battery variant: stay awake while an alert is unacked (bounded by awake_s) or the
@@ -501,5 +522,6 @@ class App:
                 self.b.feed()
                 self.mq.service()
             self.mq.close()
+        self._forget_crashes()
         self.emit("sleep", awake_ms=self.clk.ms() - self.t0, ms=c["sleep_heartbeat_s"] * 1000)
         self.b.deepsleep(c["sleep_heartbeat_s"] * 1000)

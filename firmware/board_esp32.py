@@ -154,7 +154,11 @@ class Board(board.Board):
             g = c["gps"]
             self.uart = machine.UART(g["uart"], baudrate=g["baud"], tx=g["tx"], rx=g["rx"])
             self.gps = app.gps_on()
-        # Started only with a valid config: a bad config must blink, not reset-loop.
+        # The RTC restarts at 2000 on power-up: the last time this board knew is a floor.
+        import clockfloor
+        self._raise_floor(clockfloor.load(self.flash + "/clock"))
+        # main.py started the watchdog before the app was imported; this sets the
+        # config's period. With a bad config the loop still feeds it while it blinks.
         self.wdt = machine.WDT(timeout=c["wdt_ms"])
 
     def register(self, poller):

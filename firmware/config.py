@@ -35,6 +35,7 @@ DEFAULTS = {
     "sleep_heartbeat_s": 1800,  # battery variant: timer wake for a heartbeat
     "ntp": "pool.ntp.org",
     "wdt_ms": 8000,
+    "safe_hold_ms": 10000,     # button held this long at power-up: safe mode (safemode.py)
 }
 
 _REQUIRED = ("dev", "secret", "mqtt_user", "mqtt_password", "brokers", "lat6", "lon6")
@@ -42,7 +43,7 @@ _INTS = ("lat6", "lon6", "acc", "long_press_ms", "triple_window_ms", "cancel_hol
          "cancel_window_s", "debounce_ms", "heartbeat_s", "keepalive_s", "retry_ms",
          "retry_max_ms", "reconnect_min_ms", "reconnect_max_ms", "fail_ms", "outbox_max",
          "batt_low", "awake_s", "wdt_ms", "boot_floor", "cancel_confirm_ms",
-         "sleep_heartbeat_s")
+         "sleep_heartbeat_s", "safe_hold_ms")
 
 # ESP32 (WROOM/WROVER) pin rules.
 _STRAP = (0, 2, 5, 12, 15)        # sampled at reset: a held button changes the boot mode
@@ -101,6 +102,8 @@ def validate(c):
               "retry_ms", "outbox_max", "reconnect_min_ms", "cancel_confirm_ms"):
         if out[k] <= 0:
             return None, k + " must be > 0"
+    if out["safe_hold_ms"] < 1000:
+        return None, "safe_hold_ms must be >= 1000"
     if not _WDT_MIN <= out["wdt_ms"] <= _WDT_MAX:
         return None, "wdt_ms must be %d..%d" % (_WDT_MIN, _WDT_MAX)
     if out["sleep"] and out["sleep_heartbeat_s"] < 1800:

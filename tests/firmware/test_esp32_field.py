@@ -116,3 +116,91 @@ def test_bad_config_blinks_config_error_on_the_led_pin(tmp_path, config):
         assert [e["v"] for e in changes[:4]] in ([1, 0, 1, 0], [0, 1, 0, 1])
     finally:
         fw.stop()
+
+
+def _events(fw, what):
+    return [e for e in fw.history if e["ev"] == what]
+
+
+def _run_until_exit(fw, timeout=15):
+    fw.start(wait_ready=0)
+    return fw.exit_code(timeout)
+
+
+def test_a_reboot_loop_ends_in_safe_mode_without_the_watchdog(stack, tmp_path):
+    # A re-flash reset mid-copy left a torn .mpy (its flash blocks erased, never written):
+    # every boot crashes. After four crash boots in a row the board stays up in safe mode,
+    # with no app and no watchdog, so `make flash` can replace the file; a power-on with
+    # the file fixed runs the app.
+    fw = _device(stack, tmp_path, hw={"trace_out": [LED]}, wdt_ms=4000)
+    torn = tmp_path / "flash-esp32" / "firmware" / "gesture.mpy"
+    good = torn.read_bytes()
+    torn.write_bytes(b"\xff" * len(good))
+    try:
+        codes = [_run_until_exit(fw) for _ in range(4)]
+        assert codes == [71, 71, 71, 71]           # machine.reset() after each crash
+        fw.start(wait_ready=0)
+        safe = fw.wait_for(lambda e: e["ev"] == "safe_mode", 15)
+        assert safe["why"] == "crash_loop"
+        time.sleep(6)                              # longer than wdt_ms: no watchdog runs
+        assert fw.running
+        assert [e for e in fw.history if e.get("what") == "out"], "safe mode blinks"
+        fw.stop()
+        torn.write_bytes(good)                     # the USB session re-flashes the file
+        fw.power_on(wait_ready=0)
+        _link_up(fw)
+    finally:
+        fw.stop()
+
+
+def _press_at_boot(fw):
+    fw.start(wait_ready=0)
+    fw.pin(BUTTON, 0)                              # held while the board powers up
+
+
+def test_button_held_at_power_up_gives_safe_mode_and_a_confirmed_factory_reset(stack, tmp_path):
+    fw = _device(stack, tmp_path, safe_hold_ms=1500, retry_ms=500)
+    try:
+        # One alert in the outbox (broker down), then power off.
+        stack.stop_broker()
+        fw.start()
+        fw.hold(BUTTON, 2300)
+        fw.wait_for(lambda e: e["ev"] == "led" and e["pattern"] == "sending", 10)
+        fw.stop()
+        jnl = fw.flash / "outbox.jnl"
+        assert jnl.stat().st_size > 0
+        boot0 = (fw.flash / "boot0").read_bytes() if (fw.flash / "boot0").exists() else b""
+        # Held through power-up, released after safe mode began: safe mode, outbox kept.
+        _press_at_boot(fw)
+        assert fw.wait_for(lambda e: e["ev"] == "safe_mode", 10)["why"] == "button"
+        time.sleep(0.3)
+        fw.pin(BUTTON, 1)
+        time.sleep(2)
+        assert not _events(fw, "factory_reset") and jnl.stat().st_size > 0
+        fw.stop()
+        # Held on past twice the hold: armed; but a long press is no confirmation.
+        _press_at_boot(fw)
+        fw.wait_for(lambda e: e["ev"] == "factory_reset" and e["state"] == "armed", 10)
+        fw.pin(BUTTON, 1)
+        time.sleep(1.0)                            # after the arming beeps
+        fw.hold(BUTTON, 2500)
+        assert fw.wait_for(lambda e: e["ev"] == "factory_reset", 5)["state"] == "refused"
+        assert jnl.exists() and jnl.stat().st_size > 0
+        fw.stop()
+        # Armed, then a short confirming press: the outbox is cleared, the boot counter kept.
+        _press_at_boot(fw)
+        fw.wait_for(lambda e: e["ev"] == "factory_reset" and e["state"] == "armed", 10)
+        fw.pin(BUTTON, 1)
+        time.sleep(1.0)
+        fw.hold(BUTTON, 300)
+        assert fw.wait_for(lambda e: e["ev"] == "factory_reset", 5)["state"] == "done"
+        assert not jnl.exists()
+        if boot0:
+            assert (fw.flash / "boot0").read_bytes() == boot0
+        fw.stop()
+        stack.start_broker()
+        fw.power_on(wait_ready=0)
+        boot = fw.wait_for(lambda e: e["ev"] == "boot", 10)
+        assert boot["outbox"] == 0 and boot["boot"] >= 2
+    finally:
+        fw.stop()

@@ -160,9 +160,9 @@ class UART:
 
 class WDT:
     def __init__(self, id=0, timeout=5000):
-        # One watchdog; a second WDT() only changes nothing (it cannot be stopped either).
-        if _h.wdt_ms is None:
-            _h.wdt_start(timeout)
+        # One watchdog; a second WDT() sets a new timeout, as esp_task_wdt_reconfigure does
+        # on the ESP32 port (it cannot be stopped either).
+        _h.wdt_start(timeout)
 
     def feed(self):
         _h.pump()
