@@ -89,7 +89,7 @@ class Board(board.Board):
         # The edge ring exists before any IRQ can fire and is never reallocated.
         self.ring = edges.Ring(32)
         self.deb = None
-        self.btn = None
+        self._irq_on = False
         # Pins from config.json as early as possible (a press made while the rest boots
         # is recorded), else the defaults, so a config error can still blink.
         self._pins(_early_pins())
@@ -115,8 +115,9 @@ class Board(board.Board):
                 self.ring.push(ticks_ms(), 1)
 
     def _pins(self, p):
-        if self.btn is not None:
+        if self._irq_on:
             self.btn.irq(handler=None)
+        self._irq_on = True
         self.btn = Pin(p["button"], Pin.IN, Pin.PULL_UP)
         self._irq_h = self._irq    # one bound method, made here: the IRQ must not allocate
         trig = Pin.IRQ_FALLING | Pin.IRQ_RISING

@@ -209,7 +209,7 @@ def load(path):
     i = path.rfind("/")
     folder = path[:i + 1] if i >= 0 else ""
     for b in out["brokers"]:
-        ca = b.get("ca")
-        if b["tls"] and not _exists(ca if ca[0] == "/" else folder + ca):
+        ca = b.get("ca") or ""
+        if b["tls"] and not _exists(ca if ca[:1] == "/" else folder + ca):
             return None, "broker %s: ca file %s not found" % (b["host"], ca)
     return out, None

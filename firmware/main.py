@@ -12,79 +12,61 @@ def _fix_path():
         sys.path.insert(0, f[:i])
 
 
-_CRASH_BOOTS = 4          # safemode.CRASH_BOOTS; here too, in case safemode.mpy is the broken file
-_CRASHES = "crashes"
-
-
-def _crash_boots():
-    """Boots in a row that followed a crash or watchdog reset, counted in flash (one byte
-    each: a torn append cannot corrupt the count). None on the simulator board."""
+def _guard():
+    """Before any compiled module: count a boot that followed a crash or watchdog reset
+    (one byte each in flash: a torn append cannot corrupt the count), then let safemode.py
+    decide. Returns (held_ms, watchdog) to run the app, or None when safe mode ran."""
     try:
         import machine
         cause = machine.reset_cause()
     except (ImportError, AttributeError):
-        return None
+        return 0, None            # the simulator board: no resets, no watchdog
     import os
     if cause == machine.PWRON_RESET:
         try:
-            os.remove(_CRASHES)
+            os.remove("crashes")
         except OSError:
             pass
-        return 0
-    if cause != machine.DEEPSLEEP_RESET:
-        with open(_CRASHES, "ab") as f:
+    elif cause != machine.DEEPSLEEP_RESET:
+        with open("crashes", "ab") as f:
             f.write(b"x")
-    try:
-        return os.stat(_CRASHES)[6]
-    except OSError:
-        return 0
-
-
-def _safe(n):
-    """(True, 0, None) when safe mode ran instead of the app; else (False, ms the button
-    was held through power-up, the watchdog now running or None)."""
-    if n is None:
-        return False, 0, None
+    n = os.stat("crashes")[6] if "crashes" in os.listdir() else 0
     try:
         import safemode
     except Exception:  # noqa: BLE001
-        if n >= _CRASH_BOOTS:
-            return True, 0, None  # no app, no watchdog: the REPL stays reachable over USB
+        if n >= 4:
+            return None           # safemode.mpy is the torn file: no app, no watchdog, REPL
         raise
-    why, held, wdt_ms = safemode.check(crash_loop=n >= _CRASH_BOOTS)
-    if why:
-        safemode.run(why)
-        return True, 0, None
+    r = safemode.guard(n)
     del sys.modules["safemode"]   # not needed again this boot: its RAM goes back
-    import machine
-    # Before the app is even imported: a torn .mpy can hang its import, and only a
-    # watchdog reset (counted above) turns that hang into safe mode.
-    return False, held, machine.WDT(timeout=wdt_ms)
-
-
-def _reset():
-    try:
-        import machine
-        machine.reset()
-    except (ImportError, AttributeError):
-        pass
+    return r
 
 
 def _main():
     b = None
     try:
-        safe, held, wdt = _safe(_crash_boots())
-        if safe:
+        g = _guard()
+        if g is None:
             return 0
-        # The biggest module first, while the heap is empty: compiling it from source is
-        # the peak of a boot.
-        import app
         import board
-        b = board.make()
-        if wdt is not None:
-            b.wdt = wdt    # fed by the loop from now on, whatever the config says
-        a = app.App(b)
-        a.boot_hold_ms = held
+        b = board.make()   # first: on an ESP32 its button IRQ records presses from here on
+        if g[1] is not None:
+            b.wdt = g[1]   # fed by the loop from now on, whatever the config says
+        # The config is read and checked before the app is loaded, and its code unloaded
+        # again: validation is needed once, and the app's long-lived buffers should not
+        # be allocated around its freed remains.
+        import config
+        cfg = config.load(b.flash + "/config.json")
+        del config
+        del sys.modules["config"]
+        import gc
+        gc.collect()
+        # The biggest modules next, while the heap is emptiest: compiling them from
+        # source is the peak of a boot.
+        import mqtt  # noqa: F401
+        import app
+        a = app.App(b, cfg)
+        a.boot_hold_ms = g[0]
         return a.run()
     except Exception as e:  # noqa: BLE001
         # stdout carries only JSON events; the unix port would print tracebacks there.
@@ -92,7 +74,9 @@ def _main():
         if b is not None:
             b.crashed(e)   # on hardware: reset; the outbox is in flash and survives
         else:
-            _reset()       # counted: a boot that keeps crashing ends in safe mode
+            import machine
+            if hasattr(machine, "reset_cause"):   # a board, not the simulator
+                machine.reset()   # counted: a boot that keeps crashing ends in safe mode
         return 1
 
 

@@ -84,6 +84,17 @@ class _Out:
         self.pwm.duty_u16(0)
 
 
+def guard(crashes):
+    """main.py, at boot: `crashes` = crash boots in a row. Runs safe mode (never returns:
+    it ends in a reset) or returns (ms a press was held through power-up, the watchdog)."""
+    why, held, wdt_ms = check(crash_loop=crashes >= CRASH_BOOTS)
+    if why:
+        run(why)
+    # Before the app is even imported: a torn .mpy can hang its import, and only a
+    # watchdog reset (counted in main.py) turns that hang into safe mode.
+    return held, machine.WDT(timeout=wdt_ms)
+
+
 def check(crash_loop):
     """At boot, before the app. Returns (why, held_ms, wdt_ms): why is "crash_loop",
     "button" or None (start the app); held_ms is how long a press held through power-up
