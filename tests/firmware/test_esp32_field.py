@@ -204,3 +204,33 @@ def test_button_held_at_power_up_gives_safe_mode_and_a_confirmed_factory_reset(s
         assert boot["outbox"] == 0 and boot["boot"] >= 2
     finally:
         fw.stop()
+
+
+def test_battery_variant_wakes_on_a_triple_press_and_sleeps_30_min(stack, tmp_path):
+    # Timer wakes only every 30 min (heartbeat); a button wake checks the button first:
+    # the press that woke the chip and the two after it, made while it boots, are a
+    # triple press.
+    fw = _device(stack, tmp_path, hw={"ntp": ["pool.ntp.org"]}, sleep=True, trigger="triple",
+                 pins={"button": BUTTON, "led": LED, "buzzer": 4, "batt_adc": 34})
+    try:
+        fw.power_on(wait_ready=0)
+        nap = fw.wait_for(lambda e: e["ev"] == "sleep", 30)
+        assert nap["ms"] == 1_800_000
+        assert fw.exit_code() == 72
+        print(f"timer wake: awake {nap['awake_ms']} ms")
+        fw.hw["wake"] = "ext0"                     # asleep: the setting is for the next boot
+        fw.write_hw()
+        fw.start(wait_ready=0)
+        fw.pin(BUTTON, 0)                          # the press that woke it
+        time.sleep(0.15)
+        fw.pin(BUTTON, 1)
+        for _ in range(2):
+            time.sleep(0.3)
+            fw.hold(BUTTON, 150)
+        alert = fw.wait_for(lambda e: e["ev"] == "alert" and e["kind"] == "panic", 20)
+        assert _acked(fw, alert["id"])["stage"] == "received"
+        nap = fw.wait_for(lambda e: e["ev"] == "sleep", 40)
+        print(f"button wake with an alert: awake {nap['awake_ms']} ms")
+        assert fw.exit_code() == 72
+    finally:
+        fw.stop()
