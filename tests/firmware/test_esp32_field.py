@@ -103,7 +103,7 @@ def test_bad_config_blinks_config_error_on_the_led_pin(tmp_path, config):
         fw.start()      # up to "ready", so the config_error event is in the history
         assert [e for e in fw.history if e["ev"] == "config_error"]
         # config_error: 1000 on, 200 off, 200 on, 200 off, repeated.
-        changes = []
+        changes: list[dict] = []
         deadline = time.monotonic() + 4
         while time.monotonic() < deadline and len(changes) < 6:
             try:
