@@ -66,7 +66,7 @@ class App(alerting.Alerting):
         if self.gps is None and self.cfg is not None:
             from gps import GPS
             g = self.cfg["gps"]
-            self.gps = GPS(g["fix_timeout_s"] if g else 30)
+            self.gps = GPS(g["fix_timeout_s"] if g else 30, self.clk.ms)
         return self.gps
 
     def now(self):
