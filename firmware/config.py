@@ -203,8 +203,8 @@ def load(path):
     except Exception:
         return None, "config.json is not valid JSON"
     out, err = validate(c)
-    if err:
-        return out, err
+    if out is None:
+        return None, err
     # CA paths are relative to the flash root, where config.json lives.
     i = path.rfind("/")
     folder = path[:i + 1] if i >= 0 else ""
