@@ -11,7 +11,6 @@ import network
 from machine import Pin
 
 import battery
-import board
 import edges
 from patterns import LED, BUZZER
 
@@ -19,7 +18,12 @@ from patterns import LED, BUZZER
 _EPOCH_MS = 946684800000 if time.gmtime(0)[0] == 2000 else 0
 _WIFI_TRY_MS = 15000
 _NTP_EVERY_MS = 6 * 3600 * 1000
-_NTP_RETRY_MS = 600 * 1000
+# While unsynced NTP is tried often (5 s, doubling to 2 min), one server a turn: each try
+# blocks the loop for up to 1 s, and an unset clock keeps CA-verified TLS down.
+_NTP_RETRY_MIN_MS = 5000
+_NTP_RETRY_MAX_MS = 120000
+_CLOCK_SAVE_MS = 3600 * 1000    # the last known time goes to flash this often
+_RESETS = {}
 
 
 _DEFAULT_PINS = {"button": 27, "led": 2, "buzzer": 4, "batt_adc": None}
@@ -76,7 +80,7 @@ class _Blinker:
         self.i += 1
 
 
-class Board(board.Board):
+class Board:
     name = "esp32"
     can_sleep = True
     tick_ms = 20       # LED phases and button debounce need a short loop period
@@ -102,6 +106,10 @@ class Board(board.Board):
         self.w_start = None
         self.w_delay = 2000
         self.ntp_due = self.w_due
+        self.ntp_i = 0
+        self.ntp_delay = _NTP_RETRY_MIN_MS
+        self.t_saved = 0
+        self.floor = 0           # the wall clock is at least this (port seconds)
         self.uart = None
         self.gps = None
         # Woken by the button from deep sleep: the press began at reset (ticks ~0), before
@@ -212,10 +220,21 @@ class Board(board.Board):
 
     def set_clock(self, ms):
         # From an ack's "now" when NTP is unreachable: better than no clock at all.
-        s = (ms - _EPOCH_MS) // 1000
-        tm = time.gmtime(s)
-        machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
+        _set_rtc((ms - _EPOCH_MS) // 1000)
+        self._synced_now(ticks_ms())
+
+    def _synced_now(self, now):
         self._synced = True
+        self.t_saved = now
+        import clockfloor
+        clockfloor.save(self.flash + "/clock", time.time())
+
+    def _raise_floor(self, s):
+        # Not "synced": alerts still carry t = null. Only certificate checks use this time.
+        if s > self.floor:
+            self.floor = s
+        if not self._synced and time.time() < self.floor:
+            _set_rtc(self.floor)
 
     def read_ca(self, path):
         if not path:
@@ -226,7 +245,17 @@ class Board(board.Board):
             from binascii import a2b_base64
             d = a2b_base64(b"".join(ln for ln in d.split(b"\n")
                                     if ln and not ln.startswith(b"-----")))
+        if not self._synced:
+            import clockfloor
+            self._raise_floor(clockfloor.ca_start(d)[0])
         return d
+
+    def reset_cause(self):
+        if not _RESETS:
+            _RESETS.update({machine.PWRON_RESET: "pwron", machine.HARD_RESET: "hard",
+                            machine.WDT_RESET: "wdt", machine.DEEPSLEEP_RESET: "deepsleep",
+                            machine.SOFT_RESET: "soft"})
+        return _RESETS.get(machine.reset_cause(), "other")
 
     def deepsleep(self, ms):
         self.led_pin.value(0)
@@ -288,18 +317,60 @@ class Board(board.Board):
             pass
         self.w_start = now
 
+    def _ntp_servers(self, c):
+        # The configured servers, then every broker host: the gateway's machine answers
+        # NTP where the internet's pool is out of reach (a closed police network).
+        out = c["ntp"] if isinstance(c["ntp"], list) else [c["ntp"]]
+        for b in c["brokers"]:
+            if b["host"] not in out:
+                out = out + [b["host"]]
+        return out
+
     def _ntp(self, now, app):
         c = self.cfg
-        if c is None or not self.wlan.isconnected() or ticks_diff(now, self.ntp_due) < 0:
+        if c is None or not self.wlan.isconnected():
             return
+        if self._synced and ticks_diff(now, self.t_saved) >= _CLOCK_SAVE_MS:
+            import clockfloor
+            self.t_saved = now
+            clockfloor.save(self.flash + "/clock", time.time())
+        if ticks_diff(now, self.ntp_due) < 0:
+            return
+        servers = self._ntp_servers(c)
+        host = servers[self.ntp_i % len(servers)]
         try:
             import ntptime
-            ntptime.host = c["ntp"]
+            ntptime.host = host
             ntptime.timeout = 1
             self.feed()
-            ntptime.settime()   # blocks <= 1 s: once per boot and every few hours
-            self._synced = True
+            ntptime.settime()   # blocks <= 1 s (plus a DNS lookup)
+            was = self._synced
+            self._synced_now(now)
             self.ntp_due = ticks_add(now, _NTP_EVERY_MS)
+            self.ntp_delay = _NTP_RETRY_MIN_MS
+            if not was:
+                app.log("clock set by NTP from %s" % host)
+                app.clock_set()
         except Exception as e:  # noqa: BLE001
-            app.log("ntp: %s" % e)
-            self.ntp_due = ticks_add(now, _NTP_RETRY_MS)
+            app.log("ntp %s: %s" % (host, e))
+            self.ntp_i += 1
+            if self._synced:
+                self.ntp_due = ticks_add(now, _NTP_RETRY_MAX_MS)
+            else:
+                self.ntp_due = ticks_add(now, self.ntp_delay)
+                if self.ntp_i % len(servers) == 0:
+                    self.ntp_delay = min(self.ntp_delay * 2, _NTP_RETRY_MAX_MS)
+
+
+def _set_rtc(s):
+    tm = time.gmtime(s)
+    machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
+
+
+try:
+    from typing import TYPE_CHECKING
+except ImportError:       # MicroPython: the check below is for pyright only
+    TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import board
+    _contract: "board.Board" = Board()   # checked by pyright against board.pyi

@@ -7,6 +7,7 @@
 #   advance <ms>         move the clock (ticks and RTC) forward without waiting
 # Settings start from <flash>/esp32_harness.json. Events from the stand-in go to stdout as
 # {"ev": "esp32", ...} lines, beside the firmware's own events.
+import gc
 import json
 import os
 import sys
@@ -45,6 +46,7 @@ SETTINGS = {
     "broker": "up",           # "up", "refuse" (nothing listens) or "blackhole" (SYN unanswered)
     "handshake_ms": 0,        # TLS handshake takes this long
     "uplink_bps": 0,          # bytes/s the radio accepts; 0 = unlimited
+    "uplink_dead": False,     # the radio takes bytes but nothing arrives (a dead path)
     "tls_record": 4096,       # mbedTLS output record size on the ESP32 build
     "ntp": [],                # NTP hosts that answer (with the host's clock)
     "ntp_ms": 30,             # NTP round trip when it answers
@@ -128,8 +130,26 @@ def host_wall_ms():
     return _time.time_ns() // 1000000 - EPOCH_2000 * 1000 + _skew
 
 
+# Peak of the live heap (after a collection), sampled while the loop yields.
+peak = 0
+_t_peak = 0
+
+
+def _sample_heap():
+    global peak, _t_peak
+    now = host_ms()
+    if now - _t_peak >= 500:
+        _t_peak = now
+        gc.collect()
+        a = gc.mem_alloc()
+        if a > peak:
+            peak = a
+
+
 def leave(code, cause):
     """The board resets: keep what survives a reset, tell the test, exit."""
+    gc.collect()
+    emit(what="heap", peak=peak, alloc=gc.mem_alloc())
     try:
         with open(_state_path, "w") as f:
             json.dump({"cause": cause, "rtc_ms": rtc_ms(),
@@ -240,6 +260,7 @@ def yield_point():
     """The loop yields (sleep, poll, idle): scheduled callbacks run here."""
     pump()
     run_soft_irqs()
+    _sample_heap()
 
 
 def stall(ms):

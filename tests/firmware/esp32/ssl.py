@@ -3,6 +3,7 @@
 # checked against the RTC, and mbedTLS's write rules (4 KiB records; after WANT_WRITE the
 # next write must pass the same data, and whatever it passes is reported as written once
 # the pending record is out).
+import gc
 import socket as _socket
 
 import harness as _h
@@ -93,9 +94,13 @@ class TLSSocket:
         self.raw = sock
         self.hs_due = _h.host_ms() + _h.S["handshake_ms"]
         self.hs_done = False
-        self.out = None          # the record mbedTLS holds after WANT_WRITE
-        self.s = ctx.c.wrap_socket(sock.s, server_side=False, do_handshake=False,
+        self.out = None          # what is left of the record mbedTLS holds after WANT_WRITE
+        self.rec = None          # that whole record: a retry must pass the same bytes
+        self.s = ctx.c.wrap_socket(sock.s, server_side=False, do_handshake_on_connect=False,
                                    server_hostname=server_hostname)
+        self.reported = 0        # bytes write() said it took
+        self.sent = 0            # bytes that went out
+        _h.emit(what="tls_start", blocking=bool(handshake))
         if handshake:
             self._handshake_blocking()
 
@@ -122,12 +127,18 @@ class TLSSocket:
         self._check_dates()
         # The real handshake on loopback: fast, so done blocking, then back to the mode
         # the firmware asked for.
+        gc.collect()
+        a = gc.mem_alloc()
         self.raw.s.setblocking(True)
         try:
             self.s.write(b"")
         finally:
             self.raw.s.setblocking(self.raw.timeout != 0)
         self.hs_done = True
+        gc.collect()
+        # The unix port's mbedTLS keeps its session in the MicroPython heap; the ESP32's
+        # lives in the IDF heap. The test adds this to the heap it gives the process.
+        _h.emit(what="tls_done", session_heap=gc.mem_alloc() - a)
 
     def _ready(self):
         """True once the handshake is over; a non-blocking socket says EAGAIN before."""
@@ -159,7 +170,9 @@ class TLSSocket:
     def _push(self):
         k = _h.uplink_take(len(self.out)) if _socket.net_up() else 0
         if k:
-            _socket._write_all(self.s, self.out, k)
+            if not _h.S["uplink_dead"]:
+                _socket._write_all(self.s, self.out, k)
+            self.sent += k
             self.out = self.out[k:]
         if not self.out:
             self.out = None
@@ -171,11 +184,19 @@ class TLSSocket:
                 if self.out is not None:
                     self._push()
                     if self.out is None:
+                        rec = self.rec
+                        self.rec = None
+                        if n != len(rec) or bytes(data[:n]) != rec:
+                            # What a real ESP32 would silently lose: reported, not sent.
+                            _h.emit(what="tls_misuse", passed=n, record=len(rec))
+                        self.reported += n
                         return n    # mbedTLS assumes this call passed the same data
                 else:
-                    self.out = bytes(data[:n])
+                    self.rec = self.out = bytes(data[:n])
                     self._push()
                     if self.out is None:
+                        self.rec = None
+                        self.reported += n
                         return n
             if self.raw.timeout == 0:
                 return None         # MBEDTLS_ERR_SSL_WANT_WRITE on a non-blocking socket
@@ -196,6 +217,9 @@ class TLSSocket:
     recv = read
 
     def close(self):
+        # Bytes still in the record at close are lost with the connection, as on a board.
+        _h.emit(what="tls_bytes", reported=self.reported, sent=self.sent,
+                pending=len(self.out) if self.out else 0)
         try:
             self.s.close()
         finally:
