@@ -331,8 +331,11 @@ class Client:
         return was
 
     def _fail(self, what, e):
-        # mbedTLS errors are negative: a handshake or certificate failure, not the network.
-        no = e.args[0] if e.args and isinstance(e.args[0], int) else 0
+        # mbedTLS errors are negative OSErrors, or ValueErrors for a certificate the CA did
+        # not sign: a handshake or certificate failure, not the network.
+        no = e.args[0] if isinstance(e, OSError) and e.args and isinstance(e.args[0], int) else -1
+        if self.state != UP:
+            what = "connect: " + what
         self.close("%s: %s" % (what, e), ERR_TLS if no < 0 else ERR_NO_BROKER)
 
     # -- output --
@@ -369,6 +372,9 @@ class Client:
                 else:
                     self._fail("write", e)
                     return
+            except ValueError as e:
+                self._fail("tls", e)
+                return
             if not k:
                 self._stuck = n
                 return
@@ -493,6 +499,9 @@ class Client:
                         self._fail("read", e)
                         return False
                     n = None
+                except ValueError as e:
+                    self._fail("tls", e)
+                    return False
                 if n == 0:
                     self.close("closed by broker", ERR_NO_BROKER)
                     return False
