@@ -4,8 +4,10 @@
 import gc
 import time
 
+from mp_util import check, done, eq  # puts firmware/ on sys.path
+
+# isort: split
 import mqtt
-from mp_util import check, done, eq
 
 
 class MbedtlsSock:
