@@ -234,3 +234,18 @@ def test_battery_variant_wakes_on_a_triple_press_and_sleeps_30_min(stack, tmp_pa
         assert fw.exit_code() == 72
     finally:
         fw.stop()
+
+
+def test_a_press_held_through_power_up_is_still_a_panic(stack, tmp_path):
+    # Power returns while the holder is pressing: held 3 s, released before safe mode
+    # (safe_hold_ms 5 s) -> judged as the 2 s long press it is, once the app is up.
+    fw = _device(stack, tmp_path, safe_hold_ms=5000)
+    try:
+        _press_at_boot(fw)
+        time.sleep(3)
+        fw.pin(BUTTON, 1)
+        alert = fw.wait_for(lambda e: e["ev"] == "alert" and e["kind"] == "panic", 20)
+        assert _acked(fw, alert["id"])["stage"] == "received"
+        assert not _events(fw, "safe_mode")
+    finally:
+        fw.stop()
