@@ -3,63 +3,45 @@
 # Main loop and device state: one cooperative loop, nothing blocks, so the button, the
 # LED and the watchdog are served while the link is down or slow.
 import gc
+import os
 import random
 import select
 import sys
-from time import ticks_ms, ticks_diff, ticks_add
+from time import ticks_ms
 
-import gesture
+import alerting
 import mqtt
-import outbox
 import proto
-from hmac256 import HMAC
+from monotonic import Mono
 
-# Ack stage -> rank (a late "received" must not undo "dispatched") and LED pattern.
-_RANK = {"received": 1, "acknowledged": 2, "dispatched": 3, "on_scene": 4,
-         "resolved": 5, "cancelled": 5, "rejected": 5}
-_LED = {"received": "received", "acknowledged": "received", "dispatched": "dispatched",
-        "on_scene": "on_scene"}
 _GC_MS = 500
+_STABLE_MS = 60000    # a boot that ran this long ends a run of crash boots (main.py)
 
 
-class App:
-    def __init__(self, board):
+class App(alerting.Alerting):
+    def __init__(self, board, cfg):
         self.b = board
+        self.loaded = cfg     # (config, None) or (None, message): config.load()
         self.running = True
         self.rc = 0
         self.cfg = None
         self.poller = select.poll()
-        self.t0 = ticks_ms()
+        # Every time the app keeps is monotonic ms since boot (never wraps); ticks_ms
+        # values from the board (IRQ edges) are converted on arrival.
+        self.clk = Mono()
+        self.t0 = 0
         self.peak = 0
         self.led = None
         self.buzz = None
         self.mq = None
         self.gps = None
-        self.active = None    # id of the alert whose progress the LED shows
-        self.stage = None
-        self.t_active = 0
-        self.last = None      # id of the most recent panic/test (what "cancel" refers to)
+        self.low_batt = False
+        self._t_batt = -1000
         self._t_gc = 0
+        self.boot_hold_ms = 0  # a press held through power-up (main.py), judged at setup
+        self._stable = False
 
-    # ---- output ----
-    def emit(self, ev, **kw):
-        kw["ev"] = ev
-        self.b.emit(kw)
-
-    def log(self, msg):
-        self.emit("log", msg=msg)
-
-    def _set_led(self, p):
-        if p != self.led:
-            self.led = p
-            self.b.led(p)
-            self.emit("led", pattern=p)
-
-    def _set_buzz(self, p):
-        if p != self.buzz:
-            self.buzz = p
-            self.b.buzzer(p)
-            self.emit("buzzer", pattern=p)
+    # ---- output (emit, log: alerting.py) ----
 
     def heap(self):
         gc.collect()
@@ -70,62 +52,13 @@ class App:
 
     # ---- boot ----
     def _setup(self):
-        b = self.b
-        import config
-        c, err = config.load(b.flash + "/config.json")
-        # Validation code is needed once per boot: unloading it returns its RAM.
-        del config
-        sys.modules.pop("config", None)
+        import startup
+        ok = startup.setup(self)
+        # Needed once per boot: unloading it returns its RAM.
+        del startup
+        sys.modules.pop("startup", None)
         gc.collect()
-        if err:
-            self.ob = outbox.Outbox(b.flash, 32, self.log)
-            self.boot = outbox.next_boot(b.flash, self.ob.max_boot)
-            self.emit("boot", dev=None, boot=self.boot, fw=proto.FW, outbox=len(self.ob))
-            self.emit("config_error", msg=err)
-            self._set_led("config_error")
-            self._set_buzz("config_error")
-            b.register(self.poller)
-            return False
-        # Long-lived buffers first, while the heap is still unfragmented.
-        self.mq = mqtt.Client(c["dev"], c["mqtt_user"], c["mqtt_password"], c["keepalive_s"],
-                              c["topic_root"] + "/" + c["dev"] + "/status",
-                              proto.will_body(c["dev"]), self._on_msg, self._on_up, self.log)
-        self.ob = outbox.Outbox(b.flash, c["outbox_max"], self.log)
-        gc.collect()
-        self.boot = outbox.next_boot(b.flash, max(self.ob.max_boot, c["boot_floor"]))
-        self.seq = 0
-        self.emit("boot", dev=c["dev"], boot=self.boot, fw=proto.FW, outbox=len(self.ob))
-        self.cfg = c
-        self.dev = c["dev"]
-        self.mac = HMAC(c["secret"])
-        root = c["topic_root"] + "/" + self.dev
-        self.t_alert = root + "/alert"
-        self.t_status = root + "/status"
-        self.t_ack = root + "/ack"
-        self.gest = gesture.Gesture(c["trigger"], c["long_press_ms"], c["triple_window_ms"],
-                                    c["cancel_hold_ms"])
-        if c["gps"]:
-            self.gps_on()
-        self.loc = (c["lat6"], c["lon6"], c["acc"])
-        self.mq.attach(self.poller)
-        self.bi = 0                       # broker index: primary, then backups
-        self.rc_delay = c["reconnect_min_ms"]
-        self.rc_due = ticks_ms()
-        self.t_hb = ticks_ms()
-        self.was_up = False
-        now = ticks_ms()
-        for r in self.ob.recs:
-            # Alerts from before this boot: sent again at once, oldest first.
-            r["_n"] = 0
-            r["_due"] = now
-            self.last = r["ref"] if r["kind"] == "cancel" else r["id"]
-        if self.ob.recs:
-            self.active = self.last
-            self.t_active = now
-            self.gest.active = True
-        b.setup(self)
-        b.register(self.poller)
-        return True
+        return ok
 
     # ---- inputs (called by the board) ----
     def gps_on(self):
@@ -133,72 +66,11 @@ class App:
         if self.gps is None and self.cfg is not None:
             from gps import GPS
             g = self.cfg["gps"]
-            self.gps = GPS(g["fix_timeout_s"] if g else 30)
+            self.gps = GPS(g["fix_timeout_s"] if g else 30, self.clk.ms)
         return self.gps
 
-    def button(self, pressed, t=None):
-        if self.cfg is None:
-            return
-        t = ticks_ms() if t is None else t
-        ev = self.gest.edge(pressed, t)
-        if ev:
-            self._gesture(ev, t)
-
-    def _gesture(self, ev, t):
-        if ev == gesture.TRIGGER:
-            self.trigger("test" if self.cfg["drill"] else "panic", t)
-        elif ev == gesture.CANCEL:
-            self.cancel(t)
-
-    def trigger(self, kind="panic", tk=None):
-        if self.cfg is None:
-            self.log("trigger ignored: no valid config")
-            return None
-        tk = ticks_ms() if tk is None else tk
-        c = self.cfg
-        self.seq += 1
-        w = self.b.wall_ms()
-        if w is not None:
-            w -= ticks_diff(ticks_ms(), tk)
-        rec = {"id": "%s:%d:%d" % (self.dev, self.boot, self.seq), "boot": self.boot,
-               "seq": self.seq, "kind": kind, "t": w}
-        fx = self.gps.fix() if self.gps else None
-        if fx:
-            # Only a GPS position is stored: the fixed one is in the config, and every
-            # byte per record counts when a full outbox must load on a small heap.
-            rec["lat6"], rec["lon6"], rec["acc"] = fx
-        if kind == "cancel":
-            rec["ref"] = self.last
-        # Into flash before it goes on the air: a power cut from here on cannot lose it.
-        ev = self.ob.add(rec)
-        if ev is not None:
-            self.log("outbox full: dropped %s" % ev["id"])
-        rec["_tk"] = tk
-        rec["_n"] = 0
-        rec["_due"] = tk
-        if kind == "cancel":
-            self._set_buzz("cancelled")
-        else:
-            self.last = rec["id"]
-            self.active = rec["id"]
-            self.stage = None
-            self.t_active = tk
-            self.gest.active = True
-            self._set_buzz("sending")
-        if self.mq.state == mqtt.UP:
-            self._send(rec, ticks_ms())
-        else:
-            # A press is the best reason to try the link now rather than after backoff.
-            self.rc_delay = c["reconnect_min_ms"]
-            self.rc_due = ticks_ms()
-        self._update_led(ticks_ms())
-        return rec["id"]
-
-    def cancel(self, tk=None):
-        if self.last is None:
-            self.log("cancel ignored: no alert to cancel")
-            return None
-        return self.trigger("cancel", tk)
+    def now(self):
+        return self.clk.ms()
 
     def status(self):
         if self.mq and self.mq.state == mqtt.UP:
@@ -206,6 +78,13 @@ class App:
         else:
             self.log("status not sent: link down")
         self.heap()
+
+    def clock_set(self):
+        """The board's clock just became right (NTP): a TLS connect that failed on
+        certificate dates can succeed now, so try at once rather than after backoff."""
+        if self.mq is not None and self.mq.state == mqtt.CLOSED:
+            self.rc_delay = self.cfg["reconnect_min_ms"]
+            self.rc_due = self.clk.ms()
 
     def link_lost(self, why):
         """Board reports the network is gone (WiFi off)."""
@@ -216,85 +95,6 @@ class App:
         self.running = False
 
     # ---- network ----
-    def _on_msg(self, topic, payload):
-        if topic != self.t_ack:
-            self.log("unexpected topic " + topic)
-            return
-        if payload is None:
-            self.emit("bad_ack", reason="size")
-            return
-        why, d = proto.verify_ack(self.mac, payload)
-        if why:
-            self.emit("bad_ack", reason=why)
-            return
-        aid = d["id"]
-        st = d["stage"]
-        self.emit("ack", id=aid, stage=st, inc=d.get("inc"))
-        now = d.get("now")
-        if now is not None and not self.b.synced():
-            self.b.set_clock(now)
-        rec = self.ob.get(aid)
-        if rec is not None and st == "rejected" and d.get("reason") == "id_reuse":
-            self._rekey(rec, d.get("floor"))
-            return
-        if rec is not None:
-            if rec.get("_pid"):
-                self.mq.forget(rec["_pid"])
-            self.ob.done(aid)
-            if rec["kind"] == "cancel" and rec.get("ref") == self.active and st != "rejected":
-                self._end_active("cancelled")
-        if aid == self.active:
-            if _RANK[st] >= 5:
-                self._end_active(st)
-            elif self.stage is None or _RANK[st] > _RANK[self.stage]:
-                self.stage = st
-                if _LED[st] != self.buzz:
-                    self._set_buzz(_LED[st])
-        self._update_led(ticks_ms())
-
-    def _rekey(self, rec, floor):
-        # The gateway already holds this id from an earlier life of the board (flash wiped,
-        # boot counter restarted): the press is new, so it goes again under a boot number
-        # above any the gateway has seen. New record first: a power cut between the two
-        # writes leaves both, and the old one is simply re-keyed again.
-        old = rec["id"]
-        if rec.get("_pid"):
-            self.mq.forget(rec["_pid"])
-        f = floor if isinstance(floor, int) else 0
-        self.boot = outbox.next_boot(self.b.flash, max(self.boot, self.ob.max_boot, f))
-        self.seq += 1
-        new = {"id": "%s:%d:%d" % (self.dev, self.boot, self.seq), "boot": self.boot, "seq": self.seq}
-        for k in rec:
-            if k not in new and k[0] != "_":
-                new[k] = rec[k]
-        self.ob.add(new)
-        self.ob.done(old)
-        if rec.get("_tk") is not None:
-            new["_tk"] = rec["_tk"]
-        new["_n"] = 0
-        new["_due"] = ticks_ms()
-        if self.active == old:
-            self.active = new["id"]
-        if self.last == old:
-            self.last = new["id"]
-        self.log("id %s reused from an earlier life: resent as %s" % (old, new["id"]))
-
-    def _end_active(self, st):
-        self.active = None
-        self.stage = None
-        self.gest.active = False
-        self._set_buzz("cancelled" if st == "cancelled" else "off")
-
-    def _age(self, rec, now):
-        tk = rec.get("_tk")
-        if tk is not None:
-            return ticks_diff(now, tk)
-        w = self.b.wall_ms()
-        if rec["t"] is not None and w is not None:
-            return max(0, w - rec["t"])
-        # From an earlier boot without a clock: time since this boot is a lower bound.
-        return ticks_diff(now, self.t0)
-
     def _send(self, rec, now):
         c = self.cfg
         age = self._age(rec, now)
@@ -305,17 +105,19 @@ class App:
         rec["_pid"] = self.mq.publish(self.t_alert, body, False, False)
         n = rec["_n"] + 1
         rec["_n"] = n
-        rec["_due"] = ticks_add(now, min(c["retry_ms"] << min(n - 1, 10), c["retry_max_ms"]))
+        rec["_due"] = now + min(c["retry_ms"] << min(n - 1, 10), c["retry_max_ms"])
         tk = rec.get("_tk")
         self.emit("alert", id=rec["id"], kind=rec["kind"], **{
-            "try": n, "pub_ms": ticks_diff(ticks_ms(), tk) if tk is not None else age})
+            "try": n, "pub_ms": self.clk.ms() - tk if tk is not None else age})
 
     def _status(self, state="online"):
         b = self.b
-        body = proto.status_body(self.dev, state, self.boot,
-                                 ticks_diff(ticks_ms(), self.t0) // 1000, b.battery(),
-                                 b.rssi(), len(self.ob))
-        self.t_hb = ticks_ms()
+        now = self.clk.ms()
+        body = proto.status_body(self.dev, state, self.boot, (now - self.t0) // 1000,
+                                 b.battery(), b.rssi(), len(self.ob), {
+                                     "reset": b.reset_cause(), "reconnects": max(0, self.ups - 1),
+                                     "link_err": self.link_err})
+        self.t_hb = now
         return self.mq.publish(self.t_status, body, True, True)
 
     def _broker(self):
@@ -343,7 +145,7 @@ class App:
             d = self.rc_delay
             self.rc_delay = min(d * 2, c["reconnect_max_ms"])
             d = d // 2 + random.getrandbits(16) % (d // 2 + 1)
-            self.rc_due = ticks_add(now, d)
+            self.rc_due = now + d
         else:
             self.rc_due = now   # a backup broker is a second path: try it at once
 
@@ -352,9 +154,11 @@ class App:
         if not self.b.net_up():
             if mq.sock is not None:
                 mq.close("network down")
-        elif mq.state == mqtt.CLOSED and ticks_diff(now, self.rc_due) >= 0:
+        elif mq.state == mqtt.CLOSED and now >= self.rc_due:
             self._connect(now)
         mq.service()
+        if mq.kind:
+            self.link_err = mq.kind
         if self.was_up and mq.state != mqtt.UP:
             self.was_up = False
             br = self._broker()
@@ -362,7 +166,7 @@ class App:
                       reason=mq.err)
             mq.err = None
             self.rc_delay = self.cfg["reconnect_min_ms"]
-            self.rc_due = ticks_add(now, self.rc_delay)
+            self.rc_due = now + self.rc_delay
         elif not self.was_up and mq.state == mqtt.CLOSED and mq.err:
             err = mq.err
             mq.err = None
@@ -370,10 +174,11 @@ class App:
 
     def _on_up(self):
         self.was_up = True
-        now = ticks_ms()
+        now = self.clk.ms()
         br = self._broker()
         self.rc_delay = self.cfg["reconnect_min_ms"]
         self.emit("link", state="up", broker="%s:%d" % (br["host"], br["port"]))
+        self.ups += 1
         self.mq.subscribe(self.t_ack)
         # Drain oldest first, right away: a reconnect is when the backlog matters most.
         for r in self.ob.recs:
@@ -382,59 +187,41 @@ class App:
         self._status()
 
     def _drain(self, now):
-        if self.mq.state != mqtt.UP:
+        # A few at a time, paced by PUBACKs (mq.can_send): a backlog never floods a slow
+        # link. Presses of this boot first, newest first: a new panic goes out before an
+        # old backlog. A record whose last copy awaits its PUBACK is the transport's to
+        # resend (DUP), not ours.
+        mq = self.mq
+        if mq.state != mqtt.UP or not mq.can_send():
             return
-        for r in self.ob.recs:
-            if ticks_diff(now, r["_due"]) >= 0:
-                if gc.mem_free() < 12288:
-                    # Collect before the heap is exhausted: a drain of a full outbox on a
-                    # 64K heap otherwise fails on fragmentation, not on live data.
-                    gc.collect()
-                try:
-                    self._send(r, now)
-                except MemoryError:
-                    # Out of RAM mid-drain: the rest stays in flash and goes next turn;
-                    # crashing here would only reboot into the same full outbox.
-                    gc.collect()
-                    return
-                if self.mq.state != mqtt.UP:
-                    return
+        due = [r for r in self.ob.recs if now >= r["_due"] and r.get("_pid") not in mq.inflight]
+        if not due:
+            return
+        fresh = [r for r in due if r.get("_tk") is not None]
+        fresh.reverse()
+        for r in fresh + [r for r in due if r.get("_tk") is None]:
+            if not mq.can_send():
+                return
+            if gc.mem_free() < 12288:
+                # Collect before the heap is exhausted: a drain of a full outbox on a
+                # 64K heap otherwise fails on fragmentation, not on live data.
+                gc.collect()
+            try:
+                self._send(r, now)
+            except MemoryError:
+                # Out of RAM mid-drain: the rest stays in flash and goes next turn;
+                # crashing here would only reboot into the same full outbox.
+                gc.collect()
+                return
+            if mq.state != mqtt.UP:
+                return
 
     # ---- feedback ----
-    def _update_led(self, now):
-        c = self.cfg
-        pend = self.ob.recs
-        p = None
-        if self.active is not None and self.stage is not None:
-            p = _LED[self.stage]
-            # Nothing more after a long while: back to normal, the cancel window closes.
-            if ticks_diff(now, self.t_active) > c["cancel_window_s"] * 1000:
-                self._end_active("expired")
-                p = None
-        if p is None and pend:
-            oldest = pend[0]
-            tk = oldest.get("_tk", self.t0)
-            # Still retrying, but the user must know the call has not got through.
-            if ticks_diff(now, tk) > c["fail_ms"]:
-                p = "failed"
-                if self.buzz == "sending":
-                    self._set_buzz("failed")
-            else:
-                p = "sending"
-        if p is None:
-            if self.mq.state != mqtt.UP:
-                p = "offline"
-            elif (self.b.battery() or 100) < c["batt_low"]:
-                p = "low_battery"
-            else:
-                p = "idle"
-        self._set_led(p)
-
     # ---- loop ----
     def _timeout(self, now):
         t = 1000
         if self.cfg is None:
-            return t
+            return min(t, self.b.tick_ms)     # the board may still blink config_error
         g = self.gest.due(now)
         if g is not None:
             t = min(t, g)
@@ -444,10 +231,10 @@ class App:
         elif mq.state == mqtt.CLOSED and self.b.net_up():
             # Without a network there is nothing to reconnect to: the board's tick (or
             # stdin, on the sim board) wakes the loop when WiFi returns.
-            t = min(t, max(0, ticks_diff(self.rc_due, now)))
+            t = min(t, max(0, self.rc_due - now))
         elif mq.state == mqtt.UP:
             for r in self.ob.recs:
-                t = min(t, max(0, ticks_diff(r["_due"], now)))
+                t = min(t, max(0, r["_due"] - now))
         return min(t, self.b.tick_ms)
 
     def run(self):
@@ -455,25 +242,32 @@ class App:
         self.emit("ready")
         b = self.b
         while self.running:
-            now = ticks_ms()
+            now = self.clk.ms()
             self.poller.poll(self._timeout(now))
             b.feed()
             b.service(self)
-            if not self.running or not ok:
+            if not self.running:
                 continue
-            now = ticks_ms()
+            if not ok:
+                # Bad config: no app, but the board still plays the config_error pattern.
+                b.led_tick(ticks_ms())
+                continue
+            now = self.clk.ms()
             ev = self.gest.tick(now)
             if ev:
                 self._gesture(ev, now)
             self._link(now)
-            now = ticks_ms()
+            now = self.clk.ms()
             self._drain(now)
-            if self.mq.state == mqtt.UP and \
-                    ticks_diff(now, self.t_hb) >= self.cfg["heartbeat_s"] * 1000:
+            if self.mq.state == mqtt.UP and now - self.t_hb >= self.cfg["heartbeat_s"] * 1000:
                 self._status()
+            self._check_battery(now)
             self._update_led(now)
-            b.led_tick(now)
-            if ticks_diff(now, self._t_gc) >= _GC_MS:
+            b.led_tick(ticks_ms())
+            if not self._stable and now - self.t0 >= _STABLE_MS:
+                self._stable = True
+                self._forget_crashes()
+            if now - self._t_gc >= _GC_MS:
                 self._t_gc = now
                 gc.collect()
                 a = gc.mem_alloc()
@@ -486,22 +280,31 @@ class App:
         self.heap()
         return self.rc
 
+    def _forget_crashes(self):
+        # This boot is healthy: the crash boots before it are no longer "in a row".
+        try:
+            os.remove(self.b.flash + "/crashes")    # main.py / safemode.py count there
+        except OSError:
+            pass
+
     def _maybe_sleep(self, now):
         # Battery variant: stay awake while an alert is unacked (bounded by awake_s) or the
         # button is held, then tell the gateway we sleep (not silent) and deep-sleep with
         # wake on the button and a timer for the next heartbeat.
         c = self.cfg
-        awake = ticks_diff(now, self.t0)
-        if self.gest.down or awake < 3000:
+        awake = now - self.t0
+        if self.gest.down or self.gest.armed is not None or awake < 3000:
             return
         if (self.ob.recs or self.mq.state != mqtt.UP) and awake < c["awake_s"] * 1000:
             return
         if self.mq.state == mqtt.UP:
             pid = self._status("sleeping")
-            end = ticks_add(ticks_ms(), 2000)
-            while pid in self.mq.inflight and ticks_diff(end, ticks_ms()) > 0:
+            end = self.clk.ms() + 2000
+            while pid in self.mq.inflight and self.clk.ms() < end:
                 self.poller.poll(20)
                 self.b.feed()
                 self.mq.service()
             self.mq.close()
-        self.b.deepsleep(c["heartbeat_s"] * 1000)
+        self._forget_crashes()
+        self.emit("sleep", awake_ms=self.clk.ms() - self.t0, ms=c["sleep_heartbeat_s"] * 1000)
+        self.b.deepsleep(c["sleep_heartbeat_s"] * 1000)

@@ -10,13 +10,41 @@ import machine
 import network
 from machine import Pin
 
+import battery
+import edges
 from patterns import LED, BUZZER
 
 # time.time() counts from 2000 on ports built without MICROPY_EPOCH_IS_1970.
 _EPOCH_MS = 946684800000 if time.gmtime(0)[0] == 2000 else 0
 _WIFI_TRY_MS = 15000
 _NTP_EVERY_MS = 6 * 3600 * 1000
-_NTP_RETRY_MS = 600 * 1000
+# While unsynced NTP is tried often (5 s, doubling to 2 min), one server a turn: each try
+# blocks the loop for up to 1 s, and an unset clock keeps CA-verified TLS down.
+_NTP_RETRY_MIN_MS = 5000
+_NTP_RETRY_MAX_MS = 120000
+_CLOCK_SAVE_MS = 3600 * 1000    # the last known time goes to flash this often
+_RESETS = {}
+
+
+_DEFAULT_PINS = {"button": 27, "led": 2, "buzzer": 4, "batt_adc": None}
+
+
+def _early_pins():
+    # Read before config.py has validated anything: only plain output/input pins are
+    # taken from it, anything odd means the defaults (config.py then reports the error).
+    try:
+        with open("config.json") as f:
+            p = json.load(f)["pins"]
+        d = dict(_DEFAULT_PINS)
+        for k in ("button", "led", "buzzer"):
+            v = p.get(k, d[k])
+            if not isinstance(v, int) or not 0 <= v <= 33 or v in (0, 1, 3, 5, 6, 7, 8, 9,
+                                                                   10, 11, 12, 15):
+                return _DEFAULT_PINS
+            d[k] = v
+        return d
+    except Exception:  # noqa: BLE001 -- no or bad config: the defaults
+        return _DEFAULT_PINS
 
 
 class _Blinker:
@@ -58,33 +86,59 @@ class Board:
     tick_ms = 20       # LED phases and button debounce need a short loop period
 
     def __init__(self):
-        self.flash = ""
+        self.flash = "."    # the working directory: "/" on the board
         self._synced = False
         self.wdt = None
         self.cfg = None
-        # Default pins until the config is read, so a config error can still blink.
-        self._pins({"button": 0, "led": 2, "buzzer": 4, "batt_adc": None})
+        # The edge ring exists before any IRQ can fire and is never reallocated.
+        self.ring = edges.Ring(32)
+        self.deb = None
+        self._irq_on = False
+        # Pins from config.json as early as possible (a press made while the rest boots
+        # is recorded), else the defaults, so a config error can still blink.
+        self._pins(_early_pins())
         self.wlan = network.WLAN(network.STA_IF)
         self.wifi = []
         self.wi = 0
-        self.w_due = 0
+        # Due "now", not at tick 0: a board may boot just before the 2**30 wrap, where
+        # tick 0 reads as 30 s in the future.
+        self.w_due = ticks_ms()
         self.w_start = None
         self.w_delay = 2000
-        self.ntp_due = 0
+        self.ntp_due = self.w_due
+        self.ntp_i = 0
+        self.ntp_delay = _NTP_RETRY_MIN_MS
+        self.t_saved = 0
+        self.floor = 0           # the wall clock is at least this (port seconds)
         self.uart = None
         self.gps = None
-        # Woken by the button from deep sleep: the press began at reset (ticks ~0).
+        # Woken by the button from deep sleep: the press began at reset (ticks ~0), before
+        # the IRQ existed. Recorded first, so the wake press counts (a triple press from
+        # sleep, a long press that started the board).
         self.woke_by_button = machine.reset_cause() == machine.DEEPSLEEP_RESET and \
             machine.wake_reason() == machine.EXT0_WAKE
+        if self.woke_by_button:
+            self.ring.push(0, 0)        # ticks_ms() counts from the reset
+            if self.btn.value():
+                self.ring.push(ticks_ms(), 1)
 
     def _pins(self, p):
+        if self._irq_on:
+            self.btn.irq(handler=None)
+        self._irq_on = True
         self.btn = Pin(p["button"], Pin.IN, Pin.PULL_UP)
-        self.btn.irq(handler=self._irq, trigger=Pin.IRQ_FALLING | Pin.IRQ_RISING)
-        self.level = 1
-        self.t_irq = ticks_ms()
+        self._irq_h = self._irq    # one bound method, made here: the IRQ must not allocate
+        trig = Pin.IRQ_FALLING | Pin.IRQ_RISING
+        try:
+            # A hard IRQ timestamps the edge even inside a blocking C call; the ESP32 port
+            # has only scheduled ("soft") IRQs and refuses the keyword.
+            self.btn.irq(handler=self._irq_h, trigger=trig, hard=True)
+        except TypeError:
+            self.btn.irq(handler=self._irq_h, trigger=trig)
         self.led_pin = Pin(p["led"], Pin.OUT, value=0)
         self.pwm = machine.PWM(Pin(p["buzzer"]), freq=2700, duty_u16=0)
         self.adc = None
+        self.gauge = battery.Smoother()
         if p.get("batt_adc") is not None:
             self.adc = machine.ADC(Pin(p["batt_adc"]))
             self.adc.atten(machine.ADC.ATTN_11DB)
@@ -92,8 +146,8 @@ class Board:
         self.buz_b = _Blinker(self._buzz, False)
 
     def _irq(self, pin):
-        # IRQ context: no allocation; just note when the line last moved.
-        self.t_irq = ticks_ms()
+        # IRQ context: no allocation.
+        self.ring.push(ticks_ms(), pin.value())
 
     def _buzz(self, on):
         self.pwm.duty_u16(32768 if on else 0)
@@ -102,7 +156,6 @@ class Board:
     def setup(self, app):
         c = app.cfg
         self.cfg = c
-        self.btn.irq(handler=None)
         self._pins(c["pins"])
         self.wifi = c["wifi"]
         self.wlan.active(True)
@@ -110,11 +163,12 @@ class Board:
             g = c["gps"]
             self.uart = machine.UART(g["uart"], baudrate=g["baud"], tx=g["tx"], rx=g["rx"])
             self.gps = app.gps_on()
-        # Started only with a valid config: a bad config must blink, not reset-loop.
+        # The RTC restarts at 2000 on power-up: the last time this board knew is a floor.
+        import clockfloor
+        self._raise_floor(clockfloor.load(self.flash + "/clock"))
+        # main.py started the watchdog before the app was imported; this sets the
+        # config's period. With a bad config the loop still feeds it while it blinks.
         self.wdt = machine.WDT(timeout=c["wdt_ms"])
-        if self.woke_by_button and self.btn.value() == 0:
-            self.level = 0
-            app.button(True, 0)
 
     def register(self, poller):
         pass
@@ -139,10 +193,13 @@ class Board:
     def battery(self):
         if self.adc is None:
             return None
-        # 1:2 divider on a single Li-ion cell: 3.3 V empty, 4.2 V full (linear is
-        # good enough for a "low battery" warning).
-        mv = self.adc.read_uv() * 2 // 1000
-        return max(0, min(100, (mv - 3300) * 100 // 900))
+        # 1:2 divider on a single Li-ion cell: 3.3 V empty, 4.2 V full (linear is good
+        # enough for a "low battery" warning). Eight reads per call, then a running
+        # average: one read wanders by tens of mV, more while the radio transmits.
+        uv = 0
+        for _ in range(8):
+            uv += self.adc.read_uv()
+        return battery.percent(self.gauge.feed(uv // 4000))
 
     def rssi(self):
         try:
@@ -163,10 +220,21 @@ class Board:
 
     def set_clock(self, ms):
         # From an ack's "now" when NTP is unreachable: better than no clock at all.
-        s = (ms - _EPOCH_MS) // 1000
-        tm = time.gmtime(s)
-        machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
+        _set_rtc((ms - _EPOCH_MS) // 1000)
+        self._synced_now(ticks_ms())
+
+    def _synced_now(self, now):
         self._synced = True
+        self.t_saved = now
+        import clockfloor
+        clockfloor.save(self.flash + "/clock", time.time())
+
+    def _raise_floor(self, s):
+        # Not "synced": alerts still carry t = null. Only certificate checks use this time.
+        if s > self.floor:
+            self.floor = s
+        if not self._synced and time.time() < self.floor:
+            _set_rtc(self.floor)
 
     def read_ca(self, path):
         if not path:
@@ -177,7 +245,17 @@ class Board:
             from binascii import a2b_base64
             d = a2b_base64(b"".join(ln for ln in d.split(b"\n")
                                     if ln and not ln.startswith(b"-----")))
+        if not self._synced:
+            import clockfloor
+            self._raise_floor(clockfloor.ca_start(d)[0])
         return d
+
+    def reset_cause(self):
+        if not _RESETS:
+            _RESETS.update({machine.PWRON_RESET: "pwron", machine.HARD_RESET: "hard",
+                            machine.WDT_RESET: "wdt", machine.DEEPSLEEP_RESET: "deepsleep",
+                            machine.SOFT_RESET: "soft"})
+        return _RESETS.get(machine.reset_cause(), "other")
 
     def deepsleep(self, ms):
         self.led_pin.value(0)
@@ -192,11 +270,16 @@ class Board:
 
     # -- periodic work --
     def service(self, app):
+        d = self.deb
+        if d is None:
+            d = self.deb = edges.Debounce(self.debounce_ms(), app.button)
+        while True:
+            e = self.ring.pop()
+            if e is None:
+                break
+            d.edge(e[0], e[1])
+        d.settle(ticks_ms(), self.btn.value())
         now = ticks_ms()
-        v = self.btn.value()
-        if v != self.level and ticks_diff(now, self.t_irq) >= self.debounce_ms():
-            self.level = v
-            app.button(v == 0, now)
         if self.uart is not None and self.gps is not None and self.uart.any():
             d = self.uart.read()
             if d:
@@ -234,18 +317,60 @@ class Board:
             pass
         self.w_start = now
 
+    def _ntp_servers(self, c):
+        # The configured servers, then every broker host: the gateway's machine answers
+        # NTP where the internet's pool is out of reach (a closed police network).
+        out = c["ntp"] if isinstance(c["ntp"], list) else [c["ntp"]]
+        for b in c["brokers"]:
+            if b["host"] not in out:
+                out = out + [b["host"]]
+        return out
+
     def _ntp(self, now, app):
         c = self.cfg
-        if c is None or not self.wlan.isconnected() or ticks_diff(now, self.ntp_due) < 0:
+        if c is None or not self.wlan.isconnected():
             return
+        if self._synced and ticks_diff(now, self.t_saved) >= _CLOCK_SAVE_MS:
+            import clockfloor
+            self.t_saved = now
+            clockfloor.save(self.flash + "/clock", time.time())
+        if ticks_diff(now, self.ntp_due) < 0:
+            return
+        servers = self._ntp_servers(c)
+        host = servers[self.ntp_i % len(servers)]
         try:
             import ntptime
-            ntptime.host = c["ntp"]
+            ntptime.host = host
             ntptime.timeout = 1
             self.feed()
-            ntptime.settime()   # blocks <= 1 s: once per boot and every few hours
-            self._synced = True
+            ntptime.settime()   # blocks <= 1 s (plus a DNS lookup)
+            was = self._synced
+            self._synced_now(now)
             self.ntp_due = ticks_add(now, _NTP_EVERY_MS)
+            self.ntp_delay = _NTP_RETRY_MIN_MS
+            if not was:
+                app.log("clock set by NTP from %s" % host)
+                app.clock_set()
         except Exception as e:  # noqa: BLE001
-            app.log("ntp: %s" % e)
-            self.ntp_due = ticks_add(now, _NTP_RETRY_MS)
+            app.log("ntp %s: %s" % (host, e))
+            self.ntp_i += 1
+            if self._synced:
+                self.ntp_due = ticks_add(now, _NTP_RETRY_MAX_MS)
+            else:
+                self.ntp_due = ticks_add(now, self.ntp_delay)
+                if self.ntp_i % len(servers) == 0:
+                    self.ntp_delay = min(self.ntp_delay * 2, _NTP_RETRY_MAX_MS)
+
+
+def _set_rtc(s):
+    tm = time.gmtime(s)
+    machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
+
+
+try:
+    from typing import TYPE_CHECKING
+except ImportError:       # MicroPython: the check below is for pyright only
+    TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import board
+    _contract: "board.Board" = Board()   # checked by pyright against board.pyi

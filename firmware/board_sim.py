@@ -78,6 +78,9 @@ class Board:
     def deepsleep(self, ms):
         pass
 
+    def reset_cause(self):
+        return "pwron"     # every start of the simulated button is a power-up
+
     def crashed(self, e):
         pass
 
@@ -154,3 +157,12 @@ def pem_to_der(d):
     from binascii import a2b_base64
     body = b"".join(ln for ln in d.split(b"\n") if ln and not ln.startswith(b"-----"))
     return a2b_base64(body)
+
+
+try:
+    from typing import TYPE_CHECKING
+except ImportError:       # MicroPython: the check below is for pyright only
+    TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import board
+    _contract: "board.Board" = Board()   # checked by pyright against board.pyi

@@ -1,6 +1,7 @@
 # config.json: load, validate, fill defaults. A bad file must give a clear message and an
 # LED pattern, never an exception that reboots the board into the same failure forever.
 import json
+import os
 
 DEFAULTS = {
     "topic_root": "panic/v1",
@@ -9,8 +10,9 @@ DEFAULTS = {
     "trigger": "long",
     "long_press_ms": 2000,
     "triple_window_ms": 3000,
-    "cancel_hold_ms": 5000,
-    "cancel_window_s": 1800,   # how long after an alert a hold still means "cancel it"
+    "cancel_hold_ms": 5000,    # arms a cancel of a delivered alert ...
+    "cancel_confirm_ms": 10000,  # ... which a short press within this confirms
+    "cancel_window_s": 1800,   # how long after an alert it may still be cancelled
     "debounce_ms": 30,
     "drill": False,            # every press sends kind "test" (drills)
     "heartbeat_s": 60,
@@ -22,20 +24,35 @@ DEFAULTS = {
     "fail_ms": 10000,          # unacked this long -> LED "failed" (still retrying)
     "outbox_max": 32,
     "gps": None,
-    "pins": {"button": 0, "led": 2, "buzzer": 4, "batt_adc": 34},
+    # GPIO27: an RTC pin (wakes from deep sleep) that is not a boot-strapping pin, so a
+    # button held at power-up cannot put the chip in download mode. No battery ADC
+    # unless the divider is fitted: an open ADC pin reads noise, not a battery.
+    "pins": {"button": 27, "led": 2, "buzzer": 4, "batt_adc": None},
     "batt_low": 20,
     "boot_floor": 0,           # from the gateway: boot numbers it has already seen (re-flash)
     "sleep": False,
     "awake_s": 30,
+    "sleep_heartbeat_s": 1800,  # battery variant: timer wake for a heartbeat
     "ntp": "pool.ntp.org",
     "wdt_ms": 8000,
+    "safe_hold_ms": 10000,     # button held this long at power-up: safe mode (safemode.py)
 }
 
 _REQUIRED = ("dev", "secret", "mqtt_user", "mqtt_password", "brokers", "lat6", "lon6")
 _INTS = ("lat6", "lon6", "acc", "long_press_ms", "triple_window_ms", "cancel_hold_ms",
          "cancel_window_s", "debounce_ms", "heartbeat_s", "keepalive_s", "retry_ms",
          "retry_max_ms", "reconnect_min_ms", "reconnect_max_ms", "fail_ms", "outbox_max",
-         "batt_low", "awake_s", "wdt_ms", "boot_floor")
+         "batt_low", "awake_s", "wdt_ms", "boot_floor", "cancel_confirm_ms",
+         "sleep_heartbeat_s", "safe_hold_ms")
+
+# ESP32 (WROOM/WROVER) pin rules.
+_STRAP = (0, 2, 5, 12, 15)        # sampled at reset: a held button changes the boot mode
+_FLASH = (6, 7, 8, 9, 10, 11)     # the SPI flash
+_INPUT_ONLY = (34, 35, 36, 37, 38, 39)   # and without internal pull-ups
+_RTC = (0, 2, 4, 12, 13, 14, 15, 25, 26, 27, 32, 33, 34, 35, 36, 37, 38, 39)
+_ADC1 = (32, 33, 34, 35, 36, 39)  # ADC2 cannot be read while WiFi is on
+_WDT_MIN = 4000     # above the longest bounded blocking step (TLS handshake, NTP)
+_WDT_MAX = 60000
 
 
 def _dev_ok(s):
@@ -82,9 +99,16 @@ def validate(c):
     if not -90000000 <= out["lat6"] <= 90000000 or not -180000000 <= out["lon6"] <= 180000000:
         return None, "lat6/lon6 out of range"
     for k in ("long_press_ms", "triple_window_ms", "cancel_hold_ms", "heartbeat_s",
-              "retry_ms", "outbox_max", "reconnect_min_ms", "wdt_ms"):
+              "retry_ms", "outbox_max", "reconnect_min_ms", "cancel_confirm_ms"):
         if out[k] <= 0:
             return None, k + " must be > 0"
+    if out["safe_hold_ms"] < 1000:
+        return None, "safe_hold_ms must be >= 1000"
+    if not _WDT_MIN <= out["wdt_ms"] <= _WDT_MAX:
+        return None, "wdt_ms must be %d..%d" % (_WDT_MIN, _WDT_MAX)
+    if out["sleep"] and out["sleep_heartbeat_s"] < 1800:
+        # Each wake costs WiFi + TLS: more often than this drains an 18650 in weeks.
+        return None, "sleep_heartbeat_s must be >= 1800"
     if out["keepalive_s"] < 0 or out["keepalive_s"] > 65535:
         return None, "keepalive_s out of range"
     if out["trigger"] not in ("long", "triple"):
@@ -102,6 +126,10 @@ def validate(c):
             return None, "broker port out of range"
         x["port"] = p
         x["tls"] = bool(x.get("tls", False))
+        if x["tls"] and not (isinstance(x.get("ca"), str) and x["ca"]):
+            # TLS without a CA would skip certificate checks: anyone on the path could
+            # pose as the broker and swallow alerts.
+            return None, "broker %s: tls needs a ca file" % x["host"]
     w = out["wifi"]
     if not isinstance(w, list):
         return None, "wifi must be a list"
@@ -125,9 +153,43 @@ def validate(c):
     for k in out["pins"]:
         p[k] = out["pins"][k]
     out["pins"] = p
+    err = _pins_error(p, sleep=out["sleep"])
+    if err:
+        return None, err
     if not isinstance(out["topic_root"], str) or not out["topic_root"]:
         return None, "topic_root must be a non-empty string"
     return out, None
+
+
+def _pins_error(p, sleep=False):
+    for k in ("button", "led", "buzzer"):
+        v = p.get(k)
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 39 or v in _FLASH:
+            return "pins.%s must be a usable GPIO number" % k
+    for k in ("led", "buzzer"):
+        if p[k] in _INPUT_ONLY:
+            return "pins.%s: GPIO%d is input-only" % (k, p[k])
+    b = p["button"]
+    if b in _STRAP:
+        return "pins.button: GPIO%d is a boot-strapping pin (use 27 or 33)" % b
+    if b in _INPUT_ONLY:
+        return "pins.button: GPIO%d has no pull-up (use 27 or 33)" % b
+    if sleep and b not in _RTC:
+        return "pins.button: GPIO%d cannot wake from deep sleep" % b
+    a = p.get("batt_adc")
+    if a is not None and a not in _ADC1:
+        return "pins.batt_adc must be null or an ADC1 pin (32-36, 39)"
+    if len({b, p["led"], p["buzzer"]}) < 3 or a in (b, p["led"], p["buzzer"]):
+        return "pins must all differ"
+    return None
+
+
+def _exists(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
 
 
 def load(path):
@@ -140,4 +202,14 @@ def load(path):
         c = json.loads(raw)
     except Exception:
         return None, "config.json is not valid JSON"
-    return validate(c)
+    out, err = validate(c)
+    if out is None:
+        return None, err
+    # CA paths are relative to the flash root, where config.json lives.
+    i = path.rfind("/")
+    folder = path[:i + 1] if i >= 0 else ""
+    for b in out["brokers"]:
+        ca = b.get("ca") or ""
+        if b["tls"] and not _exists(ca if ca[:1] == "/" else folder + ca):
+            return None, "broker %s: ca file %s not found" % (b["host"], ca)
+    return out, None

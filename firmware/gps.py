@@ -1,6 +1,6 @@
 # NMEA 0183 parser (GGA, RMC) with checksum, integer micro-degrees (ESP32 floats are
 # single precision: 1e-7 degrees is lost at 112 degrees east), and fix age.
-from time import ticks_ms, ticks_diff
+from monotonic import Mono
 
 
 def checksum_ok(line):
@@ -40,8 +40,11 @@ def coord6(val, hemi, degw):
 
 
 class GPS:
-    def __init__(self, fix_timeout_s=30):
+    def __init__(self, fix_timeout_s=30, clock=None):
         self.timeout_ms = fix_timeout_s * 1000
+        # Monotonic ms (the app's monotonic.Mono): a fix from before a week without GPS
+        # must read a week old, which a ticks_ms difference cannot after 6.2 days.
+        self.clock = clock or Mono().ms
         self.lat6 = None
         self.lon6 = None
         self.acc = None
@@ -87,7 +90,7 @@ class GPS:
             self.acc = max(acc, 3)
         elif self.acc is None:
             self.acc = 10
-        self.t_fix = ticks_ms() if now is None else now
+        self.t_fix = self.clock() if now is None else now
         return True
 
     def feed_bytes(self, data):
@@ -109,12 +112,12 @@ class GPS:
         """(lat6, lon6, acc) of a fix younger than the timeout, else None."""
         if self.t_fix is None:
             return None
-        now = ticks_ms() if now is None else now
-        if ticks_diff(now, self.t_fix) > self.timeout_ms:
+        now = self.clock() if now is None else now
+        if now - self.t_fix > self.timeout_ms:
             return None
         return self.lat6, self.lon6, self.acc
 
     def age_ms(self, now=None):
         if self.t_fix is None:
             return None
-        return ticks_diff(ticks_ms() if now is None else now, self.t_fix)
+        return (self.clock() if now is None else now) - self.t_fix

@@ -12,18 +12,71 @@ def _fix_path():
         sys.path.insert(0, f[:i])
 
 
+def _guard():
+    """Before any compiled module: count a boot that followed a crash or watchdog reset
+    (one byte each in flash: a torn append cannot corrupt the count), then let safemode.py
+    decide. Returns (held_ms, watchdog) to run the app, or None when safe mode ran."""
+    try:
+        import machine
+        cause = machine.reset_cause()
+    except (ImportError, AttributeError):
+        return 0, None            # the simulator board: no resets, no watchdog
+    import os
+    if cause == machine.PWRON_RESET:
+        try:
+            os.remove("crashes")
+        except OSError:
+            pass
+    elif cause != machine.DEEPSLEEP_RESET:
+        with open("crashes", "ab") as f:
+            f.write(b"x")
+    n = os.stat("crashes")[6] if "crashes" in os.listdir() else 0
+    try:
+        import safemode
+    except Exception:  # noqa: BLE001
+        if n >= 4:
+            return None           # safemode.mpy is the torn file: no app, no watchdog, REPL
+        raise
+    r = safemode.guard(n)
+    del sys.modules["safemode"]   # not needed again this boot: its RAM goes back
+    return r
+
+
 def _main():
     b = None
     try:
+        g = _guard()
+        if g is None:
+            return 0
         import board
-        b = board.make()
+        b = board.make()   # first: on an ESP32 its button IRQ records presses from here on
+        if g[1] is not None:
+            b.wdt = g[1]   # fed by the loop from now on, whatever the config says
+        # The config is read and checked before the app is loaded, and its code unloaded
+        # again: validation is needed once, and the app's long-lived buffers should not
+        # be allocated around its freed remains.
+        import config
+        cfg = config.load(b.flash + "/config.json")
+        del config
+        del sys.modules["config"]
+        import gc
+        gc.collect()
+        # The biggest modules next, while the heap is emptiest: compiling them from
+        # source is the peak of a boot.
+        import mqtt  # noqa: F401
         import app
-        return app.App(b).run()
+        a = app.App(b, cfg)
+        a.boot_hold_ms = g[0]
+        return a.run()
     except Exception as e:  # noqa: BLE001
         # stdout carries only JSON events; the unix port would print tracebacks there.
         sys.print_exception(e, sys.stderr)
         if b is not None:
             b.crashed(e)   # on hardware: reset; the outbox is in flash and survives
+        else:
+            import machine
+            if hasattr(machine, "reset_cause"):   # a board, not the simulator
+                machine.reset()   # counted: a boot that keeps crashing ends in safe mode
         return 1
 
 

@@ -21,7 +21,23 @@ _DISCONNECT = b"\xe0\x00"
 # capped at 1 KiB); refusing them bounds the receive buffer.
 MAX_IN = const(1280)
 # Unsent bytes beyond this mean the peer stopped reading: drop the link and reconnect.
+# Callers pace themselves with can_send(), so only a dead link gets here.
 MAX_OUT = const(8192)
+# QoS 1 messages awaiting PUBACK before can_send() says wait: a backlog goes out a few at a
+# time, paced by the broker's PUBACKs, and never floods a slow radio link.
+MAX_INFLIGHT = const(4)
+# Bytes handed to one socket write: below mbedTLS's 4 KiB output record.
+_CHUNK = const(1024)
+_TCP_MS = const(5000)        # TCP connect
+_SESSION_MS = const(15000)   # TLS handshake + CONNACK
+_DUP_TRIES = const(2)        # DUP resends of an unacked PUBLISH before the link is dead
+
+# Last link error, by kind (the status reports it): what city operations need to tell
+# "no internet" from "wrong password" without a visit.
+ERR_DNS = "dns"
+ERR_NO_BROKER = "no_broker"
+ERR_TLS = "tls"
+ERR_AUTH = "auth"
 
 CLOSED = const(0)
 TCP = const(1)      # TCP connect in progress
@@ -145,6 +161,10 @@ def parse_publish(first, body):
 # ---- client ----
 
 class Client:
+    """Non-blocking MQTT 3.1.1 client with mqtt_as-style link supervision: DNS resolved once,
+    TCP connect and TLS handshake driven by the loop, SUBACK checked, PUBACK timeout ->
+    DUP resend of the same packet -> reconnect, keepalive from the last received packet."""
+
     def __init__(self, cid, user, pw, keepalive_s, will_topic, will_msg, on_msg, on_up, log):
         self.cid = cid
         self.user = user
@@ -159,37 +179,63 @@ class Client:
         self.state = CLOSED
         self.session = False     # broker kept our session (CONNACK session-present)
         self.pid = 0
-        # pid -> [packet bytes or None, sent_ticks]; None = caller retransmits itself
+        # pid -> [packet, sent_ticks, dup_tries, caller_resends]. caller_resends: the caller
+        # re-signs and resends from its own outbox after a reconnect, so the stored copy is
+        # only for DUP resends on this connection.
         self.inflight = {}
+        self.response_ms = 10000  # PUBACK/SUBACK/PINGRESP wait, as mqtt_as's response_time
         self.rbuf = bytearray(MAX_IN + 8)
         self._mv = memoryview(self.rbuf)
         self.fill = 0
         self.skip = 0            # bytes of an oversize packet still to discard
-        self.wbuf = bytearray()
-        self._t_io = 0           # ticks of last packet sent (keepalive)
-        self._t_rx = 0           # ticks of last packet received
+        self.wbuf = bytearray()  # unsent bytes from wbuf[_wo:]; an offset, not a copy per write
+        self._wo = 0
+        self._stuck = 0          # length of a write that took nothing: pass it again as is
+        self._t_io = 0           # ticks of last packet sent
+        self._t_rx = 0           # ticks of last packet received (keepalive)
+        self._t_ping = 0
         self._t_start = 0
         self._ping_out = False
+        self._sub = 0            # pid of the SUBSCRIBE awaiting its SUBACK
+        self._t_sub = 0
         self._p = select.poll()
         self._outer = None       # app's poll object, so it wakes on our socket
+        self._addr = {}          # (host, port) -> getaddrinfo entry, resolved once
+        self._tls = None         # TLS parameters of the connection in progress
+        self._host = None
+        self._ctx = None
+        self._ctx_ca = None
         self.err = None
+        self.kind = None         # ERR_* of the last failure
 
     def attach(self, poller):
         self._outer = poller
 
     def next_pid(self):
         self.pid = self.pid % 65535 + 1
-        while self.pid in self.inflight:
+        while self.pid in self.inflight or self.pid == self._sub:
             self.pid = self.pid % 65535 + 1
         return self.pid
 
     # -- connect --
-    def start(self, host, port, tls=None, timeout_ms=5000):
-        """Begin connecting. tls: None, or dict(ca=bytes|None, server_hostname=str)."""
+    def start(self, host, port, tls=None):
+        """Begin connecting; never blocks past one DNS lookup (the first for this host).
+        tls: None, or dict(ca=DER bytes|None, server_hostname=str)."""
         self.close()
         self.err = None
+        self.kind = None
         self._t_start = time.ticks_ms()
-        ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+        key = (host, port)
+        ai = self._addr.get(key)
+        if ai is None:
+            try:
+                ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+            except OSError:
+                self.kind = ERR_DNS
+                raise
+            # Kept for the life of the boot, as mqtt_as does: a lookup blocks the loop, and
+            # a broker's address does not change under a button.
+            self._addr[key] = ai
         s = socket.socket(ai[0], socket.SOCK_STREAM)
         self.sock = s
         try:
@@ -198,54 +244,70 @@ class Client:
             s.setsockopt(6, 1, 1)
         except Exception:
             pass
-        if tls is not None:
-            # TLS handshakes cannot be driven non-blocking portably across ports, so this
-            # one step blocks, bounded by timeout_ms (the watchdog period is longer).
-            s.settimeout(timeout_ms / 1000)
+        s.setblocking(False)
+        try:
             s.connect(ai[-1])
-            import tls as _tls
-            ctx = _tls.SSLContext(_tls.PROTOCOL_TLS_CLIENT)
-            if tls.get("ca"):
-                ctx.verify_mode = _tls.CERT_REQUIRED  # pyright: ignore[reportAttributeAccessIssue]
-                # The native tls module takes the DER CA positionally (no keywords).
-                ctx.load_verify_locations(tls["ca"])
-            else:
-                ctx.verify_mode = _tls.CERT_NONE  # pyright: ignore[reportAttributeAccessIssue]
-            s = ctx.wrap_socket(s, server_hostname=tls.get("server_hostname") or host)
-            self.sock = s
-            s.setblocking(False)
-            self.state = TCP
-        else:
-            s.setblocking(False)
-            try:
-                s.connect(ai[-1])
-            except OSError as e:
-                if e.errno not in (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY):
-                    self.close()
-                    raise
-            self.state = TCP
-        self._p.register(s, select.POLLIN | select.POLLOUT)
+        except OSError as e:
+            if e.errno not in (errno.EINPROGRESS, errno.EAGAIN, errno.EALREADY):
+                self.close(None, ERR_NO_BROKER)
+                raise
+        self._tls = tls
+        self._host = host
+        self.state = TCP
+        self._register(s, select.POLLIN | select.POLLOUT)
+
+    def _register(self, s, mask):
+        self._p.register(s, mask)
         if self._outer is not None:
             self._outer.register(s, select.POLLIN)
+
+    def _unregister(self, s):
+        for p in (self._p, self._outer):
+            if p is not None:
+                try:
+                    p.unregister(s)
+                except Exception:
+                    pass
+
+    def _wrap(self, t):
+        # Handshake without blocking: it runs inside the reads and writes that follow,
+        # which say EAGAIN until it is done, so the loop goes on serving the button.
+        import ssl
+        ca = t.get("ca")
+        if self._ctx is None or self._ctx_ca != ca:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if ca:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(cadata=ca)
+            else:
+                ctx.verify_mode = ssl.CERT_NONE
+            self._ctx = ctx
+            self._ctx_ca = ca
+        raw = self.sock
+        self._unregister(raw)
+        s = self._ctx.wrap_socket(raw,  # pyright: ignore[reportArgumentType]
+                                  server_hostname=t.get("server_hostname") or self._host,
+                                  do_handshake_on_connect=False)
+        self.sock = s
+        self._register(s, select.POLLIN)
 
     def _send_connect(self):
         self.fill = 0
         self.skip = 0
         self.wbuf = bytearray()
+        self._wo = 0
+        self._stuck = 0
         self._ping_out = False
+        self._sub = 0
         self.state = WAIT_ACK
+        self._t_rx = time.ticks_ms()
+        self._p.modify(self.sock, select.POLLIN)
         self._write(connect_pkt(self.cid, self.user, self.pw, self.keepalive,
                                 self.will_topic, self.will_msg))
-        self._p.modify(self.sock, select.POLLIN)
 
-    def close(self, reason=None):
+    def close(self, reason=None, kind=None):
         if self.sock is not None:
-            for p in (self._p, self._outer):
-                if p is not None:
-                    try:
-                        p.unregister(self.sock)
-                    except Exception:
-                        pass
+            self._unregister(self.sock)
             try:
                 if self.state == UP and reason is None:
                     self.sock.write(_DISCONNECT)
@@ -260,50 +322,75 @@ class Client:
         self.state = CLOSED
         self.fill = 0
         self.wbuf = bytearray()
+        self._wo = 0
+        self._stuck = 0
         if reason:
             self.err = reason
+        if kind:
+            self.kind = kind
         return was
 
+    def _fail(self, what, e):
+        # mbedTLS errors are negative OSErrors, or ValueErrors for a certificate the CA did
+        # not sign: a handshake or certificate failure, not the network.
+        no = e.args[0] if isinstance(e, OSError) and e.args and isinstance(e.args[0], int) else -1
+        if self.state != UP:
+            what = "connect: " + what
+        self.close("%s: %s" % (what, e), ERR_TLS if no < 0 else ERR_NO_BROKER)
+
     # -- output --
+    def can_send(self):
+        """Room for one more QoS 1 message without queueing behind a slow link."""
+        return self.state == UP and len(self.inflight) < MAX_INFLIGHT and \
+            len(self.wbuf) - self._wo < _CHUNK
+
     def _write(self, data):
-        if self.wbuf:
-            self.wbuf.extend(data)
-        else:
-            n = self._try_write(data)
-            if n is None:
-                return
-            if n < len(data):
-                self.wbuf.extend(data[n:])
-        if len(self.wbuf) > MAX_OUT:
-            self.close("send buffer full")
+        if self.sock is None:
+            return
+        if self._wo > _CHUNK and not self._stuck:
+            self.wbuf = self.wbuf[self._wo:]
+            self._wo = 0
+        self.wbuf.extend(data)
+        if len(self.wbuf) - self._wo > MAX_OUT:
+            self.close("send buffer full", ERR_NO_BROKER)
             return
         self._t_io = time.ticks_ms()
-
-    def _try_write(self, data):
-        s = self.sock
-        if s is None:
-            return None
-        try:
-            n = s.write(data)
-        except OSError as e:
-            if e.errno == errno.EAGAIN:
-                return 0
-            self.close("write: %s" % e)
-            return None
-        return n or 0
+        self._flush()
 
     def _flush(self):
-        if self.wbuf and self.sock is not None:
-            n = self._try_write(self.wbuf)
-            if n:
-                self.wbuf = self.wbuf[n:]
+        # mbedTLS: a write that returns nothing (WANT_WRITE) has taken its record anyway, and
+        # the next write must pass the same bytes: it then reports their length as written.
+        # A longer buffer there would be reported written in full and its tail lost.
+        while self.wbuf and self.sock is not None:
+            o = self._wo
+            n = self._stuck or min(len(self.wbuf) - o, _CHUNK)
+            try:
+                k = self.sock.write(memoryview(self.wbuf)[o:o + n])
+            except OSError as e:
+                if e.errno == errno.EAGAIN:
+                    k = 0
+                else:
+                    self._fail("write", e)
+                    return
+            except ValueError as e:
+                self._fail("tls", e)
+                return
+            if not k:
+                self._stuck = n
+                return
+            self._stuck = 0
+            self._wo = o + k
+            if self._wo >= len(self.wbuf):
+                self.wbuf = bytearray()
+                self._wo = 0
 
     def publish(self, topic, payload, retain=False, keep=True):
-        """QoS 1 publish. keep=False: do not store for DUP resend (the caller re-signs
-        and resends itself). Returns the packet id."""
+        """QoS 1 publish. keep=False: after a reconnect the caller re-signs and resends
+        itself (on this connection an unacked copy is still resent with DUP). Returns the
+        packet id."""
         pid = self.next_pid()
         p = publish_pkt(topic, payload, 1, retain, False, pid)
-        self.inflight[pid] = [p if keep else None, time.ticks_ms()]
+        self.inflight[pid] = [p, time.ticks_ms(), 0, not keep]
         self._write(p)
         return pid
 
@@ -312,26 +399,28 @@ class Client:
 
     def subscribe(self, topic):
         pid = self.next_pid()
+        self._sub = pid
+        self._t_sub = time.ticks_ms()
         self._write(subscribe_pkt(pid, topic, 1))
         return pid
 
     def _resend_dup(self):
         # MQTT 3.1.1 4.4: on reconnect with a kept session, unacked QoS 1 PUBLISHes are
-        # resent with DUP set.
+        # resent with DUP set. The caller's own (re-signed) ones are its to resend.
         now = time.ticks_ms()
-        # Entries without a stored packet belong to a caller that re-signs and resends
-        # from its own outbox; resending an old copy would only make a duplicate.
         for pid in sorted(self.inflight):
             ent = self.inflight[pid]
-            p = ent[0]
-            if p is None:
+            if ent[3]:
                 del self.inflight[pid]
                 continue
-            p = bytearray(p)
-            p[0] |= 0x08
-            ent[0] = bytes(p)
-            ent[1] = now
-            self._write(ent[0])
+            self._dup(ent, now)
+
+    def _dup(self, ent, now):
+        p = bytearray(ent[0])
+        p[0] |= 0x08
+        ent[0] = bytes(p)
+        ent[1] = now
+        self._write(ent[0])
 
     # -- input / timers; call often --
     def service(self):
@@ -340,35 +429,59 @@ class Client:
             return False
         now = time.ticks_ms()
         if self.state == TCP:
-            ev = self._p.poll(0)
-            for _, f in ev:
+            for _, f in self._p.poll(0):
                 if f & _POLLERR:
-                    self.close("connect refused")
+                    self.close("connect refused", ERR_NO_BROKER)
                     return False
                 if f & select.POLLOUT:
+                    if self._tls is not None:
+                        try:
+                            self._wrap(self._tls)
+                        except Exception as e:  # noqa: BLE001
+                            self._fail("tls", e)
+                            return False
                     self._send_connect()
             if self.state == TCP:
-                if time.ticks_diff(now, self._t_start) > 5000:
-                    self.close("connect timeout")
+                if time.ticks_diff(now, self._t_start) > _TCP_MS:
+                    self.close("connect timeout", ERR_NO_BROKER)
                 return False
-        if self.state == WAIT_ACK and time.ticks_diff(now, self._t_start) > 8000:
-            self.close("connack timeout")
+        if self.state == WAIT_ACK and time.ticks_diff(now, self._t_start) > _SESSION_MS:
+            # CONNECT still unsent under TLS: the handshake never finished.
+            stuck = self._tls is not None and self._stuck
+            self.close("connack timeout", ERR_TLS if stuck else ERR_NO_BROKER)
             return False
         self._flush()
         if self.sock is None:
             return False
         up = self._read()
-        if self.sock is None:
+        if self.sock is None or self.state != UP:
+            return up
+        if self._sub and time.ticks_diff(now, self._t_sub) > self.response_ms:
+            self.close("suback timeout", ERR_NO_BROKER)
             return False
-        if self.state == UP:
-            ka = self.keepalive * 1000
-            if ka:
-                if self._ping_out and time.ticks_diff(now, self._t_rx) > ka:
-                    self.close("ping timeout")
+        for pid in self.inflight:
+            ent = self.inflight[pid]
+            if time.ticks_diff(now, ent[1]) > self.response_ms:
+                if ent[2] >= _DUP_TRIES:
+                    self.close("puback timeout", ERR_NO_BROKER)
                     return False
-                if not self._ping_out and time.ticks_diff(now, self._t_io) > ka // 2:
-                    self._write(_PINGREQ)
-                    self._ping_out = True
+                ent[2] += 1
+                self._dup(ent, now)
+                if self.sock is None:
+                    return False
+        ka = self.keepalive * 1000
+        if ka:
+            if self._ping_out:
+                if time.ticks_diff(now, self._t_ping) > min(self.response_ms, ka):
+                    self.close("ping timeout", ERR_NO_BROKER)
+                    return False
+            elif time.ticks_diff(now, self._t_rx) > ka // 2 or \
+                    time.ticks_diff(now, self._t_io) > ka // 2:
+                # Silence from the broker is what matters: a link that only sends can be
+                # dead for minutes while every write still lands in a local buffer.
+                self._write(_PINGREQ)
+                self._ping_out = True
+                self._t_ping = now
         return up
 
     def _read(self):
@@ -383,11 +496,14 @@ class Client:
                     n = self.sock.readinto(mv[self.fill:])
                 except OSError as e:
                     if e.errno != errno.EAGAIN:
-                        self.close("read: %s" % e)
+                        self._fail("read", e)
                         return False
                     n = None
+                except ValueError as e:
+                    self._fail("tls", e)
+                    return False
                 if n == 0:
-                    self.close("closed by broker")
+                    self.close("closed by broker", ERR_NO_BROKER)
                     return False
                 if n:
                     self.fill += n
@@ -469,10 +585,19 @@ class Client:
         elif t == _PUBACK:
             pid = (body[0] << 8) | body[1]
             self.inflight.pop(pid, None)
+        elif t == _SUBACK:
+            pid = (body[0] << 8) | body[1]
+            if pid == self._sub:
+                self._sub = 0
+                if len(body) < 3 or body[2] & 0x80:
+                    # Refused (ACL): acks would never come, and every alert would be
+                    # retransmitted forever on a link that looks healthy.
+                    self.close("suback refused", ERR_AUTH)
         elif t == _CONNACK and self.state == WAIT_ACK:
             rc = body[1]
             if rc:
-                self.close("connack rc=%d" % rc)
+                # 3: server unavailable; 2, 4, 5: identifier, credentials, not authorised
+                self.close("connack rc=%d" % rc, ERR_NO_BROKER if rc == 3 else ERR_AUTH)
                 return False
             self.session = bool(body[0] & 1)
             self.state = UP

@@ -34,6 +34,24 @@ def parse_line(ln):
     return b[:1], b[1:]
 
 
+def _record(data):
+    """An alert record from a journal line, or None when it is not one. A checksum only
+    says the bytes are as written: whatever wrote them, a wrong shape must not crash the
+    boot (the app reads id, boot and kind of every pending record)."""
+    try:
+        r = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(r, dict) or not isinstance(r.get("id"), str) or \
+            not isinstance(r.get("kind"), str):
+        return None
+    b = r.get("boot", 0)
+    if not isinstance(b, int) or isinstance(b, bool):
+        return None
+    r["boot"] = b
+    return r
+
+
 def _exists(p):
     try:
         os.stat(p)
@@ -80,18 +98,20 @@ class Outbox:
                     continue
                 tag, data = r
                 if tag == b"A":
-                    try:
-                        rec = json.loads(data)
-                        rid = rec["id"]
-                    except Exception:
+                    rec = _record(data)
+                    if rec is None:
                         self.bad += 1
                         continue
-                    if rec.get("boot", 0) > self.max_boot:
+                    if rec["boot"] > self.max_boot:
                         self.max_boot = rec["boot"]
-                    if self._find(rid) < 0:
+                    if self._find(rec["id"]) < 0:
                         recs.append(rec)
                 elif tag == b"D":
-                    i = self._find(data.decode())
+                    try:
+                        i = self._find(data.decode())
+                    except UnicodeError:
+                        self.bad += 1
+                        continue
                     if i >= 0:
                         recs.pop(i)
                 else:

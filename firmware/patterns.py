@@ -10,7 +10,10 @@ LED = {
     "failed": (100, 100, 100, 100, 100, 100, 600, 1400),  # triple + dash: not through yet
     "offline": (50, 2950),
     "low_battery": (50, 150, 50, 9750),
-    "config_error": (1000, 200, 200, 200),
+    "config_error": (1000, 200, 200, 200),  # long-short-short: fix config.json
+    "cancel_confirm": (50, 50),             # very fast: press once more to cancel
+    "safe_mode": (200, 200, 200, 1400),     # double blink: no app, no watchdog (USB)
+    "factory_reset": (50, 50, 50, 850),     # armed: a press now clears the outbox
 }
 
 BUZZER = {
@@ -22,4 +25,7 @@ BUZZER = {
     "failed": (400, 200, 400),
     "cancelled": (300, 100, 60),
     "config_error": (1000,),
+    "cancel_confirm": (100, 100, 100),      # two beeps: "press again to cancel"
+    "safe_mode": (100,),
+    "factory_reset": (100, 100, 100, 100, 100),
 }

@@ -31,9 +31,13 @@ def alert(mac, dev, rec, age, batt, rssi, loc):
     return sign(mac, alert_body(dev, rec, age, batt, rssi, loc))
 
 
-def status_body(dev, state, boot, up, batt, rssi, outbox):
-    return json.dumps({"v": 1, "dev": dev, "state": state, "fw": FW, "boot": boot,
-                       "up": up, "batt": batt, "rssi": rssi, "outbox": outbox}).encode()
+def status_body(dev, state, boot, up, batt, rssi, outbox, diag=None):
+    """diag: link diagnostics (reset cause, reconnects, last link error kind)."""
+    d = {"v": 1, "dev": dev, "state": state, "fw": FW, "boot": boot,
+         "up": up, "batt": batt, "rssi": rssi, "outbox": outbox}
+    if diag:
+        d.update(diag)
+    return json.dumps(d).encode()
 
 
 def will_body(dev):

@@ -321,8 +321,11 @@ class Run:
                 return      # already closed (or the button is off): nothing to cancel
         self.counts["holder_cancels"] += 1
         self._send(st, "down")
-        # cancel_hold_ms is 5 s by default: hold a little longer, as a person would.
+        # cancel_hold_ms is 5 s by default: hold a little longer, as a person would; the
+        # hold only arms the cancel, a short press after the beeps confirms it.
         self.sched.after(5.6, lambda: self._send(st, "up"))
+        self.sched.after(6.6, lambda: self._send(st, "down"))
+        self.sched.after(6.9, lambda: self._send(st, "up"))
 
     def _w_bump(self, a: dict) -> None:
         st = self._pick()

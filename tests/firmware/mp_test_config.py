@@ -22,10 +22,11 @@ c, err = v()
 eq(err, None, "minimal config valid")
 eq((c["trigger"], c["long_press_ms"], c["retry_ms"], c["topic_root"], c["acc"]),
    ("long", 2000, 3000, "panic/v1", 25), "defaults filled")
-eq(c["pins"]["button"], 0, "default pins")
+eq(c["pins"]["button"], 27, "default button: GPIO27, not a boot-strapping pin")
+eq(c["pins"]["batt_adc"], None, "no battery ADC by default (no floating pin)")
 eq(c["brokers"][0]["tls"], False, "tls default false")
 c, err = v(pins={"led": 5})
-eq((c["pins"]["led"], c["pins"]["button"]), (5, 0), "pins merged with defaults")
+eq((c["pins"]["led"], c["pins"]["button"]), (5, 27), "pins merged with defaults")
 c, err = v(gps={"uart": 1})
 eq((c["gps"]["uart"], c["gps"]["baud"]), (1, 9600), "gps defaults merged")
 
@@ -41,7 +42,23 @@ for kw, word in (({"dev": "Bad Id"}, "dev"), ({"dev": "ab"}, "dev"),
                  ({"long_press_ms": True}, "long_press_ms"),
                  ({"cancel_hold_ms": 1000}, "cancel_hold_ms"),
                  ({"wifi": [{"psk": "x"}]}, "ssid"), ({"gps": "yes"}, "gps"),
-                 ({"gps": {"baud": "fast"}}, "gps.baud"), ({"pins": 3}, "pins")):
+                 ({"gps": {"baud": "fast"}}, "gps.baud"), ({"pins": 3}, "pins"),
+                 ({"pins": {"button": 0}}, "boot-strapping"),
+                 ({"pins": {"button": 2, "led": 13}}, "boot-strapping"),
+                 ({"pins": {"button": 12}}, "boot-strapping"),
+                 ({"pins": {"button": 15}}, "boot-strapping"),
+                 ({"pins": {"button": 35}}, "pull-up"),
+                 ({"pins": {"button": 7}}, "pins.button"),
+                 ({"pins": {"button": "27"}}, "pins.button"),
+                 ({"pins": {"led": 36}}, "input-only"),
+                 ({"pins": {"led": 27, "button": 27}}, "differ"),
+                 ({"pins": {"batt_adc": 4}}, "batt_adc"),
+                 ({"pins": {"button": 23}, "sleep": True}, "deep sleep"),
+                 ({"brokers": [{"host": "h", "tls": True}]}, "ca"),
+                 ({"brokers": [{"host": "h", "tls": True, "ca": ""}]}, "ca"),
+                 ({"wdt_ms": 0}, "wdt_ms"), ({"wdt_ms": 500}, "wdt_ms"),
+                 ({"wdt_ms": 3600000}, "wdt_ms"), ({"wdt_ms": "8000"}, "wdt_ms"),
+                 ({"sleep": True, "sleep_heartbeat_s": 60}, "sleep_heartbeat_s")):
     c, err = v(**kw)
     check(c is None and err and word in err, "%r -> %r" % (kw, err))
 
@@ -56,4 +73,16 @@ for raw in ("", "{", "[]", "null", "\xff", '{"dev": 1}'):
 with open(D + "/config.json", "w") as f:
     f.write(json.dumps(BASE))
 eq(config.load(D + "/config.json")[1], None, "good file")
+# TLS: the CA file must be on flash (relative to the folder of config.json)
+tls = json.loads(json.dumps(BASE))
+tls["brokers"] = [{"host": "mqtt.example", "port": 8883, "tls": True, "ca": "ca.der"}]
+with open(D + "/config.json", "w") as f:
+    f.write(json.dumps(tls))
+c, err = config.load(D + "/config.json")
+check(c is None and "ca.der" in err, "missing CA file -> %r" % err)
+with open(D + "/ca.der", "wb") as f:
+    f.write(b"0")
+eq(config.load(D + "/config.json")[1], None, "CA file present")
+for ok in ({"button": 33}, {"button": 27, "batt_adc": 34}, {"button": 13}):
+    eq(v(pins=ok)[1], None, "safe pins %r accepted" % ok)
 done()
