@@ -8,6 +8,10 @@ PYTHON      ?= python3
 STATE       ?= var
 BROKER_PORT ?= 18830
 API_PORT    ?= 8080
+# ENGINE=nats: a three-node NATS JetStream cluster (NODES on loopback) and PostgreSQL (PG_DSN)
+ENGINE      ?= mosquitto
+NODES       ?= 3
+PG_DSN      ?= postgresql://postgres@127.0.0.1:5432/test
 HEAP        ?= 96K
 PYTEST_ARGS ?=
 
@@ -75,22 +79,35 @@ firmware: setup
 
 up: setup
 	@mkdir -p $(STATE)
+ifeq ($(ENGINE),nats)
+	@$(BIN)/panic-gateway init --state $(STATE) --api-port $(API_PORT) --engine nats --nodes $(NODES) \
+	  --store postgres --dsn $(PG_DSN) >/dev/null
+	@for conf in $(STATE)/nats/n*.conf; do node=$$(basename $$conf .conf); pidf=$(STATE)/nats/run/$$node.pid; \
+	  if [ -f $$pidf ] && kill -0 $$(cat $$pidf) 2>/dev/null; then echo "NATS $$node already running"; else \
+	  nohup nats-server -c $$conf >$(STATE)/nats/$$node.log 2>&1 & fi; done
+else
 	@$(BIN)/panic-gateway init --state $(STATE) --broker-port $(BROKER_PORT) --api-port $(API_PORT) >/dev/null
 	@if [ -f $(STATE)/broker/mosquitto.pid ] && kill -0 $$(cat $(STATE)/broker/mosquitto.pid) 2>/dev/null; then \
 	  echo "broker already running"; else \
 	  nohup mosquitto -c $(STATE)/broker/mosquitto.conf >$(STATE)/mosquitto.log 2>&1 & fi
+endif
 	@if [ -f $(STATE)/gateway.pid ] && kill -0 $$(cat $(STATE)/gateway.pid) 2>/dev/null; then \
 	  echo "gateway already running"; else \
 	  nohup $(BIN)/panic-gateway run --config $(STATE)/gateway.toml >$(STATE)/gateway.log 2>&1 & echo $$! > $(STATE)/gateway.pid; fi
-	@for i in $$(seq 100); do curl -sf http://127.0.0.1:$(API_PORT)/healthz >/dev/null && break; sleep 0.1; done
+	@# A fresh NATS cluster elects its JetStream leader first: up to 30 s.
+	@for i in $$(seq 300); do curl -sf http://127.0.0.1:$(API_PORT)/healthz >/dev/null && break; sleep 0.1; done
 	@curl -sf http://127.0.0.1:$(API_PORT)/healthz >/dev/null || { echo "gateway did not come up: see $(STATE)/gateway.log"; exit 1; }
+ifeq ($(ENGINE),nats)
+	@echo "NATS     $$(ls $(STATE)/nats/n*.conf | wc -l) nodes, MQTT for devices on 127.0.0.1:11883.. (configs $(STATE)/nats/)"
+else
 	@echo "broker   mqtt://127.0.0.1:$(BROKER_PORT)   (config $(STATE)/broker/mosquitto.conf)"
+endif
 	@echo "API      http://127.0.0.1:$(API_PORT)/api/incidents   health /healthz   metrics /metrics"
 	@echo "console  http://127.0.0.1:$(API_PORT)/console/   (a login: panic-gateway user add NAME --role operator --generate)"
 	@echo "config   $(STATE)/gateway.toml   (panic-gateway finds it by itself when run from here)"
 
 down:
-	@for pidf in $(STATE)/gateway.pid $(STATE)/broker/mosquitto.pid; do \
+	@for pidf in $(STATE)/gateway.pid $(STATE)/broker/mosquitto.pid $(wildcard $(STATE)/nats/run/*.pid); do \
 	  if [ -f $$pidf ]; then pid=$$(cat $$pidf); kill $$pid 2>/dev/null && echo "stopped $$pidf ($$pid)"; \
 	  for i in $$(seq 50); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; rm -f $$pidf; fi; \
 	done
