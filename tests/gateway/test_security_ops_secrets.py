@@ -7,6 +7,7 @@ import json
 import sqlite3
 import stat
 
+import psycopg
 import pytest
 
 from gateway import config, dynsec
@@ -83,8 +84,15 @@ def test_postgres_store_seals_with_the_key_file(tmp_path, pg_dsn):  # noqa: F811
         store.add_device(Device(id=DEV, secret="cd" * 32, mqtt_password="p", created_ms=1))
         assert store.get_device(DEV).secret == "cd" * 32
         assert store.list_devices()[0].secret == "cd" * 32
-        raw = store._rows("SELECT secret FROM devices")[0][0]
-        assert raw.startswith(PREFIX) and "cd" * 32 not in raw
+    finally:
+        store.close()
+    # What an attacker with the database (a dump, a replica) reads: not the secret.
+    with psycopg.connect(pg_dsn) as conn:
+        (raw,) = conn.execute("SELECT secret FROM devices").fetchone() or ("",)
+    assert raw.startswith(PREFIX) and "cd" * 32 not in raw
+    store = open_store(cfg)
+    try:
+        assert store.get_device(DEV).secret == "cd" * 32
     finally:
         store.close()
     # A second gateway with another key file cannot read them: it is told, not given garbage.
