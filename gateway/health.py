@@ -21,6 +21,7 @@ from typing import Any
 
 from . import metrics
 from .config import Config
+from .domain.health import LINK_ERRORS, RESET_CAUSES
 from .ids import valid_device_id
 from .models import Device
 from .store import Store
@@ -33,7 +34,7 @@ STATES = ("online", "offline", "sleeping")
 MAX_STATUS = 1024
 # field: (lo, hi); all optional, all integers except fw
 _INTS = {"boot": (0, 2**53), "up": (0, 2**53), "batt": (0, 100), "rssi": (-200, 0),
-         "outbox": (0, 100_000), "hb": (1, 86_400)}
+         "outbox": (0, 100_000), "hb": (1, 86_400), "reconnects": (0, 2**53)}
 
 
 class StatusError(ValueError):
@@ -73,6 +74,16 @@ def parse_status(topic: str, payload: bytes, root: str) -> tuple[str, dict]:
         if not isinstance(fw, str) or len(fw) > 32:
             raise StatusError("schema", "fw must be a string of at most 32 characters")
         out["fw"] = fw
+    reset = body.get("reset")
+    if reset is not None:
+        if reset not in RESET_CAUSES:
+            raise StatusError("schema", "reset must be one of " + ", ".join(RESET_CAUSES))
+        out["reset"] = reset
+    if "link_err" in body:
+        link_err = body["link_err"]
+        if link_err is not None and link_err not in LINK_ERRORS:
+            raise StatusError("schema", "link_err must be null or one of " + ", ".join(LINK_ERRORS))
+        out["link_err"] = link_err
     return dev, out
 
 

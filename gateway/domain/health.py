@@ -14,6 +14,13 @@ CONDITIONS = ("low_battery", "backlog")
 # A change of any of these is a device event for the sinks.
 WATCHED = ("health", "low_battery", "backlog")
 _LIVE = ("online", "sleeping")
+# Link diagnostics a button reports in its status (firmware/mqtt.py ERR_*, the board's reset cause).
+RESET_CAUSES = ("pwron", "hard", "wdt", "deepsleep", "soft", "other")
+LINK_ERRORS = ("auth", "dns", "no_broker", "tls")
+# What an operator should fix, in plain words (the console has its own words per language).
+LINK_ERROR_WORDS = {"auth": "wrong password", "dns": "no DNS", "no_broker": "broker unreachable",
+                    "tls": "TLS failed"}
+_NOT_HEARD = ("offline", "silent")
 
 
 def merge_status(old: dict, status: dict, now_ms: int, *, heartbeat_s: int, silent_factor: float,
@@ -23,6 +30,18 @@ def merge_status(old: dict, status: dict, now_ms: int, *, heartbeat_s: int, sile
     for k in ("state", "fw", "boot", "up", "batt", "rssi", "outbox"):
         if status.get(k) is not None:
             new[k] = status[k]
+    if status.get("reset") is not None:
+        new["reset_cause"] = status["reset"]
+    if status.get("reconnects") is not None:
+        new["reconnects"] = status["reconnects"]
+    if "link_err" in status:
+        # null means no link failure this boot; old firmware omits the key and keeps the last known.
+        err = status["link_err"]
+        if err is None:
+            new["link_err_ms"] = None
+        elif err != old.get("link_err") or old.get("link_err_ms") is None:
+            new["link_err_ms"] = now_ms
+        new["link_err"] = err
     if status["state"] == "offline":
         new["outbox"] = old.get("outbox")  # the will carries no counters: keep the last known
     new["heartbeat_s"] = status.get("hb") or old.get("heartbeat_s") or heartbeat_s
@@ -63,3 +82,18 @@ def label(h: dict | None, *, suspended: bool = False) -> str:
     if h.get("low_battery"):
         return "low_battery"
     return "online" if state == "online" else "unknown"
+
+
+def link_problem(h: dict | None, *, suspended: bool = False) -> str | None:
+    """The last link error kind a device reported, when it is not heard from (offline or
+    silent): the best hint at what to fix. A button reports the error only once it is back on
+    a broker, so this is the kind of its last outage it got through, not proof of the current one."""
+    if h is None or label(h, suspended=suspended) not in _NOT_HEARD:
+        return None
+    err = h.get("link_err")
+    return err if err in LINK_ERRORS else None
+
+
+def link_problem_words(h: dict | None, *, suspended: bool = False) -> str | None:
+    kind = link_problem(h, suspended=suspended)
+    return LINK_ERROR_WORDS[kind] if kind else None

@@ -11,7 +11,8 @@ from ..domain import health as rules
 from .core import StoreCore
 
 HEALTH_COLS = ["dev", "state", "health", "low_battery", "backlog", "fw", "boot", "up", "batt", "rssi",
-               "outbox", "heartbeat_s", "last_status_ms", "silent_at_ms", "changed_ms"]
+               "outbox", "heartbeat_s", "last_status_ms", "silent_at_ms", "changed_ms", "reset_cause", "reconnects",
+               "link_err", "link_err_ms"]
 
 
 class HealthMixin(StoreCore):

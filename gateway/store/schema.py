@@ -114,4 +114,11 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE incidents ADD COLUMN verified_ms BIGINT",
         "ALTER TABLE incidents ADD COLUMN verify_outcome TEXT",
     ],
+    [  # 9: each button's link diagnostics: last reset cause, reconnects this boot, the kind of
+       #    its last link failure and when it was first reported
+        "ALTER TABLE device_health ADD COLUMN reset_cause TEXT",
+        "ALTER TABLE device_health ADD COLUMN reconnects BIGINT",
+        "ALTER TABLE device_health ADD COLUMN link_err TEXT",
+        "ALTER TABLE device_health ADD COLUMN link_err_ms BIGINT",
+    ],
 ]
