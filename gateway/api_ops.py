@@ -13,9 +13,14 @@ from starlette.routing import BaseRoute, Route
 from . import report
 from .auth import VIA_TOKEN, needs
 from .cap import to_cap
+from .domain.health import link_problem_words
 from .domain.visibility import redact, redact_registry, sees
 from .http_params import int_param
 from .timeutil import now_ms
+
+
+def _with_link_problem(h: dict, *, suspended: bool) -> dict:
+    return {**h, "link_problem": link_problem_words(h, suspended=suspended)}
 
 
 @needs(via=VIA_TOKEN)
@@ -28,7 +33,8 @@ def devices(request: Request) -> JSONResponse:
         h = health.get(d.id, {"health": "unknown"})
         if want and h["health"] != want and not h.get(want):
             continue
-        out.append({**redact_registry(request.user.view, d.public()), "health": h})
+        out.append({**redact_registry(request.user.view, d.public()),
+                    "health": _with_link_problem(h, suspended=d.status == "suspended")})
     return JSONResponse({"devices": out})
 
 
@@ -40,7 +46,9 @@ def device(request: Request) -> JSONResponse:
     if d is None:
         raise HTTPException(404, "no such device")
     window = cfg.false_alarm_window_s * 1000
-    return JSONResponse({**redact_registry(request.user.view, d.public()), "health": store.device_health(dev).get(dev, {"health": "unknown"}),
+    h = store.device_health(dev).get(dev, {"health": "unknown"})
+    return JSONResponse({**redact_registry(request.user.view, d.public()),
+                         "health": _with_link_problem(h, suspended=d.status == "suspended"),
                          "false_alarms": store.false_alarms(dev, now_ms() - window),
                          "events": store.device_events(dev)})
 

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from .actions import MAX_NOTE, MAX_UNIT
 from .api_units import MAX_CALL_SIGN
+from .domain.health import LINK_ERROR_WORDS, LINK_ERRORS, RESET_CAUSES
 from .domain.lifecycle import ACTIONS
 from .http_params import INT64_MAX, INT64_MIN
 
@@ -63,7 +64,18 @@ SCHEMAS: dict[str, Schema] = {
                      dispatched_ms=INT_OR_NULL, on_scene_ms=INT_OR_NULL, resolved_ms=INT_OR_NULL,
                      cancelled_ms=INT_OR_NULL, device={"type": ["object", "null"]},
                      latency_ms={"type": "object", "additionalProperties": INT_OR_NULL}),
-    "Device": _obj(["id", "health"], id=STR, health=ANY_OBJ),
+    "Device": _obj(["id", "health"], id=STR, health=_ref("DeviceHealth")),
+    # Link diagnostics are null until a button's firmware reports them (older firmware never does).
+    "DeviceHealth": _obj(
+        ["health"], health=STR, state=STR,
+        reset_cause={"type": ["string", "null"], "enum": [*RESET_CAUSES, None],
+                     "description": "why the button last (re)started"},
+        reconnects={**INT_OR_NULL, "description": "link ups this boot minus one"},
+        link_err={"type": ["string", "null"], "enum": [*LINK_ERRORS, None],
+                  "description": "kind of the last link failure the button reported"},
+        link_err_ms={**INT_OR_NULL, "description": "when that link error was first reported"},
+        link_problem={"type": ["string", "null"], "enum": [*LINK_ERROR_WORDS.values(), None],
+                      "description": "the last link error in plain words, while the device is offline or silent"}),
     "Unit": _obj(["call_sign"], call_sign=STR),
     "Positions": _list_of("positions", ANY_OBJ),
 }

@@ -2,7 +2,7 @@
 word for it), its last alert and its false alarms within the policy window."""
 from __future__ import annotations
 
-from ..domain.health import label
+from ..domain.health import label, link_problem
 from ..store import Store
 from . import queries
 
@@ -21,5 +21,8 @@ def rows(store: Store, now_ms: int) -> tuple[list[dict], str]:
                     "state": label(h, suspended=d.status == "suspended"),
                     "batt": h and h.get("batt"), "rssi": h and h.get("rssi"),
                     "last_seen_ms": max(seen, default=None), "low_battery": bool(h and h.get("low_battery")),
-                    "fw": h and h.get("fw"), "backlog": bool(h and h.get("backlog"))})
+                    "fw": h and h.get("fw"), "backlog": bool(h and h.get("backlog")),
+                    "reset_cause": h and h.get("reset_cause"), "reconnects": h and h.get("reconnects"),
+                    "link_err": h and h.get("link_err"), "link_err_ms": h and h.get("link_err_ms"),
+                    "link_problem": link_problem(h, suspended=d.status == "suspended")})
     return out, "health"
