@@ -34,7 +34,9 @@ def test_hostile_corpus(stack, device):
             ack = device.ack()
         assert ack["stage"] == "received", name
     incidents = stack.incidents()
-    assert len(incidents) == len(CASES), "exactly the valid alerts became incidents"
+    # Past the per-button cap of open incidents, valid alerts are folded into the newest one.
+    folded = stack.metrics().get("panic_alerts_folded_total", 0)
+    assert len(incidents) + folded == len(CASES), "exactly the valid alerts became incidents (or were folded)"
     assert all(i["alert_id"].split(":")[2].startswith("10") for i in incidents)
 
 
