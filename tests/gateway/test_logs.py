@@ -135,7 +135,9 @@ def test_setup_sends_warnings_and_dying_threads_through_the_json_handler(restore
     t = threading.Thread(target=boom, name="forward-test")
     t.start()
     t.join()
-    warnings.warn("deprecated option", UserWarning, stacklevel=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # whatever filters earlier tests left, this one is shown
+        warnings.warn("deprecated option", UserWarning, stacklevel=1)
     logging.getLogger("panic.test").info("still here")
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     died = [line for line in lines if line.get("event") == "thread_died"]
