@@ -97,7 +97,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "link_err_no_broker": ("broker tidak terjangkau", "broker unreachable"),
     "link_err_tls": ("TLS gagal", "TLS failed"),
     "link_reset": ("Restart: {cause}", "Reset: {cause}"),
-    "link_reconnects": ("{n} sambung ulang", "{n} reconnects"),
+    "link_reconnects": ("Sambung ulang: {n}", "Reconnects: {n}"),
     "reset_pwron": ("daya nyala", "power-on"),
     "reset_hard": ("tombol reset", "reset pin"),
     "reset_wdt": ("watchdog", "watchdog"),

@@ -124,7 +124,7 @@ def test_firmware_diagnostics_reach_the_store_api_and_console(stack, make_device
 
     row = _row(_console_page(stack, "/console/devices"), DEV)
     assert "link-problem" in row and "broker unreachable" in row
-    assert "Reset: power-on" in row and "1 reconnects" in row
+    assert "Reset: power-on" in row and "Reconnects: 1" in row
 
 
 def test_bad_diagnostics_over_mqtt_are_counted_and_old_status_still_works(stack):
