@@ -14,9 +14,13 @@ import pytest
 
 from gateway.domain.health import link_problem, link_problem_words, merge_status
 from gateway.health import StatusError, parse_status
+from gateway.models import Device
+from gateway.store import Store
+from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore
 from simulator.stack import BIN, Stack
 from tests.conftest import wait_until
-from tests.gateway.test_gateway_support import device
+from tests.gateway.test_gateway_support import device, pg_dsn  # noqa: F401 (fixture)
 
 DEV = "klj-kauman-rw05-rt03"
 TOPIC = f"panic/v1/{DEV}/status"
@@ -72,6 +76,25 @@ def test_link_problem_only_explains_a_device_not_heard_from():
     assert link_problem_words(dict(h, health="offline", link_err="tls")) == "TLS failed"
     assert link_problem(dict(h, health="offline", link_err=None)) is None
     assert link_problem(dict(h, health="offline"), suspended=True) is None
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    s: Store = SqliteStore(tmp_path / "g.db") if request.param == "sqlite" else \
+        PostgresStore(request.getfixturevalue("pg_dsn"))
+    s.add_device(Device(id=DEV, secret="s" * 64, mqtt_password="p", kelurahan="Kauman", created_ms=1))
+    yield s
+    s.close()
+
+
+def test_store_keeps_diagnostics_across_the_will(store):
+    kw: dict[str, Any] = dict(retained=False, **RULES)
+    store.record_status(DEV, {"state": "online", "reset": "wdt", "reconnects": 2, "link_err": "tls"}, 1000, **kw)
+    store.record_status(DEV, {"state": "offline"}, 2000, **kw)
+    h = store.device_health(DEV)[DEV]
+    assert (h["health"], h["reset_cause"], h["reconnects"], h["link_err"], h["link_err_ms"]) == \
+        ("offline", "wdt", 2, "tls", 1000)
+    assert link_problem_words(h) == "TLS failed"
 
 
 def _health(stack: Stack, dev: str = DEV) -> dict:
