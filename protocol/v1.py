@@ -41,6 +41,7 @@ DEVICE_DEFAULTS: dict[str, Any] = {
     "long_press_ms": 2000,
     "triple_window_ms": 3000,
     "cancel_hold_ms": 5000,
+    "cancel_confirm_ms": 10000,
     "cancel_window_s": 1800,
     "heartbeat_s": 60,
     "keepalive_s": 30,

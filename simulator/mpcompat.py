@@ -53,6 +53,8 @@ _MP_MODULES = {
 def _import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
     if level == 0 and name in _MP_MODULES:
         return _MP_MODULES[name]
+    if level == 0 and (FIRMWARE / f"{name}.py").is_file():
+        return firmware_module(name)  # firmware modules import each other by bare name
     return builtins.__import__(name, globals, locals, fromlist, level)
 
 

@@ -32,6 +32,8 @@ from .mpcompat import firmware_module, ticks_ms
 
 FW = "proto-1.0.0"
 gesture = firmware_module("gesture")
+alerts = firmware_module("alerts")
+monotonic = firmware_module("monotonic")
 gps = firmware_module("gps")
 
 
@@ -139,23 +141,16 @@ class ProtocolDevice:
         self.batt = 100
         self.gps = gps.GPS((self.cfg.get("gps") or {}).get("fix_timeout_s", 30))
         self.gest = gesture.Gesture(self.cfg["trigger"], self.cfg["long_press_ms"], self.cfg["triple_window_ms"],
-                                    self.cfg["cancel_hold_ms"])
+                                    self.cfg["cancel_hold_ms"], self.cfg["cancel_confirm_ms"])
+        # The firmware's cancel rules: only a delivered alert, within its window, armed then confirmed.
+        self.al = alerts.Alerts(self.cfg["cancel_window_s"] * 1000, self.cfg["fail_ms"])
+        # Gesture and alert rules run on the firmware's 64-bit ms clock, extended from the
+        # 30-bit ticks the edges are stamped with (they are wrong across a wrap otherwise).
+        self.clk = monotonic.Mono()
         self.outbox: dict[str, dict] = {}
-        self._active: str | None = None
-        self.last: str | None = None
         self.reconnect_at: float | None = None
         self.backoff = self.cfg["reconnect_min_ms"] / 1000
         self.t_hb = 0.0
-
-    @property
-    def active(self) -> str | None:
-        """The alert a hold would cancel; the gesture must know whether there is one."""
-        return self._active
-
-    @active.setter
-    def active(self, alert_id: str | None) -> None:
-        self._active = alert_id
-        self.gest.active = alert_id is not None
 
     # --- the stdin-like contract -------------------------------------------------------
     def start(self, wait_ready: float = 0) -> ProtocolDevice:
@@ -309,9 +304,11 @@ class ProtocolDevice:
         rec = {"id": protocol.alert_id(self.dev, self.boot, self.seq), "boot": self.boot, "seq": self.seq, "kind": kind,
                "t": _ms(), "lat6": lat, "lon6": lon, "acc": acc, "src": src}
         if kind == "cancel":
-            rec["ref"] = self.last
+            rec["ref"] = self.al.active
         else:
-            self.last = self.active = rec["id"]
+            # A press during an active alert is a new alert: the cancel rules follow the newest.
+            self.al.raised(rec["id"], self.clk.ms())
+        self.gest.set_cancellable(False)
         self.outbox[rec["id"]] = rec
         self._save()     # in "flash" before it goes on the air, as the firmware does
         rec["_n"], rec["_due"] = 0, time.monotonic()
@@ -346,10 +343,8 @@ class ProtocolDevice:
         rec = self.outbox.pop(aid, None)
         if rec is not None:
             self._save()
-            if rec["kind"] == "cancel" and rec.get("ref") == self.active and stage != "rejected":
-                self.active = None
-        if aid == self.active and protocol.STAGE_RANK[stage] >= protocol.FINAL_RANK:
-            self.active = None
+        self.al.ack(rec, aid, stage)
+        self.gest.set_cancellable(self.al.cancellable(self.clk.ms(), list(self.outbox.values())))
 
     def _tick(self, now: float) -> None:
         if not self.running or self.client is None:
@@ -362,13 +357,22 @@ class ProtocolDevice:
                     self._send(r)
             if now - self.t_hb >= self.cfg["heartbeat_s"]:
                 self._status()
-        self._gesture(self.gest.tick(ticks_ms()))
+        if self.al.expired(self.clk.ms()):
+            self.gest.set_cancellable(False)  # the cancel window closes, acked or not
+        self._gesture(self.gest.tick(self.clk.ms()))
 
     def _gesture(self, ev: str | None) -> None:
         if ev == gesture.TRIGGER:
             self._trigger("panic")
         elif ev == gesture.CANCEL:
+            self._cancel()
+
+    def _cancel(self) -> None:
+        """Withdraw the active alert only if the police have it (the firmware's rule)."""
+        if self.al.cancellable(self.clk.ms(), list(self.outbox.values())):
             self._trigger("cancel")
+        else:
+            self._emit("log", msg="cancel refused: no delivered alert to cancel")
 
     def _command(self, s: str, at: int) -> None:
         if not self.running and s != "quit":
@@ -377,10 +381,9 @@ class ProtocolDevice:
         if cmd == "trigger":
             self._trigger(arg or "panic")
         elif cmd == "cancel":
-            if self.last:
-                self._trigger("cancel")
+            self._cancel()
         elif cmd in ("down", "up"):
-            self._gesture(self.gest.edge(cmd == "down", at))
+            self._gesture(self.gest.edge(cmd == "down", self.clk.at(at)))
         elif cmd == "wifi":
             self.wifi = arg != "off"
             sock = self.client.socket() if self.client is not None else None

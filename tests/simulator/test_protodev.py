@@ -116,8 +116,12 @@ def test_triple_press_then_a_cancel_hold(stack, protodev, dev_id):
     w.dev.send("down")
     w.dev.send("up")
     w.wait_for(lambda e: e["ev"] == "ack" and e["id"] == f"{dev_id}:1:1" and e["stage"] == "received")
-    w.dev.send("down")                    # while the alert is active only a long hold counts
+    w.dev.send("down")                    # the hold only arms a cancel of the delivered alert ...
     time.sleep(0.9)
+    w.dev.send("up")
+    time.sleep(0.3)
+    assert not [a for a in w.seen("alert") if a["kind"] == "cancel"], "a hold alone withdraws nothing"
+    w.dev.send("down")                    # ... a short press confirms it, as on the firmware
     w.dev.send("up")
     w.wait_for(lambda e: e["ev"] == "ack" and e["id"] == f"{dev_id}:1:2")
     cancel = [a for a in w.seen("alert") if a["kind"] == "cancel"]
