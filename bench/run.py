@@ -1,6 +1,6 @@
 """`make bench`: the alert path measured against the raw MQTT pipe, in the same run.
 
-    .venv/bin/python -m bench.run [--only 1,2,3,4,5,6,7] [--quick] [--out bench/results.json]
+    .venv/bin/python -m bench.run [--only 1,2,3,4,5,6,7,8] [--quick] [--out bench/results.json]
                                   [--doc docs/benchmarks.md]
 
 Every figure runs on the project's own processes (mosquitto with its generated config,
@@ -496,6 +496,7 @@ class Bench:
             b = await burst(load, conns, 1.0, 60)
             cpu_b = cpu.shares()
             gw_ms_b = cpu.seconds("gateway") * 1000 / b["n"]
+            self.raw["burst"] = b  # figure 8 sets the NATS cluster beside it
             self.add(f"3 burst: {b['n']} alerts within 1 s, all durably stored and acked (s)", b["t_all_acked"],
                      b["t_all_puback"], "<= 1.5 s", b["acked"] == b["n"] and b["t_all_acked"] <= 1.5)
             self.note(f"figure 3 burst: baseline = when the broker had PUBACKed all of them (same burst); "
@@ -508,6 +509,7 @@ class Bench:
             cpu_s = cpu.shares()
             gw_ms_s = cpu.seconds("gateway") * 1000 / s["n"]
             ratio = s["rate"] / self.raw["tput"]
+            self.raw["sustained"] = s["rate"]
             self.add("3 sustained durable ingest (alerts/s)", s["rate"], self.raw["tput"],
                      ">= 0.45x raw pipe throughput", s["acked"] == s["n"] and ratio >= 0.45)
             self.note(f"figure 3 sustained: {s['acked']}/{s['n']} alerts acked in {s['elapsed']:.1f} s, "
@@ -637,6 +639,7 @@ class Bench:
         cpu = CpuMeter(pids(stack))
         one = await sustained(load, conns, total, 2000, 240)
         cpu1 = cpu.shares()
+        self.raw["pg_one"] = one["rate"]
         cfg2, port2 = stack.gateway_config("gateway-2")
         stack.start_gateway(cfg2, wait=False)
         t = time.perf_counter()
@@ -666,6 +669,89 @@ class Bench:
         self.add("6 scale-out: duplicate incidents", dups, 0, "0", dups == 0, ratio=None)
         self.note(f"figure 6: one gateway {one['acked']}/{one['n']} acked, CPU {fmt_cpu(cpu1)}; two gateways "
                   f"{two['acked']}/{two['n']} acked, CPU {fmt_cpu(cpu2)}; {n_inc} incidents for {sent} alerts sent")
+        await load.close()
+
+    # figure 8: the same alerts on a three-node NATS JetStream cluster
+    def nats_cluster(self) -> None:
+        """The city burst and sustained ingest through a three-node NATS cluster (devices on
+        one node's MQTT listener, alerts in an R3 JetStream stream, PostgreSQL), beside the
+        mosquitto figures of the same run; and the gateways' summed CPU per alert with two
+        gateways on the shared durable consumer against one."""
+        from gateway import config as gateway_config
+        from tests.gateway.test_nats_support import Cluster
+        with pg_schema() as (dsn, _schema):
+            n = 100 if self.quick else 1000
+            stack = Stack(self.tmp / "nats", store="postgres", dsn=dsn)
+            stack.init()
+            stack.set_config("mqtt", engine="nats")
+            cluster = Cluster(gateway_config.load(stack.config))
+            stack.set_config("nats", dir="nats", servers=[node.url for node in cluster.nodes])
+            cluster.cfg = gateway_config.load(stack.config)
+            cluster.write([])
+            self.stacks.append(stack)
+            try:
+                cluster.start()
+                cluster.wait_jetstream()
+                t = time.perf_counter()
+                creds = provision(stack, device_ids(n, "bz"))
+                log(f"figure 8: provisioned {n} devices (NATS logins, bcrypt) in {time.perf_counter() - t:.1f} s")
+                stack.start_gateway()
+                asyncio.run(self._nats_async(stack, cluster, creds))
+            finally:
+                stack.down()
+                cluster.down()
+
+    async def _nats_async(self, stack: Stack, cluster, creds: list[dict]) -> None:
+        nodes = {f"nats {name}": p.pid for name, p in cluster.procs.items()}
+        load = Load(cluster.nodes[0].mqtt_port, loop=asyncio.get_running_loop())
+        allc = [Creds.from_import(c) for c in creds]
+        secs = await load.connect_all(allc, concurrency=50)
+        conns = [load.conns[c.dev] for c in allc]
+        log(f"figure 8: {len(conns)} devices connected to n1's MQTT listener in {secs:.1f} s; burst within 1 s")
+        await asyncio.sleep(1.0)
+        cpu = CpuMeter({"gateway": stack.gateways[0].pid, **nodes, "bench (load client)": os.getpid()})
+        b = await burst(load, conns, 1.0, 120)
+        cpu_b = cpu.shares()
+        mosq = self.raw.get("burst")
+        self.add(f"8 NATS cluster burst: {b['n']} alerts within 1 s, all acked (s)", b["t_all_acked"],
+                 mosq["t_all_acked"] if mosq else None,
+                 "all acked; beside figure 3 (mosquitto, SQLite)", b["acked"] == b["n"],
+                 ratio=None)
+        self.note(f"figure 8 burst: {b['acked']}/{b['n']} acked, publish->ack p50 {b['ack_p50_ms']:.1f} ms "
+                  f"p99 {b['ack_p99_ms']:.1f} ms; CPU: {fmt_cpu(cpu_b)}; baseline = figure 3's burst of "
+                  f"{mosq['n'] if mosq else '-'} alerts on mosquitto in this run (not run: -)")
+        total = 2000 if self.quick else 8000
+        cpu = CpuMeter({"gateway": stack.gateways[0].pid, **nodes})
+        one = await sustained(load, conns, total, 1000, 300)
+        cpu1 = cpu.shares()
+        gw1_ms = cpu.seconds("gateway") * 1000 / max(1, one["acked"])
+        base = self.raw.get("pg_one")
+        self.add("8 NATS cluster sustained ingest, 1 gateway, PostgreSQL (alerts/s)", one["rate"], base,
+                 "all acked; beside figure 6's one gateway (mosquitto, PostgreSQL)", one["acked"] == one["n"])
+        cfg2, port2 = stack.gateway_config("gateway-2")
+        stack.start_gateway(cfg2, wait=False)
+        t = time.perf_counter()
+        while time.perf_counter() - t < 30:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port2}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)
+        gws = {"gateway": stack.gateways[0].pid, "gateway2": stack.gateways[1].pid}
+        cpu = CpuMeter({**gws, **nodes})
+        two = await sustained(load, conns, total, 1000, 300)
+        cpu2 = cpu.shares()
+        gw2_ms = (cpu.seconds("gateway") + cpu.seconds("gateway2")) * 1000 / max(1, two["acked"])
+        ratio = gw2_ms / gw1_ms if gw1_ms else float("nan")
+        self.add("8 NATS cluster: gateways' summed CPU per alert, 2 gateways vs 1 (ms)", gw2_ms, gw1_ms,
+                 "<= 1.1x", two["acked"] == two["n"] and ratio <= 1.1, ratio=ratio)
+        self.add("8 NATS cluster sustained ingest, 2 gateways (alerts/s)", two["rate"], one["rate"],
+                 "all acked", two["acked"] == two["n"])
+        self.note(f"figure 8 sustained: one gateway {one['acked']}/{one['n']} acked, CPU {fmt_cpu(cpu1)}; two "
+                  f"gateways {two['acked']}/{two['n']} acked, CPU {fmt_cpu(cpu2)}; mosquitto sustained in this "
+                  f"run (figure 3, SQLite): {self.raw.get('sustained', '-')} alerts/s")
         await load.close()
 
     def status_flood(self, stack: Stack, *, flooder: dict, presser: dict) -> None:
@@ -721,6 +807,9 @@ class Bench:
                 self._down_all()
             if 6 in only:
                 self.scale_out()
+                self._down_all()
+            if 8 in only:
+                self.nats_cluster()
                 self._down_all()
         finally:
             self.cleanup()
@@ -785,7 +874,7 @@ def write_doc(path: Path, records: list[dict], notes: list[str], elapsed: float,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="figures to run, e.g. 1,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8", help="figures to run, e.g. 1,3")
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not a measurement")
     ap.add_argument("--presses", type=int, default=200)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
