@@ -11,7 +11,8 @@ device's MQTT subscription; an ack lost to a node failure costs the device one
 retransmission, which the store answers as a duplicate with the same `received`.
 
 Statuses and wills arrive on a plain subscription (every gateway sees every device, as on
-mosquitto). Incident state and ops events go out as plain publishes for live MQTT
+mosquitto); at start the retained ones (the latest status or will of every device) are read
+from the MQTT layer's retained stream, as mosquitto replays them at subscribe. Incident state and ops events go out as plain publishes for live MQTT
 subscribers, and the retained ones are also kept, latest per topic, in the KV bucket
 STATE_BUCKET (key: the topic after the root, dots for slashes), where a dispatch system that
 connects late reads every open incident.
@@ -22,9 +23,12 @@ worker's calls cross over with call_soon_threadsafe / run_coroutine_threadsafe.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
+import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +50,9 @@ FETCH_MAX = 256
 MAX_ACK_PENDING = 20_000
 STATE_BUCKET = "panic_state"
 STREAM_MAX_AGE_S = 7 * 24 * 3600
+# Where NATS's MQTT layer keeps retained messages (statuses and wills among them).
+RETAINED_STREAM = "$MQTT_rmsgs"
+RETAINED_READ_S = 10.0
 
 
 @dataclass
@@ -100,6 +107,7 @@ class NatsTransport:
         self._kv: Any = None
         self._main: concurrent.futures.Future | None = None
         self._unsettled: dict[int, Msg] = {}
+        self._live_status: set[str] = set()  # status subjects heard live: newer than any retained
 
     def describe(self) -> str:
         return f"NATS {', '.join(self.cfg.nats.servers)}"
@@ -200,6 +208,7 @@ class NatsTransport:
         psub = await self._retry("the alert stream and consumer", self._prepare)
         if self.on_status is not None:
             await self._nc.subscribe(f"{self.base}.*.status", cb=self._on_status_msg)
+            await self._replay_retained()
         self.connected.set()
         metrics.mqtt_connected.set(1)
         log.info("consuming alerts from JetStream %s/%s on %s", nats_cfg.stream, nats_cfg.consumer,
@@ -247,7 +256,45 @@ class NatsTransport:
 
     async def _on_status_msg(self, m: Msg) -> None:
         if self.on_status is not None:
+            self._live_status.add(m.subject)
             self.on_status(NatsInbound(topic(m.subject), m.data, qos=1))
+
+    async def _replay_retained(self) -> None:
+        """Hand on every device's retained status once, unless a live one came first (it is newer).
+        A record is JSON with the NATS subject and the payload in base64 (nats-server 2.9)."""
+        try:
+            info = await self._js.stream_info(RETAINED_STREAM)
+        except NotFoundError:
+            return  # no MQTT client has retained anything yet
+        except Exception as exc:
+            log.warning("retained statuses not read (%s); live ones still arrive", exc)
+            return
+        last, latest = info.state.last_seq, {}
+        if not info.state.messages:
+            return
+        sub = await self._js.subscribe(info.config.subjects[0], stream=RETAINED_STREAM, ordered_consumer=True)
+        deadline = time.monotonic() + RETAINED_READ_S
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    m = await sub.next_msg(timeout=1.0)
+                except NatsTimeout:
+                    break
+                try:
+                    rec = json.loads(m.data)
+                    subj, data = rec["subject"], base64.b64decode(rec.get("msg") or "")
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if subj.startswith(self.base + ".") and subj.endswith(".status"):
+                    latest[subj] = data
+                if m.metadata.sequence.stream >= last:
+                    break
+        finally:
+            await sub.unsubscribe()
+        for subj, data in latest.items():
+            if subj not in self._live_status and data and self.on_status is not None:
+                self.on_status(NatsInbound(topic(subj), data, qos=1, retain=True))
+        log.info("%d retained status(es) read from NATS", len(latest))
 
     async def _pull(self, psub) -> None:
         while not self._stopping:

@@ -69,6 +69,33 @@ def test_alert_on_any_node_is_one_incident_and_acked(cluster_stack):
         devs[-1].close()
 
 
+def test_retained_status_and_will_reach_the_gateway(cluster_stack):
+    s, cluster = cluster_stack
+    creds = s.add_device("klj-kauman-rw05-rt03", *KAUMAN, kelurahan="Kauman")
+    dev = creds["id"]
+    topic = f"panic/v1/{dev}/status"
+    button = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=dev)
+    button.username_pw_set(creds["mqtt_username"], creds["mqtt_password"])
+    button.will_set(topic, json.dumps({"v": 1, "dev": dev, "state": "offline"}), qos=1, retain=True)
+    button.connect("127.0.0.1", cluster.nodes[1].mqtt_port, keepalive=5)
+    button.loop_start()
+    try:
+        wait_until(button.is_connected, timeout=30, what="the button's MQTT session")
+        birth = {"v": 1, "dev": dev, "state": "online", "fw": "1.0.0", "boot": 3, "up": 10, "batt": 87,
+                 "rssi": -61, "outbox": 0}
+        button.publish(topic, json.dumps(birth), qos=1, retain=True).wait_for_publish(10)
+        # The gateway starts after the birth: it learns it from the retained stream.
+        s.start_gateway()
+        health = lambda: s.get(f"/api/devices/{dev}")["health"]["health"]  # noqa: E731
+        wait_until(lambda: health() == "online", timeout=20, what="the retained birth read")
+        # Power cut (no DISCONNECT): the node publishes the will, the gateway hears it live.
+        button.loop_stop()
+        button.socket().close()
+        wait_until(lambda: health() == "offline", timeout=30, what="the will")
+    finally:
+        button.loop_stop()
+
+
 def _mqtt(port: int, creds: dict, client_id: str | None = None):
     got: queue.Queue = queue.Queue()
     connack: queue.Queue = queue.Queue()
