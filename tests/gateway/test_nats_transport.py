@@ -30,7 +30,7 @@ def cluster_stack(tmp_path, pg_dsn):  # noqa: F811
         cluster.down()
 
 
-async def _kv_get(servers: list[str], user: str, password: str, key: str) -> bytes:
+async def _kv_get(servers: list[str], user: str, password: str, key: str) -> bytes | None:
     nc = await nats.connect(servers=servers, user=user, password=password)
     try:
         kv = await nc.jetstream().key_value(STATE_BUCKET)
@@ -63,7 +63,7 @@ def test_alert_on_any_node_is_one_incident_and_acked(cluster_stack):
         wait_until(lambda: asyncio.run(_kv_get(cluster.cfg.nats.servers, "gateway", cluster.cfg.mqtt.password,
                                                 f"incidents.{ack['inc']}")) is not None, timeout=15)
         state = json.loads(asyncio.run(_kv_get(cluster.cfg.nats.servers, "gateway", cluster.cfg.mqtt.password,
-                                                f"incidents.{ack['inc']}")))
+                                                f"incidents.{ack['inc']}")) or b"null")
         assert state["id"] == ack["inc"] and state["alert_id"] == ack["id"]
     finally:
         devs[-1].close()
@@ -90,7 +90,9 @@ def test_retained_status_and_will_reach_the_gateway(cluster_stack):
         wait_until(lambda: health() == "online", timeout=20, what="the retained birth read")
         # Power cut (no DISCONNECT): the node publishes the will, the gateway hears it live.
         button.loop_stop()
-        button.socket().close()
+        sock = button.socket()
+        assert sock is not None
+        sock.close()
         wait_until(lambda: health() == "offline", timeout=30, what="the will")
     finally:
         button.loop_stop()
