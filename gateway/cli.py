@@ -67,6 +67,8 @@ def cmd_init(args) -> int:
         data.setdefault("api", {})["port"] = args.api_port
         if args.tls_port is not None:
             data["broker"]["tls_port"] = args.tls_port
+        if args.engine == "nats" and data["mqtt"].get("engine") != "nats":
+            _nats_settings(data, args)  # a single-broker deployment moving to a cluster
         config.write(data, path)
         print(f"kept existing {path}", file=sys.stderr)
         cfg = config.load(path)

@@ -75,3 +75,12 @@ def test_init_engine_nats_on_hosts_lists_every_node(tmp_path, pg_dsn):  # noqa: 
     n1 = (state / "nats" / "n1.conf").read_text()
     assert "nats://nats2.example:6222" in n1 and "nats://nats3.example:6222" in n1
 
+
+
+def test_init_engine_nats_over_a_single_broker_state_moves_it_to_the_cluster(tmp_path):
+    state = tmp_path / "state"
+    assert cli.main(["init", "--state", str(state), "--api-port", "0"]) == 0
+    assert cli.main(["init", "--state", str(state), "--api-port", "0", "--engine", "nats", "--nodes", "3"]) == 0
+    cfg = config.load(state / "gateway.toml")
+    assert cfg.mqtt.engine == "nats" and len(cfg.nats.servers) == 3
+    assert [n.name for n in natsconf.nodes(cfg)] == ["n1", "n2", "n3"]
