@@ -39,12 +39,15 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 class Stack:
     def __init__(self, state: Path, broker_port: int | None = None, api_port: int | None = None,
-                 webhooks: list[str] | None = None, store: str = "sqlite", dsn: str = "") -> None:
+                 webhooks: list[str] | None = None, store: str = "sqlite", dsn: str = "",
+                 gateway: dict | None = None) -> None:
+        """gateway: [gateway] settings written into the config at init (e.g. a cap off)."""
         self.state = Path(state).resolve()
         self.broker_port = broker_port or free_port()
         self.api_port = api_port or free_port()
         self.webhooks = webhooks or []
         self.store, self.dsn = store, dsn
+        self.gateway_values = dict(gateway or {})
         self.config = self.state / "gateway.toml"
         self.broker: subprocess.Popen | None = None
         self.gateways: list[subprocess.Popen] = []
@@ -65,6 +68,8 @@ class Stack:
         for url in self.webhooks:
             args += ["--webhook", url]
         self.cli(*args)
+        if self.gateway_values:
+            self.set_config("gateway", **self.gateway_values)
 
     def add_device(self, dev: str, lat6: int, lon6: int, **fields) -> dict:
         args = ["device", "add", dev, "--lat6", str(lat6), "--lon6", str(lon6), "--json"]

@@ -96,8 +96,10 @@ def extra_webhook():
 
 
 @pytest.fixture
-def stack(tmp_path, webhook):
-    s = Stack(tmp_path / "state", webhooks=[webhook.url])
+def stack(request, tmp_path, webhook):
+    # @pytest.mark.gateway(key=value, ...): [gateway] settings for this test's stack.
+    marker = request.node.get_closest_marker("gateway")
+    s = Stack(tmp_path / "state", webhooks=[webhook.url], gateway=marker.kwargs if marker else None)
     s.up()
     s.webhook = webhook  # type: ignore[attr-defined]  # tests reach the receiver through the stack
     yield s

@@ -27,7 +27,8 @@ BROKER_NAME = "mqtt.panic.test"
 
 @pytest.fixture
 def tls_stack(tmp_path):
-    s = custom_stack(tmp_path / "state", start=False)
+    # One incident per alert (40 from one button): the per-button open-incident cap is off here.
+    s = custom_stack(tmp_path / "state", start=False, open_incidents_per_device=0)
     s.broker_tls_port()
     s.start_broker()
     s.start_gateway()

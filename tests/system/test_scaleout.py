@@ -35,7 +35,7 @@ def _collect(devices: list[RawDevice], expected: dict[str, set[str]], timeout: f
 
 def test_two_gateways_share_the_load(tmp_path, webhook, pg_dsn):  # noqa: F811
     s = custom_stack(tmp_path / "state", webhooks=[webhook.url], store="postgres", dsn=pg_dsn,
-                     forward_lease_s=5)
+                     forward_lease_s=5, open_incidents_per_device=0)  # 25 alerts a button, one incident each
     config2, api2 = s.gateway_config("gateway-2")
     gw2 = s.start_gateway(config2, wait=False)
     wait_port(api2)
