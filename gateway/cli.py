@@ -502,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tls-port", type=int, help="TLS listener port for devices")
     c.add_argument("--tls-bind", help="address of the TLS listener (default 127.0.0.1; 0.0.0.0 for every interface)")
 
-    from .console.cli import add_commands as add_user_commands  # console accounts (issue 5)
+    from .console.cli import add_commands as add_user_commands  # console accounts
     add_user_commands(sub, command)
     from .unit_cli import add_commands as add_unit_commands
     add_unit_commands(sub, command)

@@ -2,7 +2,7 @@
 filled per database so one text serves SQLite and PostgreSQL."""
 
 MIGRATIONS: list[list[str]] = [
-    [  # 1: the walking skeleton
+    [  # 1: devices, alerts, incidents, events, forwards
         """CREATE TABLE devices (
             id TEXT PRIMARY KEY, secret TEXT NOT NULL, mqtt_password TEXT NOT NULL,
             kelurahan TEXT NOT NULL DEFAULT '', kecamatan TEXT NOT NULL DEFAULT '',
@@ -64,7 +64,7 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
         "INSERT INTO meta (key, value) VALUES ('registry_version', 0)",
     ],
-    [  # 3: the dispatch console: operator accounts and login sessions (issue 5).
+    [  # 3: the dispatch console: operator accounts and login sessions.
        # IF NOT EXISTS: databases made while this slot was empty already record version 3,
        # so gateway/console/accounts.py re-runs these statements idempotently at start.
         """CREATE TABLE IF NOT EXISTS console_users (

@@ -137,7 +137,7 @@ def seed(cfg_path: Path) -> dict:
 
 def seed_health(store, devices: list[Device], now: int, rnd: random.Random) -> None:
     """Status reports as the buttons would send them, through the gateway's health tracking
-    when this gateway has it (issue 4); without it the devices view shows the last alerts."""
+    when this gateway has it; without it the devices view shows the last alerts."""
     if not hasattr(store, "record_status"):
         return
     kw = dict(retained=False, heartbeat_s=60, silent_factor=2.5, low_battery_pct=20, backlog_min=3)

@@ -1,4 +1,4 @@
-"""Attacks on the broker by a holder of one button's credentials (issue 13, rows 2 and 14):
+"""Attacks on the broker by a holder of one button's credentials (docs/security.md, rows 2 and 14):
 real paho clients against mosquitto running the generated config, with the real gateway."""
 from __future__ import annotations
 

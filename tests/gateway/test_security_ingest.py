@@ -1,4 +1,4 @@
-"""Attacks on alert ingest by a holder of one button's credentials (issue 13, rows 1 and 4),
+"""Attacks on alert ingest by a holder of one button's credentials (docs/security.md, rows 1 and 4),
 on the real stack: the project's mosquitto, the gateway as a process, SQLite or PostgreSQL."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`make flash` (issue 13, rows 15 and 16, host half): config.json owner-only and gone once
+"""`make flash` (docs/security.md, rows 15 and 16, host half): config.json owner-only and gone once
 copied, also when the copy fails; the broker's CA goes on the flash when the device's broker
 entry uses TLS. The real Makefile and `panic-gateway`; only `mpremote` is replaced by a
 recorder (no ESP32 on a serial port here), through the Makefile's MPREMOTE variable."""

@@ -1,5 +1,5 @@
 """/healthz without a query, reads without the write lock, and a forwarding queue that is
-pruned (issue 13, row 9), on the real stack: the project's mosquitto, the gateway as a
+pruned (docs/security.md, row 9), on the real stack: the project's mosquitto, the gateway as a
 process, SQLite (and the store on PostgreSQL)."""
 from __future__ import annotations
 

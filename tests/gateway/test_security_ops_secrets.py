@@ -1,4 +1,4 @@
-"""Device secrets at rest (issue 13, row 15): sealed in the database with a key kept in its
+"""Device secrets at rest (docs/security.md, row 15): sealed in the database with a key kept in its
 own 0600 file, still verifying every alert; rows from before sealing are sealed at start.
 Against the gateway as a process on the project's mosquitto, SQLite and PostgreSQL."""
 from __future__ import annotations

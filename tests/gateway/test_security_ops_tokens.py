@@ -1,4 +1,4 @@
-"""API tokens expire, can be listed and revoked, and record their last use (issue 13, row 11),
+"""API tokens expire, can be listed and revoked, and record their last use (docs/security.md, row 11),
 against the gateway as a process on the project's mosquitto and SQLite."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """One stolen button signing hundreds of alerts must not push a genuine call out of the
-operators' view (issue 13, row 5), on the real stack: the project's mosquitto, the gateway
+operators' view (docs/security.md, row 5), on the real stack: the project's mosquitto, the gateway
 as a process, buttons speaking the real protocol, the console over HTTP."""
 from __future__ import annotations
 

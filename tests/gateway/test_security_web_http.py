@@ -1,4 +1,4 @@
-"""Attacks on the gateway's HTTP edge by anyone who can reach it (issue 13, rows 6, 7 and 13),
+"""Attacks on the gateway's HTTP edge by anyone who can reach it (docs/security.md, rows 6, 7 and 13),
 on the real stack: the gateway as a process under uvicorn, as `panic-gateway run` starts
 it, with the project's mosquitto and SQLite. Memory is read from the server process itself
 (/proc: peak and current resident size), never timed."""

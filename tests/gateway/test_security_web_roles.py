@@ -1,4 +1,4 @@
-"""Attacks on the web edges by a holder of a responder's or viewer's credentials (issue 13,
+"""Attacks on the web edges by a holder of a responder's or viewer's credentials (docs/security.md,
 rows 3, 8 and 12), on the real stack: the project's mosquitto, the gateway as a process with
 its SQLite store, a button speaking the real protocol, the gateway's own CLI for accounts."""
 from __future__ import annotations

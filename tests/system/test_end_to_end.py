@@ -1,4 +1,4 @@
-"""The walking skeleton: a press on the real firmware under `micropython -X heapsize=96K`
+"""End to end: a press on the real firmware under `micropython -X heapsize=96K`
 reaches the gateway, dispatch's webhook, and comes back to the button as a signed ack."""
 from __future__ import annotations
 
