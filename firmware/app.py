@@ -162,11 +162,17 @@ class App(alerting.Alerting):
         if self.was_up and mq.state != mqtt.UP:
             self.was_up = False
             br = self._broker()
+            err = mq.err
             self.emit("link", state="down", broker="%s:%d" % (br["host"], br["port"]),
-                      reason=mq.err)
+                      reason=err)
             mq.err = None
-            self.rc_delay = self.cfg["reconnect_min_ms"]
-            self.rc_due = now + self.rc_delay
+            if err == "suback refused":
+                # The broker's ACL refused the ack topic: reconnecting at once cannot help and
+                # would resend every alert each time; back off (and try a backup broker).
+                self._connect_failed(now, "ack subscription refused")
+            else:
+                self.rc_delay = self.cfg["reconnect_min_ms"]
+                self.rc_due = now + self.rc_delay
         elif not self.was_up and mq.state == mqtt.CLOSED and mq.err:
             err = mq.err
             mq.err = None
@@ -176,7 +182,8 @@ class App(alerting.Alerting):
         self.was_up = True
         now = self.clk.ms()
         br = self._broker()
-        self.rc_delay = self.cfg["reconnect_min_ms"]
+        # rc_delay is not reset here: a link the broker then refuses (SUBACK) must keep
+        # backing off; an ordinary drop after a good link resets it (_link).
         self.emit("link", state="up", broker="%s:%d" % (br["host"], br["port"]))
         self.ups += 1
         self.mq.subscribe(self.t_ack)
