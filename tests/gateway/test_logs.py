@@ -116,6 +116,9 @@ def test_gateway_writes_json_lines_without_secrets(tmp_path):
 def restore_logging():
     root = logging.getLogger()
     handlers, level, hook = list(root.handlers), root.level, threading.excepthook
+    # An earlier in-process CLI call may have left logging's warning capture on while pytest
+    # has since put its own showwarning back: captureWarnings(True) would then be a no-op.
+    logging.captureWarnings(False)
     yield
     for h in list(root.handlers):
         root.removeHandler(h)
