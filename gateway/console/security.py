@@ -76,11 +76,20 @@ def check_csrf(request: Request, expected: str, sent: object) -> None:
         raise HTTPException(403, "csrf")
 
 
+MAX_FIELD = 16 * 1024
+
+
 async def small_form(request: Request) -> FormData:
     """The console's forms carry a few short fields (the longest a 2000-character note):
     parts, fields and files are capped before the parser keeps them (bodies as a whole
-    are capped by gateway/body_limit.py)."""
-    return await request.form(max_files=1, max_fields=16, max_part_size=16 * 1024)
+    are capped by gateway/body_limit.py). An over-long field is refused 413, as an oversize
+    body is: which of the two limits trips first depends on how the socket split the body."""
+    try:
+        return await request.form(max_files=1, max_fields=16, max_part_size=MAX_FIELD)
+    except HTTPException as exc:
+        if exc.status_code == 400 and "exceeded maximum size" in exc.detail:
+            raise HTTPException(413, exc.detail) from exc
+        raise
 
 
 def new_login_token() -> str:

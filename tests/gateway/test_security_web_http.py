@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.console.security import LoginLimiter
+from gateway.console.security import MAX_FIELD, LoginLimiter
 from simulator.stack import BIN, Stack
 from tests.gateway.test_gateway_support import custom_stack
 
@@ -151,6 +151,15 @@ def test_a_200mb_form_to_login_costs_no_memory(stack):
     assert after["VmHWM"] - before["VmHWM"] < 20 * MB, (before, after)
     assert set(codes) <= {413}
     assert try_login(stack, "nobody", "x").status_code == 401  # still serving
+
+
+def test_an_over_long_field_is_refused_413_like_an_oversize_body(stack):
+    # Under the body cap, over the form parser's field cap: the parser's refusal, not a 400.
+    field = b"username=" + b"x" * (MAX_FIELD + 1)
+    for body in (field, iter([field])):  # declared length, then chunked
+        r = httpx.post(f"{stack.api}/console/login", content=body, timeout=30,
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 413, r.text
 
 
 def test_32_parallel_logins_do_not_run_32_argon2_at_once(stack):
