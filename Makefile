@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 
 # chromium: the console's browser tests (Playwright drives /usr/bin/chromium; no browser download)
 # prometheus: promtool and the server check deploy/prometheus rules and the Grafana dashboard
-APT_PACKAGES := mosquitto mosquitto-clients openssl chromium prometheus
+APT_PACKAGES := mosquitto mosquitto-clients openssl chromium prometheus gammu gammu-smsd
 FIRMWARE_SRC := $(wildcard firmware/*.py)
 
 .PHONY: help setup system-packages lint test demo up down firmware flash clean lock audit
