@@ -44,6 +44,11 @@ def view_for(role: str, unit: str, *, sector: str = "") -> View:
 def sees(view: View, incident_unit: str | None, *, kecamatan: str = "") -> bool:
     if view.units is not None and (incident_unit is None or incident_unit not in view.units):
         return False
+    return sees_area(view, kecamatan)
+
+
+def sees_area(view: View, kecamatan: str) -> bool:
+    """Whether the view covers this kecamatan: a sector desk sees its own buttons and calls only."""
     return view.sectors is None or sector_of(kecamatan) in view.sectors
 
 

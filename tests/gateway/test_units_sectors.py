@@ -79,3 +79,14 @@ def test_a_polsek_desk_reads_and_acts_on_its_own_sector_only(sectors):
         assert c.get(f"/console/incidents/{incs['Blimbing']}").status_code == 200
         assert len(c.get("/console/units.json", headers={"Accept": "application/json"}).json()["units"]) == 3
         assert "Polehan" in c.get("/console/dashboard").text
+
+
+def test_a_polsek_desk_lists_and_maps_only_its_own_sectors_buttons(sectors):
+    s, _ = sectors
+    klj = http_login(s, "op-klojen")[0]
+    page = klj.get("/console/devices").text
+    assert "klj-kauman-rw01-rt01" in page and "blm-polehan-rw01-rt01" not in page
+    assert [d[0] for d in klj.get("/console/geo.json").json()["devices"]] == ["klj-kauman-rw01-rt01"]
+    city = http_login(s, "op-city")[0]
+    assert "blm-polehan-rw01-rt01" in city.get("/console/devices").text
+    assert len(city.get("/console/geo.json").json()["devices"]) == 2

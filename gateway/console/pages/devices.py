@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ...auth import VIA_SESSION, needs
-from ...domain.visibility import redact_registry
+from ...domain.visibility import redact_registry, sees_area
 from ...timeutil import now_ms
 from .. import geo, health
 from ..render import render
@@ -16,7 +16,8 @@ from ..render import render
 async def devices_page(request: Request) -> Response:
     kel = request.query_params.get("kelurahan", "")
     rows, source = await run_in_threadpool(health.rows, request.app.state.store, now_ms())
-    rows = [redact_registry(request.user.view, r) for r in rows]
+    view = request.user.view
+    rows = [redact_registry(view, r) for r in rows if sees_area(view, r["kecamatan"])]
     kelurahan = sorted({r["kelurahan"] for r in rows if r["kelurahan"]})
     shown = [r for r in rows if not kel or r["kelurahan"] == kel]
     counts: dict[str, int] = {}
@@ -29,4 +30,5 @@ async def devices_page(request: Request) -> Response:
 @needs(via=VIA_SESSION)
 async def geo_json(request: Request) -> Response:
     devices = await run_in_threadpool(request.app.state.store.list_devices)
+    devices = [d for d in devices if sees_area(request.user.view, d.kecamatan)]
     return JSONResponse(geo.layers(request.app.state.settings.areas, devices))
