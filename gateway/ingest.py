@@ -294,7 +294,21 @@ class Ingest:
         if any(o.created or not o.duplicate for o in outcomes):
             self.on_stored()
 
-    def _acked(self, out: Outcome, created: list[str]) -> None:
+    def ingest_external(self, alert: Alert, *, path: str) -> Outcome:
+        """One alert that came another way than the brokers (the SMS relay, gateway/sms/),
+        stored, counted and handed to the sinks like theirs; its ack goes back the way it came
+        (docs/protocol.md "Paths"), so none is published here."""
+        alert.path = path
+        (out,) = self.store.ingest([alert])
+        created: list[str] = []
+        self._acked(out, created, publish=False)
+        if created:
+            log.info("%d incident(s) by %s: %s", len(created), path, ", ".join(created))
+        if out.created or not out.duplicate:
+            self.on_stored()
+        return out
+
+    def _acked(self, out: Outcome, created: list[str], *, publish: bool = True) -> None:
         a = out.alert
         inc: Incident | None = out.incident
         if out.duplicate:
@@ -311,7 +325,7 @@ class Ingest:
             metrics.alerts_rejected.labels("id_reuse").inc()
             log.warning("rejected alert: id_reuse (a new press under a known id; device told to re-key "
                         "above boot %d) dev=%s id=%s", out.floor, a.dev, a.id)
-        device = self.registry(a.dev)
+        device = self.registry(a.dev) if publish else None
         if device is not None:
             self.send_ack(device, a.id, out.stage, inc.id if inc else None, out.reason, out.floor)
 

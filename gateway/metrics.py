@@ -60,3 +60,7 @@ def observe_transition(before: str, inc) -> None:
         latency.labels("press_to_on_scene").observe(max(0, lat["press_to_on_scene"]) / 1000)
 unit_reports_rejected = Counter("panic_unit_reports_rejected", "Unit positions and statuses refused, by reason "
                                 "(malformed, bad_position, bad_status, unknown_unit, forbidden)", ["reason"])
+sms_received = Counter("panic_sms_received", "SMS handed to the gateway by the SMS daemon's hook (gateway/sms/)")
+sms_rejected = Counter("panic_sms_rejected", "SMS refused, by reason (docs/protocol.md \"SMS\"); none is answered",
+                       ["reason"])
+sms_replies = Counter("panic_sms_replies", "Signed SMS acks the gateway gave the hook to send, by stage", ["stage"])
