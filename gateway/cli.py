@@ -17,6 +17,7 @@ from typing import Any
 
 from . import broker, certs, config, dynsec, logs, natsconf, report
 from .auth import ROLES, new_token, token_hash
+from .domain import paths
 from .domain import tokens as token_rules
 from .health import describe
 from .ids import new_password, new_secret, valid_device_id
@@ -155,9 +156,13 @@ def cmd_device_add(args) -> int:
     store = open_store(cfg)
     if store.get_device(args.id):
         return _fail(f"device {args.id} exists")
+    try:
+        sim = _sim(store, args.sim)
+    except ValueError as exc:
+        return _fail(str(exc))
     d = Device(id=args.id, secret=new_secret(), mqtt_password="", kelurahan=args.kelurahan,
                kecamatan=args.kecamatan, rw=args.rw, rt=args.rt, lat6=args.lat6, lon6=args.lon6,
-               holder=args.holder, phone=args.phone, address=args.address, created_ms=now_ms())
+               holder=args.holder, phone=args.phone, address=args.address, created_ms=now_ms(), sim=sim)
     password = issue_password(d)
     store.add_device(d)
     _sync_broker(cfg, store, fresh={d.id: password})
@@ -167,28 +172,50 @@ def cmd_device_add(args) -> int:
     return 0
 
 
-IMPORT_FIELDS = ("id", "kelurahan", "kecamatan", "rw", "rt", "lat6", "lon6", "holder", "phone", "address")
+IMPORT_FIELDS = ("id", "kelurahan", "kecamatan", "rw", "rt", "lat6", "lon6", "holder", "phone", "address", "sim")
+
+
+def _sim(store, number: str | None, taken: set[str] | frozenset[str] = frozenset(), *,
+         dev: str | None = None) -> str | None:
+    """The button's SIM in E.164 form (None when not given); ValueError when it is not a
+    number or another button has it."""
+    if not number:
+        return None
+    sim = paths.e164(number)
+    if sim is None:
+        raise ValueError(f"SIM {number!r} is not an E.164 number (+ and 8 to 15 digits, e.g. +6281234567890)")
+    holder = store.device_by_sim(sim)
+    if holder is not None and holder.id == dev:
+        holder = None
+    if holder is not None or sim in taken:
+        raise ValueError(f"SIM {sim} is already registered for {holder.id if holder else 'another row'}")
+    return sim
 
 
 def cmd_device_import(args) -> int:
-    """Register many buttons from a CSV (header: id,kelurahan,kecamatan,rw,rt,lat6,lon6[,holder,phone,address])."""
+    """Register many buttons from a CSV (header: id,kelurahan,kecamatan,rw,rt,lat6,lon6[,holder,phone,address,sim])."""
     cfg = config.load(args.config)
     store = open_store(cfg)
     with open(args.file, newline="") as f:
         rows = list(csv.DictReader(f))
-    devices, errors = [], []
+    devices: list[Device] = []
+    errors: list[str] = []
+    sims: set[str] = set()
     for n, row in enumerate(rows, start=2):
         try:
             if not valid_device_id(row["id"]):
                 raise ValueError(f"invalid device id {row['id']!r}")
             if store.get_device(row["id"]):
                 raise ValueError(f"device {row['id']} exists")
+            sim = _sim(store, row.get("sim"), sims)
+            if sim:
+                sims.add(sim)
             devices.append(Device(
                 id=row["id"], secret=new_secret(), mqtt_password="",
                 kelurahan=row.get("kelurahan", ""), kecamatan=row.get("kecamatan") or "Klojen",
                 rw=int(row.get("rw") or 0), rt=int(row.get("rt") or 0),
                 lat6=int(row["lat6"]), lon6=int(row["lon6"]), holder=row.get("holder") or "",
-                phone=row.get("phone") or "", address=row.get("address") or "", created_ms=now_ms()))
+                phone=row.get("phone") or "", address=row.get("address") or "", created_ms=now_ms(), sim=sim))
         except (KeyError, ValueError) as exc:
             errors.append(f"line {n}: {exc}")
     if errors:
@@ -204,6 +231,19 @@ def cmd_device_import(args) -> int:
     return 0
 
 
+def cmd_device_set_sim(args) -> int:
+    store = open_store(config.load(args.config))
+    if store.get_device(args.id) is None:
+        return _fail(f"no device {args.id}")
+    try:
+        sim = _sim(store, args.sim, dev=args.id)
+        store.set_device_sim(args.id, sim)
+    except ValueError as exc:
+        return _fail(str(exc))
+    print(f"{args.id}: SIM {sim}" if sim else f"{args.id}: no SIM")
+    return 0
+
+
 def cmd_device_list(args) -> int:
     store = open_store(config.load(args.config))
     health = store.device_health()
@@ -214,7 +254,8 @@ def cmd_device_list(args) -> int:
     else:
         for d in devices:
             print(f"{d['id']:40} {d['status']:10} {describe(d['health']):24} {d['kelurahan']:16} "
-                  f"RW{d['rw']:02d} RT{d['rt']:02d}{'  FLAG: ' + d['flag'] if d['flag'] else ''}")
+                  f"RW{d['rw']:02d} RT{d['rt']:02d}{'  SIM ' + d['sim'] if d['sim'] else ''}"
+                  f"{'  FLAG: ' + d['flag'] if d['flag'] else ''}")
     return 0
 
 
@@ -457,7 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--holder", default="")
     c.add_argument("--phone", default="")
     c.add_argument("--address", default="")
+    c.add_argument("--sim", help="the button's SIM number, E.164 (+62...): SMS alerts are believed only from it")
     c.add_argument("--json", action="store_true")
+    c = command(dev, "set-sim", cmd_device_set_sim, "register (or with '' clear) a button's SIM number")
+    c.add_argument("id")
+    c.add_argument("sim", help="E.164 number, e.g. +6281234567890; '' clears it")
     c = command(dev, "import", cmd_device_import, "register buttons from a CSV file")
     c.add_argument("file")
     c.add_argument("--json", action="store_true", help="print every new device's credentials and config")

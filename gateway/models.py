@@ -29,6 +29,7 @@ class Device:
     created_ms: int = 0
     flag: str = ""  # non-empty: flagged for review (e.g. the false-alarm policy), with the reason
     secret_rotated_ms: int | None = None
+    sim: str | None = None  # E.164 number of the button's SIM: an SMS is believed only from it
 
     def public(self) -> dict:
         """What the API may show: everything but credentials."""
@@ -57,6 +58,8 @@ class Alert:
     ref: str | None
     received_ms: int
     body: str
+    via: str | None = None  # the link the transmission left on, as the body says (None: wifi)
+    path: str = "wifi"      # domain/paths.py: how this copy reached the gateway
 
     @property
     def press_ms(self) -> int:
@@ -93,6 +96,7 @@ class Incident:
     cancel_requested_ms: int | None = None  # the holder cancelled from the button (a request)
     verified_ms: int | None = None          # the desk's call-back (domain/verification.py)
     verify_outcome: str | None = None
+    path: str = "wifi"  # the path of the first delivery (domain/paths.py)
     device: dict | None = field(default=None, compare=False)
 
     def to_json(self) -> dict:
@@ -123,3 +127,4 @@ class Outcome:
     stage: str
     reason: str | None = None
     floor: int | None = None  # with id_reuse: the highest boot number the gateway has seen
+    new_path: bool = False  # this (alert id, path) was not delivered before: a delivery row was added

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from protocol import v1 as protocol
 
+from .domain.paths import delivery_path
 from .ids import valid_device_id
 from .models import Alert, Device
 
@@ -39,7 +40,8 @@ def topic_device(topic: str, root: str) -> str | None:
 
 def check_alert(topic: str, payload: bytes, *, root: str, max_payload: int,
                 device: Callable[[str], Device | None], now_ms: int,
-                stale_past_ms: int, stale_future_ms: int) -> Alert | Rejection:
+                stale_past_ms: int, stale_future_ms: int, backup_broker: bool = False) -> Alert | Rejection:
+    """`backup_broker`: the message came in on a backup broker (its path, domain/paths.py)."""
     if len(payload) > max_payload:
         return Rejection("size", f"{len(payload)} bytes > {max_payload}")
     dev = topic_device(topic, root)
@@ -71,6 +73,7 @@ def check_alert(topic: str, payload: bytes, *, root: str, max_payload: int,
     if press < now_ms - stale_past_ms or press > now_ms + stale_future_ms:
         return Rejection("stale", f"press time {press} outside [-{stale_past_ms}, +{stale_future_ms}] ms of now",
                          dev, f["id"])
-    return Alert(dev=dev, received_ms=now_ms, body=raw.decode(), **f)
+    path = delivery_path(sms=False, via=f["via"], backup_broker=backup_broker)
+    return Alert(dev=dev, received_ms=now_ms, body=raw.decode(), path=path, **f)
 
 

@@ -23,6 +23,8 @@ MAC_HEX_LEN = 64
 
 KINDS = ("panic", "cancel", "test")
 SOURCES = ("gps", "fixed")
+# The link a transmission left on (docs/protocol.md "Paths"); absent means wifi.
+VIAS = ("wifi", "cellular")
 STAGES = ("received", "acknowledged", "dispatched", "on_scene", "resolved", "cancelled", "rejected")
 # How far an alert has come, as the button shows it: a lower rank never overrides a
 # higher one, and FINAL_RANK ends the alert's life on the button.
@@ -178,7 +180,8 @@ def _int(body: dict, key: str, lo: int, hi: int, *, optional: bool = False) -> i
 
 def check_alert_fields(body: dict, dev: str) -> dict:
     """Raise ValueError naming the first field that is wrong; return the normalised
-    fields (id, boot, seq, kind, t, age, lat6, lon6, acc, src, batt, rssi, ref)."""
+    fields (id, boot, seq, kind, t, age, lat6, lon6, acc, src, batt, rssi, ref, via; via is
+    None when the body does not say)."""
     if body.get("v") != VERSION or type(body.get("v")) is not int:
         raise ValueError(f"unsupported protocol version {body.get('v')!r:.20}")
     boot = _int(body, "boot", 0, INT_LIMIT)
@@ -205,8 +208,11 @@ def check_alert_fields(body: dict, dev: str) -> dict:
             raise ValueError("a cancel needs ref: the id of one of this device's alerts")
     else:
         ref = None
+    via = body.get("via")
+    if via is not None and via not in VIAS:
+        raise ValueError(f"via must be one of {VIAS}")
     return dict(id=aid, boot=boot, seq=seq, kind=kind, t=t, age=age, lat6=lat6, lon6=lon6,
-                acc=acc, src=src, batt=batt, rssi=rssi, ref=ref)
+                acc=acc, src=src, batt=batt, rssi=rssi, ref=ref, via=via)
 
 
 def parse_ack(payload: bytes, secret: str) -> tuple[str | None, dict | None]:

@@ -92,6 +92,19 @@ class DevicesMixin(StoreCore):
             self._bump_registry(cur)
             return n > 0
 
+    def device_by_sim(self, msisdn: str) -> Device | None:
+        """The device whose SIM has this E.164 number."""
+        rows = self._rows(f"SELECT {', '.join(DEVICE_COLS)} FROM devices WHERE sim = ?", (msisdn,))
+        return self._from_row(rows[0]) if rows else None
+
+    def set_device_sim(self, dev: str, msisdn: str | None) -> bool:
+        """Register (None: clear) the button's SIM. Raises ValueError when another device has
+        that number: an SMS must name one device."""
+        holder = self.device_by_sim(msisdn) if msisdn else None
+        if holder is not None and holder.id != dev:
+            raise ValueError(f"SIM {msisdn} is registered for {holder.id}")
+        return self.update_device(dev, sim=msisdn)
+
     def _device(self, cur, dev: str) -> Device | None:
         row = self._exec(cur, f"SELECT {', '.join(DEVICE_COLS)} FROM devices WHERE id = ?", (dev,)).fetchone()
         return self._from_row(row) if row else None

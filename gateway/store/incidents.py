@@ -15,7 +15,7 @@ from ..domain.lifecycle import ACK_STAGE, FINAL
 from ..domain.policy import decide
 from ..ids import incident_id
 from ..models import Alert, Incident, Outcome
-from .devices import DevicesMixin
+from .deliveries import DeliveriesMixin
 
 INCIDENT_COLS = [f.name for f in fields(Incident) if f.name != "device"]
 _COLS = ", ".join(INCIDENT_COLS)
@@ -51,7 +51,7 @@ def _reused(stored_body: str, a: Alert) -> bool:
     return type(t) is int and abs(t - a.t) > REUSE_TOLERANCE_MS
 
 
-class IncidentsMixin(DevicesMixin):
+class IncidentsMixin(DeliveriesMixin):
     # 0: no cap. open_store sets [gateway] open_incidents_per_device for every process.
     open_per_device: int = 0
 
@@ -59,10 +59,11 @@ class IncidentsMixin(DevicesMixin):
     def ingest(self, alerts: list[Alert]) -> list[Outcome]:
         """Store a batch of validated alerts in one transaction (group commit).
 
-        A known alert id is a duplicate: it gets the ack it got before, never a new incident.
+        A known alert id is a duplicate: it gets the ack it got before, never a new incident;
+        over a path it had not come by, it adds a delivery row (deliveries.py).
         """
         with self._tx() as cur:
-            return [self._ingest_one(cur, alert) for alert in alerts]
+            return [self._record_delivery(cur, self._ingest_one(cur, alert)) for alert in alerts]
 
     def _insert_alert(self, cur, a: Alert, inc_id: str | None) -> bool:
         """False when the id is known. ON CONFLICT makes the database the judge: on
@@ -92,7 +93,7 @@ class IncidentsMixin(DevicesMixin):
             id=incident_id(a.id), alert_id=a.id, dev=a.dev, kind=a.kind, state="new",
             press_ms=a.press_ms, received_ms=a.received_ms, lat6=a.lat6, lon6=a.lon6,
             acc=a.acc, src=a.src, batt=a.batt, rssi=a.rssi,
-            clock="device" if a.t is not None else "age", updated_ms=a.received_ms)
+            clock="device" if a.t is not None else "age", updated_ms=a.received_ms, path=a.path)
         if self.open_per_device > 0:
             # Only this device's open incidents, newest first: at most the cap is ever read.
             held = self._exec(cur, f"SELECT id FROM incidents WHERE dev = ? AND state NOT IN ({_FINALS}) "

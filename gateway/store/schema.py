@@ -121,4 +121,20 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE device_health ADD COLUMN link_err TEXT",
         "ALTER TABLE device_health ADD COLUMN link_err_ms BIGINT",
     ],
+    [  # 10: the second path (docs/protocol.md "Paths"): each button's SIM (an SMS is believed
+       #     only from it), every (alert, path) delivery with its latency, the incident's first
+       #     path, and the last cellular proof a status carried
+        "ALTER TABLE devices ADD COLUMN sim TEXT",
+        "CREATE UNIQUE INDEX devices_sim ON devices (sim)",
+        """CREATE TABLE deliveries (
+            alert_id TEXT NOT NULL, path TEXT NOT NULL, incident_id TEXT, dev TEXT NOT NULL,
+            received_ms BIGINT NOT NULL, latency_ms BIGINT NOT NULL, PRIMARY KEY (alert_id, path))""",
+        "CREATE INDEX deliveries_incident ON deliveries (incident_id)",
+        "CREATE INDEX deliveries_dev ON deliveries (dev, path, received_ms)",
+        "ALTER TABLE incidents ADD COLUMN path TEXT NOT NULL DEFAULT 'wifi'",
+        "ALTER TABLE device_health ADD COLUMN cell_reg TEXT",
+        "ALTER TABLE device_health ADD COLUMN cell_csq INTEGER",
+        "ALTER TABLE device_health ADD COLUMN cell_test_ms BIGINT",
+        "ALTER TABLE device_health ADD COLUMN cell_ms BIGINT",
+    ],
 ]
