@@ -157,6 +157,12 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("post", "/api/forwards/dead/{fid}/retry"): op(
         "Queue a dead letter again", _obj(["requeued"], requeued=INT), role="operator",
         params=[_path("fid", "a dead letter's id")], errors=[404]),
+    ("post", "/api/sms/inbound"): {**op(
+        "", _obj(["refused", "reply", "incident", "stage"], refused=STR_OR_NULL, reply=STR_OR_NULL,
+                 incident=STR_OR_NULL, stage=STR_OR_NULL),
+        role="sms_relay", errors=[400], body=_json_body(_obj(["from", "text"], **{"from": STR}, text=STR))),
+        "summary": "Hand in one received SMS (the SMS daemon's hook; the sms_relay token only, "
+                   "docs/gateway.md \"SMS\"): refused names the reason, reply is the ack to send"},
     ("get", "/api/devices"): op(
         "Devices with their health", _list_of("devices", _ref("Device")),
         params=[_param("health", "query", STR, "only devices in this health state or with this flag")]),

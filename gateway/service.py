@@ -92,6 +92,7 @@ def run(cfg: Config) -> None:
 
     app = build_app(store=store, cfg=cfg, console_settings=console_settings(cfg), hub=hub, health=health,
                     on_change=on_change, on_requeue=wake_forwarders)
+    app.state.sms_ingest = ingest.ingest_external  # the SMS relay's way in (gateway/api_sms.py)
     # log_config=None: uvicorn's loggers go through the gateway's handler (text or JSON lines)
     # instead of handlers of its own.
     # Proxy headers only from the configured proxies: uvicorn otherwise believes any client on
