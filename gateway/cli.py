@@ -551,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_user_commands(sub, command)
     from .unit_cli import add_commands as add_unit_commands
     add_unit_commands(sub, command)
+    from .sms.cli import add_commands as add_sms_commands  # the SMS path's daemon files and hook
+    add_sms_commands(sub, command)
     return p
 
 
