@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from . import plots, report
+from . import plots, report, scenario
 from .people import PeopleConfig
 from .run import Run, RunOptions
 from .units import DISPATCH_MODES
@@ -50,9 +50,11 @@ def _probability(text: str) -> float:
 
 def add_run_options(p: argparse.ArgumentParser, duration: float, speed: float, devices: int | None) -> None:
     p.add_argument("--devices", type=int, default=devices, help="the first N buttons of the scenario (default: all)")
-    p.add_argument("--duration", type=float, default=duration, help="wall seconds of the world (default %(default)s)")
-    p.add_argument("--speed", type=float, default=speed,
-                   help="time compression of human and driving intervals (default %(default)s)")
+    p.add_argument("--duration", type=float, default=None,
+                   help=f"wall seconds of the world (default: the scenario's `run`, else {duration:g})")
+    p.add_argument("--speed", type=float, default=None,
+                   help=f"time compression of human and driving intervals (default: the scenario's `run`, else {speed:g})")
+    p.set_defaults(default_duration=duration, default_speed=speed)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", metavar="FILE", help="write every figure as JSON")
     p.add_argument("--plots", metavar="DIR", help="write latency_cdf.png and incident_map.png")
@@ -72,6 +74,20 @@ def add_run_options(p: argparse.ArgumentParser, duration: float, speed: float, d
     w.add_argument("--power-cuts", type=float, default=d.power_cuts_per_h, help="idle power cuts per hour (%(default)s)")
     w.add_argument("--broker-restarts", type=int, default=d.broker_restarts, help="(%(default)s; own stack only)")
     w.add_argument("--long-press-ms", type=int, default=2000, help="the buttons' long_press_ms (%(default)s)")
+    w.add_argument("--power-cut", action="store_true",
+                   help="the scenario's power-cut variant (SCENARIO-powercut.json): a kelurahan dark for a "
+                        "simulated hour while presses go on, every button with a modem")
+    w.add_argument("--neighbourhood-cuts", type=int, default=None,
+                   help="kelurahan whose home routers all go down (default: the scenario's, else 0)")
+    w.add_argument("--cut-minutes", type=float, default=None,
+                   help="each neighbourhood cut's length, simulated minutes (default: the scenario's, else 60)")
+    w.add_argument("--cut-press-rate", type=float, default=None,
+                   help="presses per simulated hour in the dark kelurahan (default: --rate)")
+    s2 = p.add_argument_group("the second path (docs/protocol.md \"Paths\")")
+    s2.add_argument("--modem-share", type=_probability, default=None,
+                    help="share of buttons fitted with an LTE modem (default: the scenario's, else 0)")
+    s2.add_argument("--backup-broker", action="store_true",
+                    help="start a backup broker and list it second in every button's config (own stack only)")
     pe = p.add_argument_group("the people")
     dp = PeopleConfig()
     pe.add_argument("--operators", type=int, default=dp.operators, help="(%(default)s)")
@@ -92,8 +108,21 @@ def add_run_options(p: argparse.ArgumentParser, duration: float, speed: float, d
 
 
 def options(args) -> RunOptions:
+    if args.power_cut:
+        args.scenario = scenario.variant(args.scenario, "powercut")
+    scn = scenario.load(args.scenario)
     world = WorldConfig(rate_per_h=args.rate, bumps_per_h=args.bumps, outages_per_h=args.outages,
-                        power_cuts_per_h=args.power_cuts, broker_restarts=args.broker_restarts)
+                        power_cuts_per_h=args.power_cuts, broker_restarts=args.broker_restarts,
+                        **scenario.world_settings(scn))
+    # The command line overrides the scenario's settings.
+    if args.neighbourhood_cuts is not None:
+        world.neighbourhood_cuts = args.neighbourhood_cuts
+    if args.cut_minutes is not None:
+        world.neighbourhood_cut_sim_s = args.cut_minutes * 60
+    if args.cut_press_rate is not None:
+        world.cut_press_rate_per_h = args.cut_press_rate
+    if args.modem_share is not None:
+        world.modem_share = args.modem_share
     if args.no_burst:
         world.bursts = []
     elif args.burst:
@@ -101,11 +130,15 @@ def options(args) -> RunOptions:
     people = PeopleConfig(operators=args.operators, speed_kmh=args.unit_kmh, dispatch=args.dispatch,
                           override=args.override, fix_interval_s=args.fix_interval)
     state = Path(args.state or f"var/sim/{Path(args.scenario).stem}").resolve()
-    return RunOptions(scenario=args.scenario, devices=args.devices, duration=args.duration, speed=args.speed,
+    run = scn.get("run", {})
+    duration = args.duration if args.duration is not None else float(run.get("duration_s", args.default_duration))
+    speed = args.speed if args.speed is not None else float(run.get("speed", args.default_speed))
+    return RunOptions(scenario=args.scenario, devices=args.devices, duration=duration, speed=speed,
                       seed=args.seed, state=state, api=args.api, token=args.token,
                       config=Path(args.config) if args.config else None,
                       firmware_max=args.firmware_max, drain=args.drain, long_press_ms=args.long_press_ms,
-                      progress=not args.no_progress, idle_probe_s=args.idle_probe, world=world, people=people)
+                      progress=not args.no_progress, idle_probe_s=args.idle_probe, world=world, people=people,
+                      backup_broker=args.backup_broker or bool(scn.get("backup_broker", False)))
 
 
 def execute(opts: RunOptions, json_path: str | None, plots_dir: str | None, on_ready=None) -> int:

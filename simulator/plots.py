@@ -69,10 +69,47 @@ def incident_map(rep: dict, scn: dict, path: Path) -> Path:
     return path
 
 
+PATH_COLOURS = {"wifi": "#1f5fa8", "backup_broker": "#7f8c8d", "cellular": "#e67e22", "sms": "#8e44ad"}
+# Issue #14's targets (p99), drawn beside the curves they bound.
+PATH_TARGETS_S = {"cellular": 30.0, "sms": 90.0}
+
+
+def paths(rep: dict, path: Path) -> Path:
+    """Press -> received per delivery path: one CDF per path, real seconds, log scale (WiFi
+    is milliseconds, SMS tens of seconds), with the cellular and SMS targets."""
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    values = rep["paths"].get("values_s", {})
+    longest = 1.0
+    for name, v in values.items():
+        v = [max(x, 0.001) for x in v]
+        st = rep["paths"]["every"][name]
+        ax.step(v, [(i + 1) / len(v) for i in range(len(v))], where="post", lw=2,
+                color=PATH_COLOURS.get(name, "black"), label=f"{name}: n={st['n']}, p99 {st['p99_s']} s")
+        longest = max(longest, v[-1])
+    for name, target in PATH_TARGETS_S.items():
+        if name in values:
+            ax.axvline(target, color=PATH_COLOURS[name], ls="--", lw=1, label=f"{name} target p99 <= {target:g} s")
+    ax.set_xscale("log")
+    ax.set_xlim(0.005, max(120.0, longest * 1.2))
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("press -> received, real seconds (log scale)")
+    ax.set_ylabel("share of copies over the path")
+    cuts = ", ".join(f"{c['kelurahan']} {c['sim_minutes']:g} min" for c in rep["paths"]["cuts"])
+    ax.set_title(f"{rep['title']}\npress -> received per delivery path"
+                 + (f" (neighbourhood cut: {cuts})" if cuts else ""), fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def write(rep: dict, scn: dict, folder: Path) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    return [cdf(rep, folder / "latency_cdf.png"), incident_map(rep, scn, folder / "incident_map.png")]
+    return [cdf(rep, folder / "latency_cdf.png"), incident_map(rep, scn, folder / "incident_map.png"),
+            paths(rep, folder / "paths.png")]
 
 
 def plan(result: dict, scn: dict, path: Path) -> Path:

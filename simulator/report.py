@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from gateway.domain import sla
+from gateway.domain.paths import PATHS
 from gateway.domain.sla import Times, percentile
 
 SLA_MIN = sla.SLA_S / 60
@@ -50,6 +51,48 @@ def sla_of(incidents: list[dict], kelurahan_of: Callable[[dict], str], *, now_ms
     rows = [(Times.from_json(i), kelurahan_of(i)) for i in incidents]
     overall, per = sla.by_kelurahan(rows, sla_s=sla_s, now_ms=now_ms)
     return {"overall": sla_block(overall), "by_kelurahan": {k: sla_block(v) for k, v in per.items()}}
+
+
+def _path_stats(seconds: list[float]) -> dict:
+    return {"n": len(seconds), "p50_s": _r(pct(seconds, 50)), "p90_s": _r(pct(seconds, 90)),
+            "p99_s": _r(pct(seconds, 99)), "max_s": _r(max(seconds) if seconds else None)}
+
+
+def paths_block(presses: list, inc_by_alert: dict[str, dict], deliveries: dict[str, list[dict]],
+                cuts: list[dict]) -> dict:
+    """Press -> received per delivery path (docs/protocol.md "Paths"), from the gateway's
+    delivery rows: `every` counts each path's first copy of each alert, `first` only the copy
+    that made the incident (how the press got through). Presses made in a neighbourhood cut are
+    reported apart, with how each got through. Real seconds: the network is never scaled."""
+    every: dict[str, list[float]] = {p: [] for p in PATHS}
+    first: dict[str, list[float]] = {p: [] for p in PATHS}
+    dark: dict[int, dict] = {c["cut"]: dict(c, presses=0, first_path={}, not_delivered=0,
+                                             first={p: [] for p in PATHS}) for c in cuts}
+    for pr in presses:
+        inc = inc_by_alert.get(pr.alert_id or "")
+        rows = deliveries.get(inc["id"], []) if inc is not None else []
+        for row in rows:
+            every.setdefault(row["path"], []).append(row["latency_ms"] / 1000)
+        if rows:
+            head = min(rows, key=lambda r: (r["received_ms"], r["path"]))
+            first.setdefault(head["path"], []).append(head["latency_ms"] / 1000)
+        if pr.cut is not None and pr.cut in dark:
+            d = dark[pr.cut]
+            d["presses"] += 1
+            if not rows:
+                d["not_delivered"] += 1
+                continue
+            d["first_path"][head["path"]] = d["first_path"].get(head["path"], 0) + 1
+            d["first"].setdefault(head["path"], []).append(head["latency_ms"] / 1000)
+    return {
+        "every": {p: _path_stats(v) for p, v in every.items()},
+        "first": {p: _path_stats(v) for p, v in first.items()},
+        "cuts": [dict(d, first={p: _path_stats(v) for p, v in d["first"].items() if v}) for d in dark.values()],
+        "values_s": {p: sorted(round(x, 3) for x in v) for p, v in every.items() if v},   # for the plot
+        "note": ("real seconds from the press (the device's clock, or received - age) to the gateway storing "
+                 "the copy; `every`: each path's first copy of each alert, `first`: the copy that made the "
+                 "incident. Percentiles: gateway/domain/sla.py"),
+    }
 
 
 def build(run, result: dict) -> dict:
@@ -163,6 +206,9 @@ def build(run, result: dict) -> dict:
         "lost_detail": lost[:50], "duplicates_detail": duplicates[:50], "bump_incidents_detail": bump_incidents[:50],
         "retransmissions": run.counts["retransmissions"],
         "sla": {"minutes": SLA_MIN, "overall": run_sla["overall"], "by_kelurahan": by_kel},
+        "paths": paths_block(run.presses, inc_by_alert, result.get("deliveries", {}), run.cuts),
+        "pressed_in_cuts": sum(1 for p in run.presses if p.cut is not None),
+        "second_path": second_path_block(run),
         "latency": {
             "press_to_received_ms": {"p50": pct(p2r, 50), "p90": pct(p2r, 90), "p99": pct(p2r, 99),
                                      "max": max(p2r) if p2r else None, "note": "real time, never scaled"},
@@ -202,6 +248,16 @@ def dispatch_block(run) -> dict:
             "positions_sent": phones.sent if phones else 0, "positions_refused": phones.refused if phones else 0}
 
 
+def second_path_block(run) -> dict:
+    """What the run fitted for the second path: modems (and how many with signal), the
+    backup broker, the carrier's settings."""
+    profs = [run.profiles[d] for d in run.devs]
+    return {"modems": sum(1 for p in profs if p.modem),
+            "modems_with_coverage": sum(1 for p in profs if p.modem and p.coverage),
+            "backup_broker": bool(getattr(run.o, "backup_broker", False)),
+            "carrier": run.o.world.carrier if any(p.modem for p in profs) else None}
+
+
 def _sim_s(gateway_ms: int, compressed_s: float, speed: float) -> float:
     """A gateway interval in simulated seconds: its compressed part scaled back."""
     return round(gateway_ms / 1000 + compressed_s * (speed - 1), 1)
@@ -213,6 +269,23 @@ def _stats(v: list[float]) -> dict:
 
 def _fmt(x, unit="") -> str:
     return "-" if x is None else f"{x:.1f}{unit}"
+
+
+def paths_text(rep: dict) -> list[str]:
+    ps, sp = rep["paths"], rep["second_path"]
+    L = [f"press -> received per delivery path (real seconds; {sp['modems']} buttons with a modem, "
+         f"{sp['modems_with_coverage']} of them with signal; backup broker {'on' if sp['backup_broker'] else 'off'})",
+         f"{'path':14} {'copies':>6} {'p50':>6} {'p90':>6} {'p99':>6} {'max':>6}   {'first':>5} {'p99':>6}"]
+    for path, e in ps["every"].items():
+        f = ps["first"][path]
+        L.append(f"{path:14} {e['n']:>6} {_fmt(e['p50_s']):>6} {_fmt(e['p90_s']):>6} {_fmt(e['p99_s']):>6} "
+                 f"{_fmt(e['max_s']):>6}   {f['n']:>5} {_fmt(f['p99_s']):>6}")
+    for c in ps["cuts"]:
+        how = ", ".join(f"{p} {n} (p99 {_fmt(c['first'][p]['p99_s'], ' s')})" for p, n in sorted(c["first_path"].items()))
+        L.append(f"neighbourhood cut {c['cut']}: {c['kelurahan']} dark {c['sim_minutes']:g} simulated min "
+                 f"({c['buttons']} buttons, wall {c['start_s']}-{c['end_s']} s): {c['presses']} presses in the dark, "
+                 f"first through {how or 'nothing'}; not delivered {c['not_delivered']}")
+    return L
 
 
 def text(rep: dict) -> str:
@@ -240,6 +313,8 @@ def text(rep: dict) -> str:
     ra, rd, dr = lat["received_to_acknowledged_s"], lat["received_to_dispatched_s"], lat["drive_min"]
     L.append(f"received -> acknowledged: p50 {ra['p50']} s, p90 {ra['p90']} s; received -> dispatched: "
              f"p50 {rd['p50']} s, p90 {rd['p90']} s; driving: p50 {dr['p50']} min, p90 {dr['p90']} min (simulated)")
+    L.append("")
+    L.extend(paths_text(rep))
     L.append("")
     L.append(f"pressed {rep['pressed']} {rep['pressed_by_kind']} ({rep['pressed_in_bursts']} in bursts)  "
              f"incidents {rep['incidents']}  lost {rep['lost']}  duplicated {rep['duplicates']}  "

@@ -50,6 +50,7 @@ class Press:
     gps: str | None = None          # None | fix | nofix
     offline: str | None = None      # wifi | broker, when pressed without a link
     power_cut: bool = False
+    cut: int | None = None          # made in the dark: the number of the neighbourhood cut
     alert_id: str | None = None
     ids: list = field(default_factory=list)   # every panic/test id the button sent for it
     tries: int = 0
@@ -68,6 +69,7 @@ class DevState:
     pending: list = field(default_factory=list)   # presses not yet linked to an id
     active: Press | None = None
     last_bump_t: float = -1e9
+    dark: int | None = None         # its kelurahan's routers are down: this neighbourhood cut
 
 
 @dataclass
@@ -86,6 +88,7 @@ class RunOptions:
     long_press_ms: int = 2000
     progress: bool = True
     idle_probe_s: float = 5.0
+    backup_broker: bool = False      # own stack: a second broker, listed second in every config
     world: WorldConfig = field(default_factory=WorldConfig)
     people: PeopleConfig = field(default_factory=PeopleConfig)
 
@@ -104,6 +107,7 @@ class Run:
         self.unexpected: list[dict] = []      # panic/test ids no press explains
         self.bumps: list[dict] = []
         self.counts = {k: 0 for k in ("bumps", "wifi_outages", "power_cuts", "broker_restarts",
+                                      "neighbourhood_cuts", "routers_cut",
                                       "battery_updates", "holder_cancels", "skipped_no_idle_button",
                                       "gps_fix_fed", "gps_nofix_fed", "retransmissions")}
         self.stack: Stack | None = None
@@ -114,6 +118,7 @@ class Run:
         self.progress = Progress(enabled=opts.progress)
         self.sampler: Sampler | None = None
         self.phones: PositionReporter | None = None
+        self.cuts: list[dict] = []            # each neighbourhood cut: kelurahan, wall start/end
         self.t0 = 0.0
         self.t_world_end = 0.0
         self.timings: dict[str, float] = {}
@@ -264,12 +269,16 @@ class Run:
         self.people.on_event(event, inc)
 
     # --- the world -----------------------------------------------------------------------
-    def _pick(self, firmware_only: bool = False) -> DevState | None:
+    def _pick(self, firmware_only: bool = False, kelurahan: str | None = None,
+              lit: bool = False) -> DevState | None:
+        """An idle button (of `kelurahan`; `lit`: not in a dark kelurahan, for the faults
+        whose end would switch its WiFi back on or whose restart would forget the dark)."""
         with self.lock:
             # A button whose link is down (broker restart, reconnect backoff) may still be
             # pressed: the alert waits in its flash outbox, which is part of what is tested.
             idle = [s for s in self.devs.values()
-                    if not s.busy and not s.off and (s.firmware or not firmware_only)]
+                    if not s.busy and not s.off and (s.firmware or not firmware_only)
+                    and (kelurahan is None or s.button.kelurahan == kelurahan) and not (lit and s.dark)]
             if not idle:
                 return None
             st = self.rng.choice(idle)
@@ -280,7 +289,8 @@ class Run:
         getattr(self, f"_w_{h.what}")(h.args)
 
     def _w_press(self, a: dict, st: DevState | None = None, offline: str | None = None) -> None:
-        st = st or self._pick(firmware_only=a.get("power_cut", False))
+        st = st or self._pick(firmware_only=a.get("power_cut", False), kelurahan=a.get("kelurahan"),
+                              lit=a.get("power_cut", False))
         if st is None:
             self.counts["skipped_no_idle_button"] += 1
             return
@@ -295,12 +305,14 @@ class Run:
                 self._send(st, "gps " + geo.gga(None, None))
                 self.counts["gps_nofix_fed"] += 1
         method = "command" if a["kind"] == "test" else st.profile.trigger
+        if offline is None and st.dark:
+            offline = "router"
         if offline is None and not st.link:
             offline = "link"
         with self.lock:
             p = Press(len(self.presses) + 1, st.button.id, st.button.kelurahan, a["kind"], method,
                       time.time_ns() // 1_000_000, a.get("burst", False), a.get("false"), gps, offline,
-                      bool(a.get("power_cut")) and st.firmware)
+                      bool(a.get("power_cut")) and st.firmware, st.dark)
             self.presses.append(p)
             st.pending.append(p)
         if method == "command":
@@ -344,7 +356,7 @@ class Run:
         self.sched.after(t + 3.0, lambda: self._free(st))
 
     def _w_wifi_outage(self, a: dict) -> None:
-        st = self._pick()
+        st = self._pick(lit=True)
         if st is None:
             return
         self.counts["wifi_outages"] += 1
@@ -358,7 +370,7 @@ class Run:
         self.sched.after(a["off_s"], back)
 
     def _w_power_cut(self, a: dict) -> None:
-        st = self._pick(firmware_only=True)
+        st = self._pick(firmware_only=True, lit=True)
         if st is None:
             return
         self._power_cycle(st, a["off_s"], "idle")
@@ -375,6 +387,9 @@ class Run:
             st.device.start(wait_ready=0)
             with self.lock:
                 st.off = False
+            if st.dark:
+                # The sim board boots with WiFi up; its router went dark while it was off.
+                self._send(st, "wifi off")
             self.sched.after(2.0, lambda: self._free(st))
         self.sched.after(off_s, on)
 
@@ -385,6 +400,31 @@ class Run:
         self.stack.stop_broker()
         time.sleep(a["down_s"])
         self.stack.start_broker()
+
+    def _w_router_cut(self, a: dict) -> None:
+        """PLN cuts the kelurahan: every home router goes down, the buttons run on."""
+        kel = a["kelurahan"]
+        self.counts["neighbourhood_cuts"] += 1
+        with self.lock:
+            dark = [s for s in self.devs.values() if s.button.kelurahan == kel]
+            for s in dark:
+                s.dark = a["cut"]
+        self.cuts.append({"cut": a["cut"], "kelurahan": kel, "buttons": len(dark), "sim_minutes": a["sim_s"] / 60,
+                          "start_s": round(time.monotonic() - self.t0, 1), "end_s": None})
+        for s in dark:
+            self.counts["routers_cut"] += 1
+            self._send(s, "wifi off")
+
+    def _w_router_restore(self, a: dict) -> None:
+        with self.lock:
+            lit = [s for s in self.devs.values() if s.dark == a["cut"]]
+            for s in lit:
+                s.dark = None
+        for c in self.cuts:
+            if c["cut"] == a["cut"]:
+                c["end_s"] = round(time.monotonic() - self.t0, 1)
+        for s in lit:
+            self._send(s, "wifi on")
 
     def _w_battery(self, a: dict) -> None:
         level = max(5, 100 - round(95 * a["step"] / a["steps"]))
@@ -443,7 +483,8 @@ class Run:
                                            fix_interval_s=o.people.fix_interval_s, lock=self.people.lock)
             self.phones.start()
             self.on_ready(api)
-            happenings = plan(o.world, o.duration, o.speed, o.seed, can_restart_broker=self.own_stack)
+            happenings = plan(o.world, o.duration, o.speed, o.seed, can_restart_broker=self.own_stack,
+                              kelurahan=sorted({b.kelurahan for b in self.buttons}))
             self.t0 = time.monotonic()
             for h in happenings:
                 self.sched.at(self.t0 + h.at, functools.partial(self._happen, h))
@@ -462,10 +503,11 @@ class Run:
             time.sleep(0.5)
             self.sampler.stop()
             incidents = self._incidents(api, op_token, since_ms)
+            deliveries = self._deliveries(incidents)
             metrics = self._metrics(api)
             self.timings["world_s"] = self.t_world_end - self.t0
             self.timings["total_s"] = time.monotonic() - t_setup
-            return {"incidents": incidents, "metrics": metrics}
+            return {"incidents": incidents, "metrics": metrics, "deliveries": deliveries}
         finally:
             self.progress.done()
             self.shutdown()
@@ -479,6 +521,19 @@ class Run:
                       headers={"Authorization": f"Bearer {token}"}, timeout=30)
         r.raise_for_status()
         return r.json()["incidents"]
+
+    def _deliveries(self, incidents: list[dict]) -> dict[str, list[dict]]:
+        """Every delivery of our incidents with its path and latency, from the gateway's store
+        (the rows the gateway wrote as each copy arrived: store.deliveries)."""
+        if self.stack is None or not incidents:
+            return {}
+        from gateway import config as gwconfig
+        from gateway.store import open_store
+        store = open_store(gwconfig.load(self.stack.config))
+        try:
+            return {i["id"]: store.deliveries(i["id"]) for i in incidents if i["dev"] in self.devs}
+        finally:
+            store.close()
 
     def _metrics(self, api: str) -> dict:
         import httpx

@@ -1,0 +1,144 @@
+"""The second path in the simulator's world: neighbourhood power cuts (every home router of one
+kelurahan down for a simulated hour while the buttons run on), the buttons fitted with a modem
+and the carrier's coverage, the power-cut scenario variant, and the per-path report."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+
+from simulator import cli, report, scenario
+from simulator.world import WorldConfig, plan, profiles
+
+QUIET = WorldConfig(rate_per_h=0.0, bursts=[], bumps_per_h=0.0, outages_per_h=0.0, power_cuts_per_h=0.0,
+                    broker_restarts=0)
+DURATION, SPEED, LEAD = 205.0, 20.0, 5.0
+KLOJEN = scenario.load("klojen")
+KELURAHAN = sorted({b.kelurahan for b in scenario.buttons(KLOJEN)})
+
+
+def of(p, what):
+    return [h for h in p if h.what == what]
+
+
+def test_a_cut_darkens_one_kelurahan_for_the_simulated_hour_divided_by_speed():
+    cfg = replace(QUIET, neighbourhood_cuts=1, neighbourhood_cut_sim_s=3600.0, cut_press_rate_per_h=30.0)
+    p = plan(cfg, DURATION, SPEED, seed=11, kelurahan=KELURAHAN)
+    (cut,), (restore,) = of(p, "router_cut"), of(p, "router_restore")
+    kel = cut.args["kelurahan"]
+    assert kel in KELURAHAN and restore.args["kelurahan"] == kel
+    # 3600 simulated seconds at x20: 180 wall seconds, from a tenth of the run on.
+    assert restore.at - cut.at == pytest.approx(3600.0 / SPEED)
+    assert cut.at == pytest.approx(LEAD + 0.1 * (DURATION - LEAD))
+    # The same seed darkens the same kelurahan; the seeds between them darken several.
+    again = of(plan(cfg, DURATION, SPEED, seed=11, kelurahan=KELURAHAN), "router_cut")[0]
+    assert again.args == cut.args and again.at == cut.at
+    picked = {of(plan(cfg, DURATION, SPEED, seed=s, kelurahan=KELURAHAN), "router_cut")[0].args["kelurahan"]
+              for s in range(12)}
+    assert len(picked) >= 4
+    # Presses in the dark: all on that kelurahan, inside the cut, none a device power cut
+    # (mains buttons carry a backup cell), about the rate of a simulated hour (Poisson 30).
+    dark = [h for h in of(p, "press") if h.args.get("cut") == 1]
+    assert 10 <= len(dark) <= 55
+    assert all(h.args["kelurahan"] == kel and cut.at < h.at < restore.at and not h.args["power_cut"] for h in dark)
+
+
+def test_a_cut_longer_than_the_run_ends_with_the_world_and_cuts_add_to_the_plan_only():
+    base = replace(QUIET, rate_per_h=60.0, bumps_per_h=30.0, outages_per_h=10.0)
+    cfg = replace(base, neighbourhood_cuts=2, neighbourhood_cut_sim_s=7200.0)
+    p = plan(cfg, 60.0, 10.0, seed=3, kelurahan=KELURAHAN)
+    cuts, restores = of(p, "router_cut"), of(p, "router_restore")
+    assert len(cuts) == 2 and len({c.args["kelurahan"] for c in cuts}) == 2
+    assert all(r.at <= 60.0 for r in restores), "the drain never waits on a dark kelurahan"
+    # Everything else is the plan without cuts, draw for draw.
+    plain = plan(base, 60.0, 10.0, seed=3, kelurahan=KELURAHAN)
+    rest = [(h.at, h.what, h.args) for h in p if not h.what.startswith("router") and "cut" not in h.args]
+    assert rest == [(h.at, h.what, h.args) for h in plain]
+    # No kelurahan given (or none asked for): no cut.
+    assert not of(plan(cfg, 60.0, 10.0, seed=3), "router_cut")
+    assert not of(plan(base, 60.0, 10.0, seed=3, kelurahan=KELURAHAN), "router_cut")
+
+
+def test_modems_and_coverage_follow_the_shares_and_leave_the_other_traits_alone():
+    buttons = scenario.buttons(KLOJEN)
+    carrier = scenario.carrier_settings({"coverage": {"*": 0.9, "Kasin": 0.0}, "attach_median_s": 5,
+                                         "attach_max_s": 12})
+    without = profiles(buttons, WorldConfig(), seed=1)
+    half = profiles(buttons, WorldConfig(modem_share=0.5, carrier=carrier), seed=1)
+    assert not any(p.modem for p in without.values())
+    fitted = [b for b in buttons if half[b.id].modem]
+    assert len(fitted) / len(buttons) == pytest.approx(0.5, abs=0.06)
+    assert not any(half[b.id].coverage for b in fitted if b.kelurahan == "Kasin")
+    others = [b for b in fitted if b.kelurahan != "Kasin"]
+    assert sum(half[b.id].coverage for b in others) / len(others) == pytest.approx(0.9, abs=0.05)
+    assert all(0 < half[b.id].attach_ms <= 12_000 for b in fitted)
+    for b in buttons:
+        h, w = half[b.id], without[b.id]
+        assert (h.trigger, h.gps, h.drains) == (w.trigger, w.gps, w.drains)
+
+
+def test_the_power_cut_variant_keeps_klojens_buttons_and_sets_its_world():
+    name = scenario.variant("klojen", "powercut")
+    pc = scenario.load(name)
+    assert [b.id for b in scenario.buttons(pc)] == [b.id for b in scenario.buttons(KLOJEN)]
+    w = scenario.world_settings(pc)
+    assert w["neighbourhood_cuts"] == 1 and w["neighbourhood_cut_sim_s"] == 3600.0 and w["modem_share"] == 1.0
+    assert w["carrier"]["coverage"]["Kasin"] < w["carrier"]["coverage"]["*"] <= 1.0
+    with pytest.raises(SystemExit, match="no powercut variant"):
+        scenario.variant("malang", "powercut")
+    with pytest.raises(SystemExit, match="share in"):
+        scenario.carrier_settings({"coverage": {"Kasin": 1.5}})
+
+
+def _options(monkeypatch, *argv: str):
+    """The RunOptions `panic-sim run ARGV` would run with."""
+    seen = []
+    monkeypatch.setattr(cli, "execute", lambda opts, *rest, **kw: seen.append(opts) or 0)
+    assert cli.main(["run", *argv]) == 0
+    return seen[0]
+
+
+def test_command_line_power_cut_takes_the_variants_run_and_overrides_win(monkeypatch):
+    o = _options(monkeypatch, "klojen", "--power-cut", "--devices", "8")
+    assert o.scenario.endswith("klojen-powercut.json") and o.devices == 8
+    assert (o.duration, o.speed) == (220.0, 20.0)
+    assert o.world.neighbourhood_cuts == 1 and o.world.modem_share == 1.0
+    o = _options(monkeypatch, "klojen", "--power-cut", "--speed", "30", "--cut-minutes", "30", "--modem-share", "0.25",
+                 "--neighbourhood-cuts", "2", "--backup-broker")
+    assert o.speed == 30.0 and o.world.neighbourhood_cut_sim_s == 1800.0 and o.world.modem_share == 0.25
+    assert o.world.neighbourhood_cuts == 2 and o.backup_broker
+    plain = _options(monkeypatch, "klojen")
+    assert (plain.duration, plain.speed, plain.world.neighbourhood_cuts, plain.world.modem_share) == (180.0, 10.0, 0, 0.0)
+
+
+def _press(n, alert_id, cut=None):
+    return SimpleNamespace(n=n, alert_id=alert_id, cut=cut)
+
+
+def test_report_counts_each_path_and_how_the_presses_in_the_dark_got_through():
+    presses = [_press(1, "a:1:1"), _press(2, "a:1:2", cut=1), _press(3, "a:1:3", cut=1), _press(4, "a:1:4", cut=1)]
+    inc = {f"a:1:{i}": {"id": f"i{i}"} for i in (1, 2, 3)}
+    deliveries = {
+        "i1": [{"path": "wifi", "received_ms": 1000, "latency_ms": 40}],
+        # Over cellular first, then over WiFi when the power came back: two copies, one incident.
+        "i2": [{"path": "cellular", "received_ms": 5000, "latency_ms": 9000},
+               {"path": "wifi", "received_ms": 90_000, "latency_ms": 94_000}],
+        "i3": [{"path": "sms", "received_ms": 30_000, "latency_ms": 31_000}],
+    }
+    cuts = [{"cut": 1, "kelurahan": "Kasin", "buttons": 3, "sim_minutes": 60, "start_s": 10.0, "end_s": 190.0}]
+    b = report.paths_block(presses, inc, deliveries, cuts)
+    assert b["every"]["wifi"]["n"] == 2 and b["every"]["cellular"]["n"] == 1 and b["every"]["sms"]["n"] == 1
+    assert b["first"]["wifi"]["n"] == 1 and b["first"]["cellular"]["p99_s"] == 9.0
+    assert b["every"]["backup_broker"]["n"] == 0 and b["every"]["backup_broker"]["p99_s"] is None
+    (c,) = b["cuts"]
+    assert c["presses"] == 3 and c["not_delivered"] == 1
+    assert c["first_path"] == {"cellular": 1, "sms": 1}
+    assert c["first"]["sms"]["p50_s"] == 31.0
+    assert b["values_s"]["wifi"] == [0.04, 94.0]
+    lines = report.paths_text({"paths": b, "second_path": {"modems": 3, "modems_with_coverage": 2,
+                                                           "backup_broker": False}})
+    assert any(line.split()[:2] == ["cellular", "1"] for line in lines)
+    assert any("Kasin" in line and "3 presses in the dark" in line and "not delivered 1" in line for line in lines)
+    json.dumps(b)   # the --json file takes it as it is
