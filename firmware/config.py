@@ -36,14 +36,26 @@ DEFAULTS = {
     "ntp": "pool.ntp.org",
     "wdt_ms": 8000,
     "safe_hold_ms": 10000,     # button held this long at power-up: safe mode (safemode.py)
+    # The second path (docs/protocol.md "Paths", docs/firmware.md "Cellular"): an LTE modem
+    # (null: none fitted, the feature is off), data over it when no ack came within
+    # cell_after_ms of a press (or WiFi is down), one SMS to sms_to (null: no SMS) when no
+    # data path delivered within sms_after_ms; the cellular path proven every cell_test_h
+    # hours (0: never).
+    "modem": None,
+    "sms_to": None,
+    "cell_after_ms": 5000,
+    "sms_after_ms": 60000,
+    "cell_test_h": 24,
 }
+_MODEM = {"uart": 1, "tx": 26, "rx": 25, "baud": 115200, "pwrkey": 32, "apn": "internet",
+          "pin": None, "reg_s": 60}
 
 _REQUIRED = ("dev", "secret", "mqtt_user", "mqtt_password", "brokers", "lat6", "lon6")
 _INTS = ("lat6", "lon6", "acc", "long_press_ms", "triple_window_ms", "cancel_hold_ms",
          "cancel_window_s", "debounce_ms", "heartbeat_s", "keepalive_s", "retry_ms",
          "retry_max_ms", "reconnect_min_ms", "reconnect_max_ms", "fail_ms", "outbox_max",
          "batt_low", "awake_s", "wdt_ms", "boot_floor", "cancel_confirm_ms",
-         "sleep_heartbeat_s", "safe_hold_ms")
+         "sleep_heartbeat_s", "safe_hold_ms", "cell_after_ms", "sms_after_ms", "cell_test_h")
 
 # ESP32 (WROOM/WROVER) pin rules.
 _STRAP = (0, 2, 5, 12, 15)        # sampled at reset: a held button changes the boot mode
@@ -147,13 +159,16 @@ def validate(c):
             if not isinstance(gd[k], int):
                 return None, "gps." + k + " must be an integer"
         out["gps"] = gd
+    err = _cell_error(out)
+    if err:
+        return None, err
     p = dict(DEFAULTS["pins"])
     if not isinstance(out["pins"], dict):
         return None, "pins must be an object"
     for k in out["pins"]:
         p[k] = out["pins"][k]
     out["pins"] = p
-    err = _pins_error(p, sleep=out["sleep"])
+    err = _pins_error(p, sleep=out["sleep"]) or _modem_pins_error(out["modem"], p, out["gps"])
     if err:
         return None, err
     if not isinstance(out["topic_root"], str) or not out["topic_root"]:
@@ -181,6 +196,75 @@ def _pins_error(p, sleep=False):
         return "pins.batt_adc must be null or an ADC1 pin (32-36, 39)"
     if len({b, p["led"], p["buzzer"]}) < 3 or a in (b, p["led"], p["buzzer"]):
         return "pins must all differ"
+    return None
+
+
+def _cell_error(out):
+    if out["cell_after_ms"] < 1000:
+        return "cell_after_ms must be >= 1000"
+    if out["sms_after_ms"] <= out["cell_after_ms"]:
+        # The SMS is the last resort: it comes after the data paths had their chance.
+        return "sms_after_ms must be longer than cell_after_ms"
+    if not 0 <= out["cell_test_h"] <= 720:
+        return "cell_test_h must be 0..720 (0: no supervised test)"
+    t = out["sms_to"]
+    if t is not None and not (isinstance(t, str) and 4 <= len(t) <= 16 and
+                              _digits(t[1:] if t[:1] == "+" else t)):
+        return "sms_to must be null or a phone number (+ and digits)"
+    m = out["modem"]
+    if m is None:
+        return None
+    if not isinstance(m, dict):
+        return "modem must be null or an object"
+    d = dict(_MODEM)
+    for k in m:
+        if k not in d:
+            return "modem: unknown key " + k
+        d[k] = m[k]
+    for k in ("uart", "tx", "rx", "baud", "pwrkey", "reg_s"):
+        if not isinstance(d[k], int) or isinstance(d[k], bool):
+            return "modem." + k + " must be an integer"
+    if d["uart"] not in (1, 2):
+        return "modem.uart must be 1 or 2 (UART0 is the console)"
+    if not 10 <= d["reg_s"] <= 600:
+        return "modem.reg_s must be 10..600"
+    if not isinstance(d["apn"], str) or not 0 < len(d["apn"]) <= 63 or '"' in d["apn"]:
+        return "modem.apn must be a non-empty string without quotes"
+    pin = d["pin"]
+    if pin is not None and not (isinstance(pin, str) and 4 <= len(pin) <= 8 and _digits(pin)):
+        return "modem.pin must be null or 4-8 digits"
+    out["modem"] = d
+    return None
+
+
+def _digits(s):
+    if not s:
+        return False
+    for c in s:
+        if not "0" <= c <= "9":
+            return False
+    return True
+
+
+def _modem_pins_error(m, p, g):
+    if m is None:
+        return None
+    for k in ("tx", "rx", "pwrkey"):
+        v = m[k]
+        if not 0 <= v <= 39 or v in _FLASH or v in _STRAP:
+            # A strapping pin driven by the modem at reset can change the boot mode.
+            return "modem.%s: GPIO%d is a flash or boot-strapping pin" % (k, v)
+    for k in ("tx", "pwrkey"):
+        if m[k] in _INPUT_ONLY:
+            return "modem.%s: GPIO%d is input-only" % (k, m[k])
+    used = [p["button"], p["led"], p["buzzer"], p.get("batt_adc")]
+    if g:
+        used += [g["tx"], g["rx"]]
+        if g["uart"] == m["uart"]:
+            return "modem.uart: UART%d is the GPS's" % m["uart"]
+    mine = [m["tx"], m["rx"], m["pwrkey"]]
+    if len(set(mine)) < 3 or any(x in used for x in mine):
+        return "modem pins must differ from each other and from the other pins"
     return None
 
 

@@ -53,6 +53,9 @@ DEVICE_DEFAULTS: dict[str, Any] = {
     "reconnect_max_ms": 15000,
     "fail_ms": 10000,
     "outbox_max": 32,
+    "cell_after_ms": 5000,
+    "sms_after_ms": 60000,
+    "cell_test_h": 24,
 }
 
 
