@@ -142,3 +142,57 @@ def test_report_counts_each_path_and_how_the_presses_in_the_dark_got_through():
     assert any(line.split()[:2] == ["cellular", "1"] for line in lines)
     assert any("Kasin" in line and "3 presses in the dark" in line and "not delivered 1" in line for line in lines)
     json.dumps(b)   # the --json file takes it as it is
+
+
+def tiny_scenario(tmp_path, **extra) -> str:
+    """Two Klojen kelurahan with three RT heads each, one post: a neighbourhood cut darkens
+    half of a fleet small enough for a test."""
+    rows = {k["name"]: k for k in KLOJEN["kelurahan"]}
+    scn = {"name": "tiny-klojen", "title": "Two Klojen kelurahan, six RT heads (test)", "kecamatan": "Klojen",
+           "prefix": "klj", "spread_m": 300,
+           "kelurahan": [dict(rows[k], rw=1, rt=3) for k in ("Kauman", "Oro-oro Dowo")],
+           "posts": [dict(KLOJEN["posts"][0], units=3)], **extra}
+    path = tmp_path / "tiny-klojen.json"
+    path.write_text(json.dumps(scn))
+    return str(path)
+
+
+# Seed 5 darkens Oro-oro Dowo from 5.8 s to 25.8 s (20 simulated minutes at x60) with three
+# presses in the dark (checked below), and presses elsewhere at 6 an hour.
+CUT_ARGS = ["--devices", "6", "--duration", "40", "--speed", "60", "--seed", "5", "--rate", "6", "--no-burst",
+            "--bumps", "0", "--outages", "0", "--power-cuts", "0", "--broker-restarts", "0",
+            "--neighbourhood-cuts", "1", "--cut-minutes", "20", "--cut-press-rate", "9",
+            "--idle-probe", "0", "--drain", "60", "--no-progress"]
+
+
+def test_the_seed_of_the_real_run_puts_presses_in_the_dark():
+    cfg = WorldConfig(rate_per_h=6, bursts=[], bumps_per_h=0, outages_per_h=0, power_cuts_per_h=0, broker_restarts=0,
+                      neighbourhood_cuts=1, neighbourhood_cut_sim_s=1200, cut_press_rate_per_h=9)
+    p = plan(cfg, 40, 60, 5, kelurahan=["Kauman", "Oro-oro Dowo"])
+    assert of(p, "router_cut")[0].args["kelurahan"] == "Oro-oro Dowo"
+    assert len([h for h in of(p, "press") if h.args.get("cut")]) >= 2
+
+
+def test_presses_in_a_neighbourhood_cut_wait_in_flash_and_arrive_over_wifi_when_the_power_returns(tmp_path, capsys):
+    """Without a modem the dark kelurahan's buttons have no way out: each press waits in the
+    outbox (never lost) and arrives over WiFi once the routers are back, late by the dark."""
+    out = tmp_path / "report.json"
+    rc = cli.main(["run", tiny_scenario(tmp_path), *CUT_ARGS, "--state", str(tmp_path / "state"),
+                   "--json", str(out), "--plots", str(tmp_path / "plots")])
+    printed = capsys.readouterr().out
+    rep = json.loads(out.read_text())
+    assert rc == 0, printed
+    assert rep["lost"] == 0 and rep["duplicates"] == 0 and rep["incidents"] == rep["pressed"], printed
+    assert rep["faults"]["neighbourhood_cuts"] == 1 and rep["faults"]["routers_cut"] == 3
+    (cut,) = rep["paths"]["cuts"]
+    assert cut["kelurahan"] == "Oro-oro Dowo" and cut["buttons"] == 3
+    assert cut["presses"] >= 1 and cut["presses"] == rep["pressed_in_cuts"], printed
+    assert cut["not_delivered"] == 0 and cut["first_path"] == {"wifi": cut["presses"]}, printed
+    # Presses stop a second before the routers return: none can have arrived sooner.
+    assert cut["first"]["wifi"]["n"] == cut["presses"] and cut["first"]["wifi"]["p50_s"] >= 1.0, printed
+    every = rep["paths"]["every"]
+    assert every["wifi"]["n"] == rep["incidents"] and every["cellular"]["n"] == every["sms"]["n"] == 0
+    assert rep["second_path"]["modems"] == 0
+    assert "press -> received per delivery path" in printed and "neighbourhood cut 1: Oro-oro Dowo" in printed
+    png = (tmp_path / "plots" / "paths.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
