@@ -70,11 +70,24 @@ class Relay:
         verdict = self.submit(number, inbox_text(path))
         if verdict.get("reply"):
             self.inject(number, verdict["reply"])
-        try:
-            os.replace(path, self.settings.folder("done") / path.name)
-        except FileNotFoundError:
-            pass  # handed over at the same time by replay-inbox
+        _keep(path, self.settings.folder("done"))
         return verdict
+
+
+def _keep(path: Path, folder: Path) -> None:
+    """Move a handed-over file into `folder` under a name no other file there has: smsd names
+    two messages of one number in one second alike once the first has left the inbox."""
+    for n in range(10_000):
+        target = folder / (path.name if n == 0 else f"{path.stem}.{n}{path.suffix}")
+        try:
+            os.link(path, target)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            return  # handed over at the same time by replay-inbox
+        path.unlink(missing_ok=True)
+        return
+    raise OSError(f"{folder}: no free name for {path.name}")
 
 
 def receive(relay: Relay, names: list[str]) -> int:

@@ -1,0 +1,105 @@
+"""Helpers for the SMS tests (no tests here): the real gammu-smsd on Gammu's dummy phone, set
+up by `panic-gateway sms setup`, the carrier between it and the buttons' side, and the
+SMS a button sends."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from protocol import sms as sms_format
+from simulator.carrier import Carrier
+from simulator.stack import Stack
+
+WAIT_S = 60.0  # a liveness bound only: the daemon polls each second
+
+
+def wait_for(what: str, pred: Callable[[], object], timeout: float = WAIT_S) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise TimeoutError(f"not seen within {timeout}s: {what}")
+
+
+class Smsd:
+    """gammu-smsd in the foreground on the config `sms setup` wrote."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.dir = stack.state / "sms"
+        self.smsdrc = self.dir / "smsdrc"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(self.dir / "smsd.out", "ab")
+        self.proc = subprocess.Popen(["gammu-smsd", "-c", str(self.smsdrc)], stdout=log, stderr=log,
+                                     env=dict(os.environ, PANIC_CONFIG=str(self.stack.config)))
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in (self.dir / "smsd.log", self.dir / "smsd.out")
+                         if p.exists())
+
+    def done(self, msisdn: str) -> list[Path]:
+        """Inbox files from this number the hook has handed over."""
+        return sorted(p for p in (self.dir / "done").iterdir() if f"_{msisdn}_" in p.name)
+
+    def inbox(self, msisdn: str) -> list[Path]:
+        return sorted(p for p in (self.dir / "inbox").iterdir() if f"_{msisdn}_" in p.name)
+
+    def queued_replies(self, msisdn: str) -> list[Path]:
+        """Replies to this number still in the daemon's outbox or sent folder."""
+        return [p for folder in ("outbox", "sent") for p in (self.dir / folder).iterdir() if f"_{msisdn}_" in p.name]
+
+
+class Phone:
+    """The button's side of the carrier spool: what its modem sends and receives."""
+
+    def __init__(self, spool: Path, msisdn: str, centre: str) -> None:
+        self.spool, self.msisdn, self.centre = spool, msisdn, centre
+        self.n = 0
+
+    def send(self, text: str) -> None:
+        self.n += 1
+        sent_ms = time.time_ns() // 1_000_000
+        name = f"{self.msisdn}-{sent_ms}-{self.n}"
+        tmp = self.spool / "mo" / f"{name}.tmp"
+        tmp.write_text(json.dumps({"from": self.msisdn, "to": self.centre, "text": text, "sent_ms": sent_ms}))
+        os.replace(tmp, self.spool / "mo" / f"{name}.json")
+
+    def received(self) -> list[dict]:
+        box = self.spool / "mt" / self.msisdn
+        return [json.loads(p.read_text()) for p in sorted(box.glob("*.json"))] if box.exists() else []
+
+
+def alert_sms(creds: dict, *, boot: int = 1, seq: int = 1, kind: str = "panic", secret: str | None = None,
+              t_s: int | None = None) -> str:
+    return sms_format.alert_text(dev=creds["id"], boot=boot, seq=seq, kind=kind, lat6=-7982600, lon6=112627000,
+                                 src="gps", acc=12, t_s=t_s if t_s is not None else int(time.time()), age_s=0,
+                                 secret=secret or creds["secret"])
+
+
+def start_sms(stack: Stack, *, per_number_per_hour: int) -> tuple[Smsd, Carrier]:
+    """`sms setup` on the dummy phone, the daemon and a carrier without delay or loss."""
+    stack.cli("sms", "setup", "--device", "dummy", "--per-number-per-hour", str(per_number_per_hour))
+    smsd = Smsd(stack)
+    smsd.start()
+    carrier = Carrier(spool=stack.state / "carrier", phone=smsd.dir / "phone", sent=smsd.dir / "sent",
+                      settings={"sms_delay_median_s": 0.0, "sms_delay_sigma": 0.0, "sms_loss": 0.0}, seed=1,
+                      poll_s=0.05).start()
+    return smsd, carrier
