@@ -29,6 +29,7 @@ log = logging.getLogger("panic.sms")
 
 REASONS = ("format", "unknown_number", "unknown_device", "number_mismatch", "mac", "replay", "rate",
            "size", "suspended", "schema", "stale", "json", "dev_mismatch")
+MAX_TEXT = 4 * sms_format.SEGMENT  # longer is no protocol v1 SMS (one segment), however it was joined
 for _reason in REASONS:
     metrics.sms_rejected.labels(_reason)
 
@@ -61,7 +62,7 @@ class SmsRelay:
         sender = e164(number) or number.strip()[:20]
         if not self.limit.allow(sender, now):
             return self._refuse("rate", sender, None)
-        claimed = sms_format.sms_device(text)
+        claimed = sms_format.sms_device(text) if len(text) <= MAX_TEXT else None
         if claimed is None:
             return self._refuse("format", sender, None)
         device = self.device_by_sim(sender) if e164(number) else None
@@ -107,6 +108,6 @@ def request_body(raw: bytes) -> tuple[str, str]:
     if not isinstance(body, dict):
         raise ValueError("a JSON object {\"from\": ..., \"text\": ...}")
     number, text = body.get("from"), body.get("text")
-    if not isinstance(number, str) or not isinstance(text, str) or len(number) > 40 or len(text) > 1000:
-        raise ValueError("from and text: strings (at most 40 and 1000 characters)")
+    if not isinstance(number, str) or not isinstance(text, str):
+        raise ValueError("from and text: strings")
     return number, text
