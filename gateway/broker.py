@@ -16,6 +16,11 @@ the same host such as the simulator), and, when `tls_port` is set, TLS for devic
 `tls_bind` (loopback unless configured: exposing the broker is a decision, not a default),
 with a CA and server certificate made by `certs.ensure` unless given.
 
+A backup broker ([broker] backup_port) is a second mosquitto with its own folder, listeners
+and persistence and the same logins and ACLs: `instances` gives each broker's view of the
+config, and `write_all` / `sync_all` apply a registry change to every one of them, each on
+its own (a broker that is down gets its state file, and the others are told regardless).
+
 Privileges: started as root, mosquitto runs as `mosquitto` when that account exists and can
 reach the broker's folder; else as the user that wrote the config, which says why. What it
 writes (its plugin state and pid in `run/`, its persistence in `data/`) is that user's; the
@@ -31,6 +36,7 @@ import pwd
 import secrets
 import signal
 import stat
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import certs, dynsec
@@ -126,6 +132,8 @@ def tls_files(cfg: Config) -> tuple[Path, Path, Path]:
     if any(given):
         raise ConfigError("[broker] give all of tls_cafile, tls_certfile, tls_keyfile, or none")
     hosts = [cfg.broker.public_host, "localhost", "127.0.0.1"]
+    if cfg.broker.backup_public_host and cfg.broker.backup_public_host not in hosts:
+        hosts.insert(1, cfg.broker.backup_public_host)  # the backup serves the same certificate
     return certs.ensure(cfg.broker.dir / "tls", hosts)
 
 
@@ -222,3 +230,46 @@ def sync(cfg: Config, devices: list[Device], *, fresh: dict[str, str] | None = N
         _write(state, json.dumps(new, indent=1))
         _hand_over(cfg, [state])
     return told
+
+
+# --- every broker: the primary and the backup ------------------------------------------------
+def instances(cfg: Config) -> list[tuple[str, Config]]:
+    """(name, that broker's view of the config) for every mosquitto, the primary first. The
+    backup's view puts its folder, ports and public host in [broker]; with TLS it serves the
+    primary's certificate, so a button verifies both against the one CA on its flash."""
+    out = [("primary", cfg)]
+    b = cfg.broker
+    if cfg.mqtt.engine != "mosquitto" or not b.backup_port:
+        return out
+    backup = replace(b, dir=b.backup_dir, device_port=b.backup_port, tls_port=b.backup_tls_port,
+                     public_host=b.backup_public_host or b.public_host, backup_port=0, backup_tls_port=0)
+    if b.backup_tls_port:
+        ca, cert, key = tls_files(cfg)
+        backup.tls_cafile, backup.tls_certfile, backup.tls_keyfile = str(ca), str(cert), str(key)
+    out.append(("backup", replace(cfg, broker=backup)))
+    return out
+
+
+def write_all(cfg: Config, devices: list[Device], *, fresh: dict[str, str] | None = None) -> list[Path]:
+    """`write_files` for every broker: each one's mosquitto.conf."""
+    return [write_files(view, devices, fresh=fresh) for _, view in instances(cfg)]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    broker: str
+    told: bool  # a running broker took the commands; False: its state file was written
+    error: str | None = None  # this broker's sync failed (the others' went on)
+
+
+def sync_all(cfg: Config, devices: list[Device], *, fresh: dict[str, str] | None = None) -> list[SyncResult]:
+    """`sync` every broker, each on its own: one that fails (its folder unwritable, a login
+    it lacks and only a fresh password could make) does not keep the others from the change."""
+    results = []
+    for name, view in instances(cfg):
+        try:
+            results.append(SyncResult(name, sync(view, devices, fresh=fresh)))
+        except (OSError, ConfigError) as exc:
+            results.append(SyncResult(name, False, f"{type(exc).__name__}: {exc}"))
+    return results
+

@@ -42,11 +42,9 @@ def firmware_config(cfg: config.Config, d: Device, boot_floor: int = 0, *, mqtt_
     if cfg.mqtt.engine == "nats":
         # Every node: the firmware tries the next one by itself when one is down.
         brokers = [{"host": n.host, "port": n.mqtt_port, "tls": False} for n in natsconf.nodes(cfg)]
-    elif cfg.broker.tls_port:
-        brokers = [{"host": cfg.broker.public_host, "port": cfg.broker.tls_port, "tls": True, "ca": "ca.crt",
-                    "server_hostname": cfg.broker.public_host}]
     else:
-        brokers = [{"host": cfg.broker.public_host, "port": cfg.broker.device_port, "tls": False}]
+        # Every broker, the primary first: the button tries the next when one is down.
+        brokers = [_broker_entry(view.broker) for _, view in broker.instances(cfg)]
     return {
         "dev": d.id, "secret": d.secret, "topic_root": cfg.topic_root,
         "brokers": brokers,
@@ -55,6 +53,24 @@ def firmware_config(cfg: config.Config, d: Device, boot_floor: int = 0, *, mqtt_
         # A re-flashed button must not reuse alert ids the gateway already holds.
         "boot_floor": boot_floor,
     }
+
+
+def _broker_entry(b: config.BrokerConfig) -> dict:
+    if b.tls_port:
+        return {"host": b.public_host, "port": b.tls_port, "tls": True, "ca": "ca.crt",
+                "server_hostname": b.public_host}
+    return {"host": b.public_host, "port": b.device_port, "tls": False}
+
+
+def _backup_settings(data: dict, args) -> None:
+    """[broker] backup_* from `init --backup-broker-port/--backup-tls-port` (0: no backup broker)."""
+    if args.backup_broker_port is None:
+        return
+    b = data.setdefault("broker", {})
+    b["backup_port"] = args.backup_broker_port
+    b.setdefault("backup_dir", "broker-backup")
+    if args.backup_tls_port is not None:
+        b["backup_tls_port"] = args.backup_tls_port
 
 
 def cmd_init(args) -> int:
@@ -68,6 +84,7 @@ def cmd_init(args) -> int:
         data.setdefault("api", {})["port"] = args.api_port
         if args.tls_port is not None:
             data["broker"]["tls_port"] = args.tls_port
+        _backup_settings(data, args)
         if args.engine == "nats" and data["mqtt"].get("engine") != "nats":
             _nats_settings(data, args)  # a single-broker deployment moving to a cluster
         config.write(data, path)
@@ -84,6 +101,7 @@ def cmd_init(args) -> int:
             "webhooks": [{"url": u, "secret": new_webhook_secret(), "name": f"dispatch{i}"}
                          for i, u in enumerate(args.webhook or [])],
         }
+        _backup_settings(data, args)
         if args.engine == "nats":
             _nats_settings(data, args)
         config.write(data, path)
@@ -97,7 +115,7 @@ def cmd_init(args) -> int:
         for conf in natsconf.write_cluster(cfg, cluster, store.list_devices()):
             print(conf, file=sys.stderr)
     else:
-        broker.write_files(cfg, store.list_devices())
+        broker.write_all(cfg, store.list_devices())
     print(path)
     return 0
 
@@ -145,8 +163,13 @@ def _sync_broker(cfg, store, *, fresh: dict[str, str] | None = None) -> None:
                   f"{', '.join(missing[:10])}", file=sys.stderr)
         print("NATS logins written and the running nodes told to reload", file=sys.stderr)
         return
-    told = broker.sync(cfg, store.list_devices(), fresh=fresh)
-    print("broker reloaded" if told else "broker files written (no running broker)", file=sys.stderr)
+    for r in broker.sync_all(cfg, store.list_devices(), fresh=fresh):
+        if r.error:
+            print(f"panic-gateway: warning: {r.broker} broker NOT updated: {r.error}; the other brokers were "
+                  "(run `panic-gateway broker-sync` once it is fixed)", file=sys.stderr)
+        else:
+            print(f"{r.broker} broker " + ("reloaded" if r.told else "files written (no running broker)"),
+                  file=sys.stderr)
 
 
 def cmd_device_add(args) -> int:
@@ -442,6 +465,18 @@ def cmd_token_revoke(args) -> int:
     return 0
 
 
+def cmd_broker_sync(args) -> int:
+    cfg = config.load(args.config)
+    store = open_store(cfg)
+    if cfg.mqtt.engine == "nats":
+        _sync_broker(cfg, store)
+        return 0
+    failed = [r for r in broker.sync_all(cfg, store.list_devices()) if r.error]
+    for r in failed:
+        print(f"panic-gateway: {r.broker} broker NOT updated: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_broker_config(args) -> int:
     """Write mosquitto.conf and the broker's logins and ACLs. With --out, a broker for devices in the field:
     a TLS listener (port from the config, else --tls-port, else 8883) next to the loopback one."""
@@ -454,7 +489,10 @@ def cmd_broker_config(args) -> int:
     if args.tls_bind:
         cfg.broker.tls_bind = args.tls_bind
     try:
-        print(broker.write_files(cfg, open_store(cfg).list_devices()))
+        devices = open_store(cfg).list_devices()
+        # --out: one broker for the field; else every broker this gateway deploys.
+        for conf in [broker.write_files(cfg, devices)] if args.out else broker.write_all(cfg, devices):
+            print(conf)
     except certs.CertError as exc:
         return _fail(str(exc))
     return 0
@@ -479,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dsn", default="")
     c.add_argument("--force", action="store_true", help="overwrite an existing config")
     c.add_argument("--tls-port", type=int, help="TLS listener for devices (0: none)")
+    c.add_argument("--backup-broker-port", type=int,
+                   help="deploy a backup mosquitto on this port (its own folder broker-backup/, the same logins); 0: none")
+    c.add_argument("--backup-tls-port", type=int, help="the backup broker's TLS listener (needed beside --tls-port)")
     c.add_argument("--engine", choices=("mosquitto", "nats"), default="mosquitto",
                    help="mosquitto (one broker, the default) or a NATS JetStream cluster")
     c.add_argument("--nodes", type=int, default=3, help="NATS nodes on this machine (loopback ports)")
@@ -542,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     command(tok, "revoke", cmd_token_revoke, "refuse a token from now on").add_argument(
         "id", help="the token's id from `token list` (a prefix of its hash)")
 
+    command(sub, "broker-sync", cmd_broker_sync, "bring every broker's logins in line with the registry "
+                                                 "(after a broker was down or restored)")
     c = command(sub, "broker-config", cmd_broker_config, "write mosquitto.conf and the broker's logins and ACLs")
     c.add_argument("--out", help="folder (default: the config's [broker] dir)")
     c.add_argument("--tls-port", type=int, help="TLS listener port for devices")

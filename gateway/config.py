@@ -37,6 +37,9 @@ class MqttConfig:
     client_id: str = "gateway-1"
     group: str = "gateways"
     engine: str = "mosquitto"  # or "nats": a NATS JetStream cluster ([nats], gateway/transport/nats.py)
+    # Where the gateway reaches the backup broker ([broker] backup_port set); port 0: that port.
+    backup_host: str = "127.0.0.1"
+    backup_port: int = 0
 
 
 @dataclass
@@ -60,6 +63,21 @@ class BrokerConfig:
     tls_cafile: str = ""
     tls_certfile: str = ""
     tls_keyfile: str = ""
+    # A second mosquitto, the buttons' second address (docs/gateway.md "Backup broker"): its own
+    # folder, listeners and persistence, the same logins and ACLs. 0: none.
+    backup_port: int = 0
+    backup_dir: Path = Path("broker-backup")
+    backup_tls_port: int = 0
+    backup_public_host: str = ""  # empty: public_host
+
+
+@dataclass(frozen=True)
+class BrokerLink:
+    """One broker the gateway consumes from: `backup` marks the second path's."""
+    name: str  # "primary" | "backup"
+    host: str
+    port: int
+    backup: bool
 
 
 @dataclass
@@ -175,6 +193,13 @@ def load(path: str | os.PathLike | None = None) -> Config:
     if cfg.mqtt.engine not in ("mosquitto", "nats"):
         raise ConfigError(f"[mqtt] engine must be mosquitto or nats, not {cfg.mqtt.engine!r}")
     cfg.broker = _section(BrokerConfig, raw.get("broker", {}), base, "broker")
+    if cfg.broker.backup_port and cfg.broker.backup_port in (cfg.broker.device_port, cfg.broker.tls_port):
+        raise ConfigError("[broker] backup_port must differ from device_port and tls_port")
+    if cfg.broker.backup_port and cfg.broker.backup_dir.resolve() == cfg.broker.dir.resolve():
+        raise ConfigError("[broker] backup_dir must differ from dir: each broker keeps its own state")
+    if cfg.broker.backup_port and cfg.broker.tls_port and not cfg.broker.backup_tls_port:
+        # Buttons of a TLS broker get no plaintext address to fall back to, the backup's included.
+        raise ConfigError("[broker] a backup broker beside a TLS listener needs backup_tls_port")
     cfg.store = _section(StoreConfig, raw.get("store", {}), base, "store")
     cfg.api = _section(ApiConfig, raw.get("api", {}), base, "api")
     _check_proxies(cfg.api.trusted_proxies)
@@ -201,6 +226,15 @@ def load(path: str | os.PathLike | None = None) -> Config:
     except ladder.LadderError as exc:
         raise ConfigError(str(exc)) from None
     return cfg
+
+
+def broker_links(cfg: Config) -> list[BrokerLink]:
+    """Every mosquitto the gateway consumes from, the primary first (NATS: the one cluster)."""
+    links = [BrokerLink("primary", cfg.mqtt.host, cfg.mqtt.port, backup=False)]
+    if cfg.mqtt.engine == "mosquitto" and cfg.broker.backup_port:
+        links.append(BrokerLink("backup", cfg.mqtt.backup_host, cfg.mqtt.backup_port or cfg.broker.backup_port,
+                                backup=True))
+    return links
 
 
 def broker_file(cfg: Config, value: str) -> Path | None:

@@ -83,6 +83,15 @@ class Registry:
         return self._devices.get(dev)
 
 
+def _via(msg: Any) -> Any:
+    """The broker's transport a message came in on (None: the one transport there is)."""
+    return getattr(msg, "transport", None)
+
+
+def _backup(msg: Any) -> bool:
+    return bool(getattr(msg, "backup", False))
+
+
 def _bytes(payload: bytes | bytearray) -> bytes:
     return payload if isinstance(payload, bytes) else bytes(payload)
 
@@ -239,7 +248,7 @@ class Ingest:
         rejected (else it retransmits the same poison for ever). False if the store refused."""
         result = check_alert(msg.topic, _bytes(msg.payload), root=self.root, max_payload=self.cfg.max_payload,
                              device=self.registry, now_ms=now_ms(), stale_past_ms=self.cfg.stale_past_s * 1000,
-                             stale_future_ms=self.cfg.stale_future_s * 1000)
+                             stale_future_ms=self.cfg.stale_future_s * 1000, backup_broker=_backup(msg))
         dev, alert_id = (result.dev, result.alert_id) if isinstance(result, Rejection) else (result.dev, result.id)
         reason = f"{type(exc).__name__}: {exc}"[:300]
         try:
@@ -258,23 +267,26 @@ class Ingest:
                   attempts, dev, alert_id, reason)
         device = self.registry(dev) if dev else None
         if device is not None and alert_id:
-            self.send_ack(device, alert_id, "rejected", None, "ingest_failed")
+            self.send_ack(device, alert_id, "rejected", None, "ingest_failed", via=_via(msg))
         return True
 
     def _process(self, batch: list[Any]) -> None:
         self.registry.refresh()
         now = now_ms()
         valid: list[Alert] = []
+        # Each alert's ack goes back through the broker its message came in on.
+        origin: dict[int, Any] = {}
         for msg in batch:
             metrics.alerts_received.inc()
             result = check_alert(msg.topic, _bytes(msg.payload), root=self.root, max_payload=self.cfg.max_payload,
                                  device=self.registry, now_ms=now,
                                  stale_past_ms=self.cfg.stale_past_s * 1000,
-                                 stale_future_ms=self.cfg.stale_future_s * 1000)
+                                 stale_future_ms=self.cfg.stale_future_s * 1000, backup_broker=_backup(msg))
             if isinstance(result, Rejection):
-                self._rejected(result)
+                self._rejected(result, via=_via(msg))
             else:
                 valid.append(result)
+                origin[id(result)] = _via(msg)
         # One order for every gateway's batches, so two PostgreSQL transactions inserting
         # the same ids cannot deadlock (a cancel still follows the alert it cancels).
         valid.sort(key=lambda a: (a.dev, a.boot, a.seq))
@@ -283,7 +295,7 @@ class Ingest:
             metrics.ingest_batch.observe(len(outcomes))
         created: list[str] = []
         for out in outcomes:
-            self._acked(out, created)
+            self._acked(out, created, via=origin.get(id(out.alert)))
         if created:
             # One line per batch, not per incident: in a city-wide burst a write per
             # incident cost the ingest thread a fifth of its time (py-spy, docs/benchmarks.md).
@@ -308,11 +320,14 @@ class Ingest:
             self.on_stored()
         return out
 
-    def _acked(self, out: Outcome, created: list[str], *, publish: bool = True) -> None:
+    def _acked(self, out: Outcome, created: list[str], *, publish: bool = True, via: Any = None) -> None:
         a = out.alert
         inc: Incident | None = out.incident
         if out.duplicate:
             metrics.alerts_duplicate.inc()
+        if out.new_path:
+            metrics.deliveries.labels(a.path).inc()
+            metrics.delivery_latency.labels(a.path).observe(max(0, a.received_ms - a.press_ms) / 1000)
         if out.created and inc is not None:
             metrics.incidents_created.labels(a.kind).inc()
             metrics.latency.labels("press_to_received").observe(max(0, inc.received_ms - inc.press_ms) / 1000)
@@ -327,9 +342,9 @@ class Ingest:
                         "above boot %d) dev=%s id=%s", out.floor, a.dev, a.id)
         device = self.registry(a.dev) if publish else None
         if device is not None:
-            self.send_ack(device, a.id, out.stage, inc.id if inc else None, out.reason, out.floor)
+            self.send_ack(device, a.id, out.stage, inc.id if inc else None, out.reason, out.floor, via=via)
 
-    def _rejected(self, r: Rejection) -> None:
+    def _rejected(self, r: Rejection, *, via: Any = None) -> None:
         metrics.alerts_rejected.labels(r.reason).inc()
         log.warning("rejected alert: %s (%s) dev=%s id=%s", r.reason, r.detail, r.dev, r.alert_id,
                     extra={"event": "alert_rejected", "reason": r.reason, "dev": r.dev, "alert_id": r.alert_id})
@@ -338,10 +353,12 @@ class Ingest:
         if r.alert_id and r.dev and r.reason in ("schema", "stale"):
             device = self.registry(r.dev)
             if device is not None:
-                self.send_ack(device, r.alert_id, "rejected", None, r.reason)
+                self.send_ack(device, r.alert_id, "rejected", None, r.reason, via=via)
 
     def send_ack(self, device: Device, alert_id: str, stage: str, inc: str | None, reason: str | None,
-                 floor: int | None = None) -> None:
+                 floor: int | None = None, *, via: Any = None) -> None:
+        """`via`: the transport (broker) the alert came in on; None: every broker (an
+        operator's step reaches the button on whichever it is connected to)."""
         payload = signing.sign(ack_body(alert_id, stage, inc, reason, floor), device.secret)
-        self.transport.publish(f"{self.root}/{device.id}/ack", payload, qos=1)
+        (via or self.transport).publish(f"{self.root}/{device.id}/ack", payload, qos=1)
         metrics.acks_sent.labels(stage).inc()

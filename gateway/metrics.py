@@ -64,3 +64,12 @@ sms_received = Counter("panic_sms_received", "SMS handed to the gateway by the S
 sms_rejected = Counter("panic_sms_rejected", "SMS refused, by reason (docs/protocol.md \"SMS\"); none is answered",
                        ["reason"])
 sms_replies = Counter("panic_sms_replies", "Signed SMS acks the gateway gave the hook to send, by stage", ["stage"])
+broker_connected = Gauge("panic_broker_connected", "1 while the gateway's alert consumer is connected to this "
+                         "broker (primary, backup)", ["broker"])
+deliveries = Counter("panic_deliveries", "Alerts delivered over a path they had not come by before (one per "
+                     "alert and path: wifi, backup_broker, cellular, sms)", ["path"])
+delivery_latency = Histogram("panic_delivery_latency_seconds", "Press to received of each alert's first arrival "
+                             "over each path", ["path"], buckets=_LATENCY)
+for _path in ("wifi", "backup_broker", "cellular", "sms"):
+    deliveries.labels(_path)
+    delivery_latency.labels(_path)

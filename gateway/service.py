@@ -59,11 +59,15 @@ def run(cfg: Config) -> None:
 
     def health() -> dict:
         """From memory only: /healthz is unauthenticated, so it must not cost a query."""
-        mqtt_ok = ingest.connected.is_set()
+        mqtt_ok = ingest.connected.is_set()  # with a backup broker: either of them
         progress = ingest.progress()
         queue = retention.snapshot()
-        return {"ok": mqtt_ok and progress["ok"], "mqtt": mqtt_ok, "ingest": progress, "queue": progress["queue"],
-                "forwards": queue["sinks"], "forwards_at_ms": queue["at_ms"]}
+        out = {"ok": mqtt_ok and progress["ok"], "mqtt": mqtt_ok, "ingest": progress, "queue": progress["queue"],
+               "forwards": queue["sinks"], "forwards_at_ms": queue["at_ms"]}
+        links = getattr(ingest.transport, "links", None)
+        if links is not None:
+            out["brokers"] = links()
+        return out
 
     metrics.ingest_queue.set_function(ingest.queue.qsize)
     fleet_gauges.register(store)
@@ -86,7 +90,10 @@ def run(cfg: Config) -> None:
                     if cfg.mqtt.engine == "nats":
                         natsconf.sync(cfg, store.list_devices())
                     else:
-                        broker.sync(cfg, store.list_devices())
+                        for r in broker.sync_all(cfg, store.list_devices()):
+                            if r.error:
+                                log.error("%s broker not told of the suspension of %s: %s", r.broker, inc.dev,
+                                          r.error)
                     log.warning("device %s suspended by the false-alarm policy", inc.dev)
         wake_forwarders()
 

@@ -40,10 +40,13 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 class Stack:
     def __init__(self, state: Path, broker_port: int | None = None, api_port: int | None = None,
                  webhooks: list[str] | None = None, store: str = "sqlite", dsn: str = "",
-                 gateway: dict | None = None) -> None:
-        """gateway: [gateway] settings written into the config at init (e.g. a cap off)."""
+                 gateway: dict | None = None, backup: bool = False) -> None:
+        """gateway: [gateway] settings written into the config at init (e.g. a cap off).
+        backup: deploy a backup broker too (`init --backup-broker-port`)."""
         self.state = Path(state).resolve()
         self.broker_port = broker_port or free_port()
+        self.backup_port = free_port() if backup else 0
+        self.backup_broker: subprocess.Popen | None = None
         self.api_port = api_port or free_port()
         self.webhooks = webhooks or []
         self.store, self.dsn = store, dsn
@@ -67,6 +70,8 @@ class Stack:
                 "--api-port", str(self.api_port), "--store", self.store, "--dsn", self.dsn]
         for url in self.webhooks:
             args += ["--webhook", url]
+        if self.backup_port:
+            args += ["--backup-broker-port", str(self.backup_port)]
         self.cli(*args)
         if self.gateway_values:
             self.set_config("gateway", **self.gateway_values)
@@ -96,6 +101,29 @@ class Stack:
             self.broker.terminate()
             self.broker.wait(10)
         self.broker = None
+
+    def start_backup_broker(self) -> None:
+        log = open(self.state / "mosquitto-backup.log", "ab")
+        self.backup_broker = subprocess.Popen(
+            ["mosquitto", "-c", str(self.state / "broker-backup" / "mosquitto.conf")], stdout=log, stderr=log)
+        wait_port(self.backup_port)
+
+    def stop_backup_broker(self) -> None:
+        if self.backup_broker and self.backup_broker.poll() is None:
+            self.backup_broker.terminate()
+            self.backup_broker.wait(10)
+        self.backup_broker = None
+
+    def kill_broker(self, which: str = "primary") -> None:
+        """SIGKILL a broker (a crash or power loss: no clean shutdown, no wills flushed)."""
+        proc = self.broker if which == "primary" else self.backup_broker
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+        if which == "primary":
+            self.broker = None
+        else:
+            self.backup_broker = None
 
     def start_gateway(self, config: Path | None = None, wait: bool = True) -> subprocess.Popen:
         log = open(self.state / f"gateway{len(self.gateways)}.log", "ab")
@@ -129,6 +157,8 @@ class Stack:
     def up(self) -> Stack:
         self.init()
         self.start_broker()
+        if self.backup_port:
+            self.start_backup_broker()
         self.start_gateway()
         return self
 
@@ -142,6 +172,7 @@ class Stack:
                     gw.kill()
             self.gateways.remove(gw)
         self.stop_broker()
+        self.stop_backup_broker()
 
     # --- API -----------------------------------------------------------------------
     @property

@@ -7,7 +7,6 @@ the alert with the broker for another gateway (or itself, after a restart). `pub
 a signed ack to a device, or retained incident state and ops events to dispatch systems."""
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -32,9 +31,19 @@ AlertHandler = Callable[[Any], None]
 StatusHandler = Callable[[Any], None]
 
 
+class Flag(Protocol):
+    """A threading.Event as readers see it."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
 class Transport(Protocol):
-    # Set while the alert consumer is connected (for /healthz and the gauge).
-    connected: threading.Event
+    @property
+    def connected(self) -> Flag:
+        """Set while the alert consumer is connected (for /healthz and the gauge)."""
+        ...
 
     def start(self) -> None:
         """Connect and begin delivering alerts and statuses to the callbacks."""

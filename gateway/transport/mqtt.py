@@ -1,6 +1,10 @@
 """The mosquitto transport: paho over MQTT v5, one shared subscription for alerts with manual
 PUBACK (a PUBACK only once the incident is committed), and a connection of its own for
-statuses (a flood of them queues ahead of no alert in the broker's socket to the gateway)."""
+statuses (a flood of them queues ahead of no alert in the broker's socket to the gateway).
+
+One transport per broker (config.broker_links): each message is handed on as a `Received`
+naming the transport it came in on, so its PUBACK and its signed ack go back through that
+broker, and its path (domain/paths.py) knows a backup broker's alert."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +17,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .. import metrics
-from ..config import Config
+from ..config import BrokerLink, Config, broker_links
 from .base import AlertHandler, Published, StatusHandler
 
 log = logging.getLogger("panic.ingest")
@@ -21,13 +25,26 @@ log = logging.getLogger("panic.ingest")
 RECEIVE_MAXIMUM = 1024  # several full batches in flight keep group commits full
 
 
+class Received:
+    """A message and the broker it came in on."""
+    __slots__ = ("backup", "mid", "payload", "qos", "retain", "topic", "transport")
+
+    def __init__(self, msg: mqtt.MQTTMessage, transport: MqttTransport) -> None:
+        self.topic, self.payload, self.qos, self.retain, self.mid = msg.topic, msg.payload, msg.qos, msg.retain, msg.mid
+        self.transport = transport
+        self.backup = transport.link.backup
+
+
 class MqttTransport:
-    def __init__(self, cfg: Config, *, on_alert: AlertHandler, on_status: StatusHandler | None) -> None:
+    def __init__(self, cfg: Config, *, on_alert: AlertHandler, on_status: StatusHandler | None,
+                 link: BrokerLink | None = None) -> None:
         self.cfg = cfg
+        self.link = link or broker_links(cfg)[0]
         self.root = cfg.topic_root
         self.on_alert = on_alert
         self.on_status = on_status
         self.connected = threading.Event()
+        metrics.broker_connected.labels(self.link.name).set(0)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.mqtt.client_id,
                                   protocol=mqtt.MQTTv5, manual_ack=True)
         self.client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password)
@@ -44,7 +61,21 @@ class MqttTransport:
         self.status_client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]  # paho takes seconds as a float
 
     def describe(self) -> str:
-        return f"mosquitto {self.cfg.mqtt.host}:{self.cfg.mqtt.port}"
+        return f"mosquitto {self.link.name} {self.link.host}:{self.link.port}"
+
+    def links(self) -> list[dict]:
+        """This broker and whether the alert consumer is connected (for /healthz)."""
+        return [{"name": self.link.name, "host": self.link.host, "port": self.link.port,
+                 "connected": self.connected.is_set()}]
+
+    def _set_connected(self, up: bool) -> None:
+        if up:
+            self.connected.set()
+        else:
+            self.connected.clear()
+        metrics.broker_connected.labels(self.link.name).set(1 if up else 0)
+        if not self.link.backup:
+            metrics.mqtt_connected.set(1 if up else 0)
 
     # --- paho's thread ---------------------------------------------------------------
     def _on_socket_open(self, client, userdata, sock) -> None:
@@ -58,14 +89,12 @@ class MqttTransport:
         client.subscribe(f"$share/{self.cfg.mqtt.group}/{self.root}/+/alert", qos=1)
         # A persistent session from an older gateway may still carry the status subscription.
         client.unsubscribe(f"{self.root}/+/status")
-        self.connected.set()
-        metrics.mqtt_connected.set(1)
-        log.info("connected to broker %s:%s", self.cfg.mqtt.host, self.cfg.mqtt.port)
+        self._set_connected(True)
+        log.info("connected to %s broker %s:%s", self.link.name, self.link.host, self.link.port)
 
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
-        self.connected.clear()
-        metrics.mqtt_connected.set(0)
-        log.warning("disconnected from broker: %s", reason)
+        self._set_connected(False)
+        log.warning("disconnected from %s broker: %s", self.link.name, reason)
 
     def _on_status_connect(self, client, userdata, flags, reason, properties) -> None:
         if reason.is_failure:
@@ -77,16 +106,16 @@ class MqttTransport:
 
     def _on_status_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         if self.on_status is not None and msg.topic.endswith("/status"):
-            self.on_status(msg)
+            self.on_status(Received(msg, self))
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         if not msg.topic.endswith("/alert"):
             client.ack(msg.mid, msg.qos)  # e.g. a status under an older session's subscription
             return
-        self.on_alert(msg)
+        self.on_alert(Received(msg, self))
 
     # --- the interface ---------------------------------------------------------------
-    def ack(self, msg: mqtt.MQTTMessage) -> None:
+    def ack(self, msg: Received) -> None:
         self.client.ack(msg.mid, msg.qos)
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> Published:
@@ -98,11 +127,11 @@ class MqttTransport:
         props.SessionExpiryInterval = 3600
         # The broker holds the rest of a burst in the session, not the gateway's memory.
         props.ReceiveMaximum = RECEIVE_MAXIMUM
-        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=15,
+        self.client.connect_async(self.link.host, self.link.port, keepalive=15,
                                   clean_start=False, properties=props)
         self.client.loop_start()
         if self.on_status is not None:
-            self.status_client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=15)
+            self.status_client.connect_async(self.link.host, self.link.port, keepalive=15)
             self.status_client.loop_start()
 
     def stop(self) -> None:
