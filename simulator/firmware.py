@@ -1,7 +1,9 @@
 """One simulated button: the project's real firmware running under `micropython`.
 
 The sim board of the firmware reads commands on stdin and writes one JSON event per
-line on stdout (docs/firmware.md); this class is the host side of that pipe.
+line on stdout (docs/firmware.md); this class is the host side of that pipe. A button
+with a modem gets the modem emulator (simulator/modem_emu.py) behind its sim board's UART:
+its settings go to `<flash>/modem.json`, named by $PANIC_MODEM (firmware/board_sim.py).
 """
 from __future__ import annotations
 
@@ -22,6 +24,23 @@ FIRMWARE_MAIN = ROOT / "firmware" / "main.py"
 # `make firmware` output: .mpy files, as deployed to a board (smaller heap at run time).
 BUILD_MAIN = ROOT / "build" / "firmware" / "main.py"
 DEFAULT_HEAP = "96K"
+MODEM_EMU_LIB = Path(__file__).resolve().parent   # where modem_emu.py is
+# The emulator is compiled and runs inside the button's own VM, which a board's heap never
+# carries (its modem is another chip): a button with one gets that much more. The firmware's
+# own cellular session is held to the board's heap by tests/firmware/test_firmware_cellular.py.
+MODEM_HEAP = "192K"
+
+
+def modem_settings(*, spool: Path, msisdn: str, coverage: bool = True, attach_ms: int | None = None,
+                   faults: dict | None = None) -> dict:
+    """The emulator's settings for one button: its SIM number, the carrier's spool, and its
+    faults (modem_emu.DEFAULT's keys). No coverage is a network that never registers it."""
+    f = dict(faults or {})
+    if attach_ms is not None:
+        f["attach_ms"] = attach_ms
+    if not coverage:
+        f["reg"] = "searching"
+    return {"lib": str(MODEM_EMU_LIB), "spool": str(spool), "msisdn": msisdn, "faults": f}
 
 
 def micropython_binary() -> str:
@@ -37,12 +56,17 @@ class FirmwareDevice:
 
     def __init__(self, flash_dir: Path, config: dict | None = None, heap: str = DEFAULT_HEAP,
                  on_event: Callable[[FirmwareDevice, dict], None] | None = None,
-                 main: Path = FIRMWARE_MAIN) -> None:
+                 main: Path = FIRMWARE_MAIN, modem: dict | None = None) -> None:
+        """modem: modem_settings(...) to fit the emulated modem (else the button has none)."""
         self.main = Path(main)
         self.flash = Path(flash_dir)
         self.flash.mkdir(parents=True, exist_ok=True)
         if config is not None:
             (self.flash / "config.json").write_text(json.dumps(config))
+        self.modem_file: Path | None = None
+        if modem is not None:
+            self.modem_file = self.flash / "modem.json"
+            self.modem_file.write_text(json.dumps(modem))
         self.dev = json.loads((self.flash / "config.json").read_text())["dev"]
         self.heap = heap
         self.on_event = on_event
@@ -56,6 +80,9 @@ class FirmwareDevice:
     def start(self, wait_ready: float = 10.0) -> FirmwareDevice:
         self.events = queue.Queue()  # a restart after a power cut starts a fresh stream
         env = dict(os.environ, PANIC_FLASH=str(self.flash))
+        env.pop("PANIC_MODEM", None)
+        if self.modem_file is not None:
+            env["PANIC_MODEM"] = str(self.modem_file)
         self.proc = subprocess.Popen(
             [micropython_binary(), "-X", f"heapsize={self.heap}", str(self.main)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.stderr_path, "ab"),

@@ -12,14 +12,16 @@ from .scenario import Button
 from .stack import Stack
 
 
-def provision(stack: Stack, buttons: list[Button]) -> list[dict]:
-    """Register buttons in one `panic-gateway device import`; returns their credentials."""
+def provision(stack: Stack, buttons: list[Button], sims: dict[str, str] | None = None) -> list[dict]:
+    """Register buttons in one `panic-gateway device import`; returns their credentials.
+    sims: the SIM number of each button with a modem (its SMS are believed only from it)."""
     path = stack.state / "import.csv"
+    sims = sims or {}
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", "kelurahan", "kecamatan", "rw", "rt", "lat6", "lon6"])
+        w.writerow(["id", "kelurahan", "kecamatan", "rw", "rt", "lat6", "lon6", "sim"])
         for b in buttons:
-            w.writerow([b.id, b.kelurahan, b.kecamatan, b.rw, b.rt, b.lat6, b.lon6])
+            w.writerow([b.id, b.kelurahan, b.kecamatan, b.rw, b.rt, b.lat6, b.lon6, sims.get(b.id, "")])
     creds = json.loads(stack.cli("device", "import", str(path), "--json").stdout)
     stack.issued.extend(creds)  # the registry keeps only MQTT password hashes
     return creds

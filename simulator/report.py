@@ -54,8 +54,8 @@ def sla_of(incidents: list[dict], kelurahan_of: Callable[[dict], str], *, now_ms
 
 
 def _path_stats(seconds: list[float]) -> dict:
-    return {"n": len(seconds), "p50_s": _r(pct(seconds, 50)), "p90_s": _r(pct(seconds, 90)),
-            "p99_s": _r(pct(seconds, 99)), "max_s": _r(max(seconds) if seconds else None)}
+    return {"n": len(seconds), "p50_s": _r(pct(seconds, 50), 3), "p90_s": _r(pct(seconds, 90), 3),
+            "p99_s": _r(pct(seconds, 99), 3), "max_s": _r(max(seconds) if seconds else None, 3)}
 
 
 def paths_block(presses: list, inc_by_alert: dict[str, dict], deliveries: dict[str, list[dict]],
@@ -251,11 +251,12 @@ def dispatch_block(run) -> dict:
 def second_path_block(run) -> dict:
     """What the run fitted for the second path: modems (and how many with signal), the
     backup broker, the carrier's settings."""
-    profs = [run.profiles[d] for d in run.devs]
-    return {"modems": sum(1 for p in profs if p.modem),
-            "modems_with_coverage": sum(1 for p in profs if p.modem and p.coverage),
-            "backup_broker": bool(getattr(run.o, "backup_broker", False)),
-            "carrier": run.o.world.carrier if any(p.modem for p in profs) else None}
+    fitted = run.fitted.values()
+    centre = run.centre
+    return {"modems": len(fitted), "modems_with_coverage": sum(1 for f in fitted if f.coverage),
+            "backup_broker": run.o.backup_broker,
+            "carrier": run.o.world.carrier if fitted else None,
+            "sms": centre.stats() if centre is not None else {}}
 
 
 def _sim_s(gateway_ms: int, compressed_s: float, speed: float) -> float:
@@ -271,6 +272,11 @@ def _fmt(x, unit="") -> str:
     return "-" if x is None else f"{x:.1f}{unit}"
 
 
+def _fs(x) -> str:
+    """Seconds: milliseconds show on the WiFi paths, tens of seconds on SMS."""
+    return "-" if x is None else f"{x:.3f}" if x < 1 else f"{x:.1f}"
+
+
 def paths_text(rep: dict) -> list[str]:
     ps, sp = rep["paths"], rep["second_path"]
     L = [f"press -> received per delivery path (real seconds; {sp['modems']} buttons with a modem, "
@@ -278,10 +284,10 @@ def paths_text(rep: dict) -> list[str]:
          f"{'path':14} {'copies':>6} {'p50':>6} {'p90':>6} {'p99':>6} {'max':>6}   {'first':>5} {'p99':>6}"]
     for path, e in ps["every"].items():
         f = ps["first"][path]
-        L.append(f"{path:14} {e['n']:>6} {_fmt(e['p50_s']):>6} {_fmt(e['p90_s']):>6} {_fmt(e['p99_s']):>6} "
-                 f"{_fmt(e['max_s']):>6}   {f['n']:>5} {_fmt(f['p99_s']):>6}")
+        L.append(f"{path:14} {e['n']:>6} {_fs(e['p50_s']):>6} {_fs(e['p90_s']):>6} {_fs(e['p99_s']):>6} "
+                 f"{_fs(e['max_s']):>6}   {f['n']:>5} {_fs(f['p99_s']):>6}")
     for c in ps["cuts"]:
-        how = ", ".join(f"{p} {n} (p99 {_fmt(c['first'][p]['p99_s'], ' s')})" for p, n in sorted(c["first_path"].items()))
+        how = ", ".join(f"{p} {n} (p99 {_fs(c['first'][p]['p99_s'])} s)" for p, n in sorted(c["first_path"].items()))
         L.append(f"neighbourhood cut {c['cut']}: {c['kelurahan']} dark {c['sim_minutes']:g} simulated min "
                  f"({c['buttons']} buttons, wall {c['start_s']}-{c['end_s']} s): {c['presses']} presses in the dark, "
                  f"first through {how or 'nothing'}; not delivered {c['not_delivered']}")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from gateway.domain import dispatch as rules
 
-from . import fleet, geo, scenario
+from . import fleet, geo, scenario, second_path
 from .feed import PollFeed, WebhookFeed
-from .firmware import FirmwareDevice
+from .firmware import MODEM_HEAP, FirmwareDevice
 from .measure import Sampler
 from .people import Api, People, PeopleConfig
 from .progress import Progress
@@ -100,6 +100,12 @@ class Run:
         buttons = scenario.buttons(self.scn)
         self.buttons = buttons[: opts.devices] if opts.devices else buttons
         self.profiles = profiles(self.buttons, opts.world, opts.seed)
+        # Modems on the firmware buttons only (the protocol devices speak MQTT alone); each
+        # SIM number follows the button's place in the scenario, stable across runs.
+        n_fw = min(len(self.buttons), opts.firmware_max)
+        self.fitted = second_path.fit(self.profiles, [b.id for b in self.buttons[:n_fw]],
+                                      {b.id: i for i, b in enumerate(buttons)})
+        self.centre: second_path.SmsCentre | None = None
         self.rng = random.Random(f"run:{opts.seed}")
         self.lock = threading.RLock()
         self.devs: dict[str, DevState] = {}
@@ -128,14 +134,32 @@ class Run:
         o = self.o
         if self.own_stack:
             feed = self.feed = WebhookFeed(self._feed_event)
-            stack = self.stack = Stack(o.state, webhooks=[feed.url])
-            stack.up()
+            if o.backup_broker and not hasattr(Stack, "start_backup_broker"):
+                raise SystemExit("--backup-broker needs the backup broker in simulator/stack.py "
+                                 "(`panic-gateway init --backup-broker-port`)")
+            stack = self.stack = (Stack(o.state, webhooks=[feed.url], backup=True) if o.backup_broker
+                                  else Stack(o.state, webhooks=[feed.url]))
+            stack.init()
+            if self.fitted:
+                # Before the gateway starts: it reads [sms] (the relay's limits) once.
+                self.progress.phase(f"{len(self.fitted)} buttons with a modem: gammu-smsd on a dummy phone "
+                                    "and the carrier")
+                self.centre = second_path.SmsCentre(stack=stack, carrier=o.world.carrier, seed=o.seed,
+                                                    fitted=self.fitted).setup()
+            stack.start_broker()
+            if o.backup_broker:
+                stack.start_backup_broker()
+            stack.start_gateway()
+            if self.centre is not None:
+                self.centre.up()
             hooks = tomllib.loads(stack.config.read_text()).get("webhooks", [])
             feed.secret = hooks[0]["secret"] if hooks else None
             return stack.api, stack.token("operator")
         # A running stack: we cannot add our webhook to it, so the people poll the API.
         if o.config is None or o.api is None:
             raise SystemExit("--api needs --config FILE (the gateway's TOML) to provision buttons")
+        if o.backup_broker:
+            raise SystemExit("--backup-broker starts the simulator's own stack: not with --api")
         stack = self.stack = Stack(Path(o.config).parent)
         stack.config = Path(o.config).resolve()
         stack.api_port = int(o.api.rsplit(":", 1)[1].split("/")[0])
@@ -150,7 +174,8 @@ class Run:
         assert st is not None, "the stack starts before the buttons are provisioned"
         known = {d["id"] for d in json.loads(st.cli("device", "list", "--json").stdout)}
         fresh = [b for b in self.buttons if b.id not in known]
-        creds = {c["id"]: c for c in (fleet.provision(st, fresh) if fresh else [])}
+        sims = {d: f.msisdn for d, f in self.fitted.items()}
+        creds = {c["id"]: c for c in (fleet.provision(st, fresh, sims) if fresh else [])}
         if len(creds) < len(self.buttons):
             from gateway import config as gwconfig
             from gateway.cli import reissue_configs
@@ -167,6 +192,9 @@ class Run:
             # The registry keeps only MQTT password hashes: known buttons get fresh passwords.
             for dev_id, fw_config in reissue_configs(cfg, store, known_devs).items():
                 creds[dev_id] = {"id": dev_id, "config": fw_config}
+            for d in known_devs:
+                if d.id in sims and d.sim != sims[d.id]:
+                    st.cli("device", "set-sim", d.id, sims[d.id])
         return [creds[b.id] for b in self.buttons]
 
     def _start_devices(self, creds: list[dict]) -> None:
@@ -180,7 +208,12 @@ class Run:
             prof = self.profiles[b.id]
             cfg = dict(c["config"], trigger=prof.trigger, long_press_ms=o.long_press_ms)
             dev: FirmwareDevice | ProtocolDevice
-            if i < n_fw:
+            fitted = self.fitted.get(b.id)
+            if fitted is not None and self.centre is not None:
+                dev = FirmwareDevice(flash / b.id, second_path.button_config(cfg), on_event=self._device_event,
+                                     modem=self.centre.modem(fitted), heap=MODEM_HEAP)
+                fw = True
+            elif i < n_fw:
                 dev = FirmwareDevice(flash / b.id, cfg, on_event=self._device_event)
                 fw = True
             else:
@@ -562,5 +595,7 @@ class Run:
             t.join()
         if self.feed is not None:
             self.feed.stop()
+        if self.centre is not None:
+            self.centre.down()
         if self.own_stack and self.stack is not None:
             self.stack.down()
