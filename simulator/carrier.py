@@ -37,13 +37,18 @@ import json
 import math
 import os
 import random
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.sms.gammu import incoming_backup, read_backup
+
+if TYPE_CHECKING:
+    from .stack import Stack
 
 POLL_S = 0.2
 CENTRE = "+62341000110"  # the command centre's SMS number in the simulator (a Malang landline-style number)
@@ -187,3 +192,44 @@ class Carrier:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class SmsCentre:
+    """The command centre's SMS side of a Stack, as an operator runs it on the dummy phone:
+    `panic-gateway sms setup --device dummy --number <centre>`, gammu-smsd on the smsdrc it
+    wrote (its hook is the real `panic-gateway sms receive`), and the carrier from the spool
+    `<state>/carrier` to that daemon. Buttons send to `number` (their config's `sms_to`)."""
+
+    def __init__(self, stack: Stack, *, settings: dict, seed: int = 0, number: str = CENTRE,
+                 per_number_per_hour: int | None = None, covered: Callable[[str], bool] = lambda msisdn: True,
+                 poll_s: float = POLL_S) -> None:
+        self.stack, self.settings, self.seed, self.number = stack, settings, seed, number
+        self.per_number_per_hour, self.covered, self.poll_s = per_number_per_hour, covered, poll_s
+        self.dir = stack.state / "sms"
+        self.spool = stack.state / "carrier"
+        self.smsd: subprocess.Popen | None = None
+        self.carrier: Carrier | None = None
+
+    def start(self) -> SmsCentre:
+        args = ["sms", "setup", "--device", "dummy", "--number", self.number]
+        if self.per_number_per_hour is not None:
+            args += ["--per-number-per-hour", str(self.per_number_per_hour)]
+        self.stack.cli(*args)
+        log = open(self.dir / "smsd.out", "ab")
+        self.smsd = subprocess.Popen(["gammu-smsd", "-c", str(self.dir / "smsdrc")], stdout=log, stderr=log)
+        self.carrier = Carrier(spool=self.spool, phone=self.dir / "phone", sent=self.dir / "sent",
+                               settings=self.settings, seed=self.seed, centre=self.number, covered=self.covered,
+                               poll_s=self.poll_s).start()
+        return self
+
+    def stop(self) -> None:
+        if self.carrier is not None:
+            self.carrier.stop()
+        if self.smsd is not None and self.smsd.poll() is None:
+            self.smsd.terminate()
+            try:
+                self.smsd.wait(10)
+            except subprocess.TimeoutExpired:
+                self.smsd.kill()
+                self.smsd.wait()
+        self.smsd = None

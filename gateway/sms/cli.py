@@ -29,7 +29,7 @@ def cmd_setup(args) -> int:
     cfg = config.load(args.config)
     data = tomllib.loads(cfg.path.read_text())
     section = data.setdefault("sms", {})
-    for key in ("device", "connection", "pin", "per_number_per_hour"):
+    for key in ("device", "connection", "pin", "per_number_per_hour", "number"):
         value = getattr(args, key)
         if value is not None:
             section[key] = value
@@ -77,6 +77,7 @@ def add_commands(sub, command) -> None:
     c.add_argument("--device", help='the GSM modem, e.g. /dev/ttyUSB0; "dummy": gammu\'s file-based phone')
     c.add_argument("--connection", help="gammu connection of the modem (default at)")
     c.add_argument("--pin", help="the SIM's PIN")
+    c.add_argument("--number", help="the centre's own SMS number, E.164 (what buttons send to: their sms_to)")
     c.add_argument("--per-number-per-hour", type=int, help="SMS one number may send per hour")
     c.add_argument("--new-token", action="store_true", help="issue a new relay token (revoke the old one with "
                                                             "`token revoke`)")

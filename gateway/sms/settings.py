@@ -6,6 +6,7 @@
     device = "/dev/ttyUSB0"     # the GSM modem (production); "dummy" for gammu's file-based phone
     connection = "at"           # gammu connection of a real modem (at, at115200, ...)
     pin = ""                    # the SIM's PIN, if it has one
+    number = "+62341000110"     # the centre's own number: buttons send to it and believe acks from it
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config, ConfigError
+from ..domain.paths import e164
 
-DEFAULTS = {"dir": "sms", "per_number_per_hour": 20, "device": "/dev/ttyUSB0", "connection": "at", "pin": ""}
+DEFAULTS = {"dir": "sms", "per_number_per_hour": 20, "device": "/dev/ttyUSB0", "connection": "at", "pin": "",
+            "number": ""}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,6 +28,7 @@ class SmsSettings:
     device: str
     connection: str
     pin: str
+    number: str  # the centre's SMS number (E.164), for the buttons' config (sms_to); "" none yet
 
     @property
     def smsdrc(self) -> Path:
@@ -58,5 +62,7 @@ def load(cfg: Config) -> SmsSettings:
             raise ConfigError(f"[sms] {key}: expected {type(default).__name__}, got {values[key]!r}")
     if values["per_number_per_hour"] <= 0:
         raise ConfigError("[sms] per_number_per_hour must be positive")
+    if values["number"] and e164(values["number"]) != values["number"]:
+        raise ConfigError(f"[sms] number: an E.164 number (+ and 8 to 15 digits), not {values['number']!r}")
     folder = Path(values.pop("dir"))
     return SmsSettings(dir=folder if folder.is_absolute() else cfg.path.parent / folder, **values)

@@ -52,7 +52,7 @@ def test_an_smsbackup_message_reads_back_as_written_and_a_sent_one_as_the_daemon
 
 @pytest.mark.parametrize("section, error", [
     ({"per_number_per_hour": 0}, "positive"), ({"per_number_per_hour": "5"}, "expected int"),
-    ({"unknown": 1}, "unknown keys")])
+    ({"unknown": 1}, "unknown keys"), ({"number": "0341 000110"}, "E.164")])
 def test_bad_sms_settings_are_refused_by_name(tmp_path, section, error):
     path = tmp_path / "gateway.toml"
     config.write({"sms": section}, path)
@@ -63,12 +63,13 @@ def test_bad_sms_settings_are_refused_by_name(tmp_path, section, error):
 def test_sms_setup_writes_the_daemons_config_and_a_private_relay_token(tmp_path):
     stack = Stack(tmp_path / "state")
     stack.init()
-    stack.cli("sms", "setup", "--device", "dummy", "--per-number-per-hour", "7")
+    stack.cli("sms", "setup", "--device", "dummy", "--per-number-per-hour", "7", "--number", "+62341000110")
     sms = stack.state / "sms"
     rc = (sms / "smsdrc").read_text()
     assert "model = dummy" in rc and f"device = {sms}/phone/" in rc and f"inboxpath = {sms}/inbox/" in rc
     assert f"sms receive --config {stack.config}" in rc
-    assert tomllib.loads(stack.config.read_text())["sms"] == {"device": "dummy", "per_number_per_hour": 7}
+    assert tomllib.loads(stack.config.read_text())["sms"] == {"device": "dummy", "per_number_per_hour": 7,
+                                                                "number": "+62341000110"}
     token = (sms / "relay.token").read_text().strip()
     assert stat.S_IMODE((sms / "relay.token").stat().st_mode) == 0o600
     assert stat.S_IMODE((sms / "smsdrc").stat().st_mode) == 0o600

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from protocol import sms as sms_format
-from simulator.carrier import Carrier
+from simulator.carrier import SmsCentre
 from simulator.stack import Stack
 
 WAIT_S = 60.0  # a liveness bound only: the daemon polls each second
 
+T = TypeVar("T")
 
-def wait_for(what: str, pred: Callable[[], object], timeout: float = WAIT_S) -> object:
+
+def wait_for(what: str, pred: Callable[[], T], timeout: float = WAIT_S) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = pred()
@@ -28,28 +30,11 @@ def wait_for(what: str, pred: Callable[[], object], timeout: float = WAIT_S) -> 
 
 
 class Smsd:
-    """gammu-smsd in the foreground on the config `sms setup` wrote."""
+    """What the tests read of the centre's gammu-smsd (simulator/carrier.SmsCentre runs it)."""
 
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
-        self.dir = stack.state / "sms"
-        self.smsdrc = self.dir / "smsdrc"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.dir / "smsd.out", "ab")
-        self.proc = subprocess.Popen(["gammu-smsd", "-c", str(self.smsdrc)], stdout=log, stderr=log,
-                                     env=dict(os.environ, PANIC_CONFIG=str(self.stack.config)))
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+    def __init__(self, centre: SmsCentre) -> None:
+        self.centre = centre
+        self.dir = centre.dir
 
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in (self.dir / "smsd.log", self.dir / "smsd.out")
@@ -94,12 +79,8 @@ def alert_sms(creds: dict, *, boot: int = 1, seq: int = 1, kind: str = "panic", 
                                  secret=secret or creds["secret"])
 
 
-def start_sms(stack: Stack, *, per_number_per_hour: int) -> tuple[Smsd, Carrier]:
+def start_sms(stack: Stack, *, per_number_per_hour: int) -> tuple[Smsd, SmsCentre]:
     """`sms setup` on the dummy phone, the daemon and a carrier without delay or loss."""
-    stack.cli("sms", "setup", "--device", "dummy", "--per-number-per-hour", str(per_number_per_hour))
-    smsd = Smsd(stack)
-    smsd.start()
-    carrier = Carrier(spool=stack.state / "carrier", phone=smsd.dir / "phone", sent=smsd.dir / "sent",
-                      settings={"sms_delay_median_s": 0.0, "sms_delay_sigma": 0.0, "sms_loss": 0.0}, seed=1,
-                      poll_s=0.05).start()
-    return smsd, carrier
+    centre = SmsCentre(stack, settings={"sms_delay_median_s": 0.0, "sms_delay_sigma": 0.0, "sms_loss": 0.0}, seed=1,
+                       per_number_per_hour=per_number_per_hour, poll_s=0.05).start()
+    return Smsd(centre), centre

@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -18,8 +19,10 @@ from simulator.carrier import CENTRE, Carrier
 BUTTON = "+6281234567801"
 NO_DELAY = {"sms_delay_median_s": 0.0, "sms_delay_sigma": 0.0, "sms_loss": 0.0}
 
+T = TypeVar("T")
 
-def wait_for(what: str, pred: Callable[[], object], timeout: float = 60.0) -> object:
+
+def wait_for(what: str, pred: Callable[[], T], timeout: float = 60.0) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = pred()
@@ -38,7 +41,8 @@ def send(spool: Path, text: str, name: str, msisdn: str = BUTTON) -> None:
 @pytest.fixture
 def smsd(tmp_path):
     """gammu-smsd on the dummy phone, its RunOnReceive a script that keeps what gammu gives it."""
-    settings = SmsSettings(dir=tmp_path / "sms", per_number_per_hour=10, device="dummy", connection="none", pin="")
+    settings = SmsSettings(dir=tmp_path / "sms", per_number_per_hour=10, device="dummy", connection="none", pin="",
+                           number="")
     gammu.make_folders(settings)
     hook = tmp_path / "hook.sh"
     hook.write_text(f'#!/bin/sh\nenv | grep "^SMS_" > {tmp_path}/env.$$\necho "$@" >> {tmp_path}/env.$$\n')
