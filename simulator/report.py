@@ -254,6 +254,7 @@ def second_path_block(run) -> dict:
     fitted = run.fitted.values()
     centre = run.centre
     return {"modems": len(fitted), "modems_with_coverage": sum(1 for f in fitted if f.coverage),
+            "modems_with_data": sum(1 for f in fitted if f.data),
             "backup_broker": run.o.backup_broker,
             "carrier": run.o.world.carrier if fitted else None,
             "sms": centre.stats() if centre is not None else {}}
@@ -280,7 +281,8 @@ def _fs(x) -> str:
 def paths_text(rep: dict) -> list[str]:
     ps, sp = rep["paths"], rep["second_path"]
     L = [f"press -> received per delivery path (real seconds; {sp['modems']} buttons with a modem, "
-         f"{sp['modems_with_coverage']} of them with signal; backup broker {'on' if sp['backup_broker'] else 'off'})",
+         f"{sp['modems_with_coverage']} of them with signal, {sp.get('modems_with_data', 0)} with data too; "
+         f"backup broker {'on' if sp['backup_broker'] else 'off'})",
          f"{'path':14} {'copies':>6} {'p50':>6} {'p90':>6} {'p99':>6} {'max':>6}   {'first':>5} {'p99':>6}"]
     for path, e in ps["every"].items():
         f = ps["first"][path]

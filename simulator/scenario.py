@@ -78,7 +78,8 @@ def world_settings(scenario: dict) -> dict:
 
 def carrier_settings(block: dict) -> dict:
     """A scenario's `carrier` block, checked: coverage shares per kelurahan (`"*"` for the rest),
-    attach time and SMS delay as lognormal (median, sigma) in real seconds, SMS loss a share."""
+    the share of covered buttons with a working data call, attach time and SMS delay as
+    lognormal (median, sigma) in real seconds, SMS loss a share."""
     cov = block.get("coverage", {})
     cov = {"*": float(cov)} if isinstance(cov, (int, float)) else {k: float(v) for k, v in cov.items()}
     out: dict[str, Any] = {"coverage": cov,
@@ -87,8 +88,11 @@ def carrier_settings(block: dict) -> dict:
            "attach_max_s": float(block.get("attach_max_s", 30.0)),
            "sms_delay_median_s": float(block.get("sms_delay_median_s", 8.0)),
            "sms_delay_sigma": float(block.get("sms_delay_sigma", 0.5)),
-           "sms_loss": float(block.get("sms_loss", 0.0))}
-    shares: list[tuple[str, float]] = [*cov.items(), ("sms_loss", out["sms_loss"])]
+           "sms_loss": float(block.get("sms_loss", 0.0)),
+           # Of the buttons with signal, the share whose data call works (the rest: SMS only,
+           # e.g. a SIM without a data plan or a cell without capacity for it).
+           "data_share": float(block.get("data_share", 1.0))}
+    shares: list[tuple[str, float]] = [*cov.items(), ("sms_loss", out["sms_loss"]), ("data_share", out["data_share"])]
     for k, v in shares:
         if not 0.0 <= v <= 1.0:
             raise SystemExit(f"carrier: {k} must be a share in [0, 1], not {v}")

@@ -36,6 +36,7 @@ class Fitted:
     msisdn: str
     coverage: bool
     attach_ms: int
+    data: bool
 
 
 def button_config(cfg: dict) -> dict:
@@ -76,7 +77,7 @@ class SmsCentre:
 
     def modem(self, fitted: Fitted) -> dict:
         return modem_settings(spool=self.spool, msisdn=fitted.msisdn, coverage=fitted.coverage,
-                              attach_ms=fitted.attach_ms)
+                              attach_ms=fitted.attach_ms, faults=None if fitted.data else {"data": False})
 
     def stats(self) -> dict:
         """What the carrier carried: SMS each way, delivered and lost (by loss or no signal)."""
@@ -106,6 +107,6 @@ class SmsCentre:
 
 def fit(profiles: dict, ids: list[str], index_of: dict[str, int]) -> dict[str, Fitted]:
     """The modems of the run's buttons whose profile has one, each with its SIM number."""
-    return {d: Fitted(msisdn(index_of[d]), profiles[d].coverage, profiles[d].attach_ms)
+    return {d: Fitted(msisdn(index_of[d]), profiles[d].coverage, profiles[d].attach_ms, profiles[d].data)
             for d in ids if profiles[d].modem}
 

@@ -77,6 +77,7 @@ class Profile:
     modem: bool = False             # an LTE modem on the UART
     coverage: bool = False          # ... with cellular signal where the button hangs
     attach_ms: int = 0              # ... and this long from power-on to registration
+    data: bool = False              # ... and a working data call (else SMS only)
 
 
 def coverage_of(carrier: dict, kelurahan: str) -> float:
@@ -100,6 +101,7 @@ def profiles(buttons: list[Button], cfg: WorldConfig, seed: int) -> dict[str, Pr
             p.coverage = m.random() < coverage_of(c, b.kelurahan)
             attach = m.lognormvariate(math.log(c["attach_median_s"]), c["attach_sigma"])
             p.attach_ms = round(1000 * min(c["attach_max_s"], attach))
+            p.data = p.coverage and m.random() < c["data_share"]
         out[b.id] = p
     return out
 

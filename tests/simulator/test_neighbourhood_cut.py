@@ -64,7 +64,7 @@ def test_a_cut_longer_than_the_run_ends_with_the_world_and_cuts_add_to_the_plan_
 def test_modems_and_coverage_follow_the_shares_and_leave_the_other_traits_alone():
     buttons = scenario.buttons(KLOJEN)
     carrier = scenario.carrier_settings({"coverage": {"*": 0.9, "Kasin": 0.0}, "attach_median_s": 5,
-                                         "attach_max_s": 12})
+                                         "attach_max_s": 12, "data_share": 0.5})
     without = profiles(buttons, WorldConfig(), seed=1)
     half = profiles(buttons, WorldConfig(modem_share=0.5, carrier=carrier), seed=1)
     assert not any(p.modem for p in without.values())
@@ -74,6 +74,9 @@ def test_modems_and_coverage_follow_the_shares_and_leave_the_other_traits_alone(
     others = [b for b in fitted if b.kelurahan != "Kasin"]
     assert sum(half[b.id].coverage for b in others) / len(others) == pytest.approx(0.9, abs=0.05)
     assert all(0 < half[b.id].attach_ms <= 12_000 for b in fitted)
+    covered = [b for b in fitted if half[b.id].coverage]
+    assert sum(half[b.id].data for b in covered) / len(covered) == pytest.approx(0.5, abs=0.07)
+    assert not any(half[b.id].data for b in fitted if not half[b.id].coverage), "no signal, no data"
     for b in buttons:
         h, w = half[b.id], without[b.id]
         assert (h.trigger, h.gps, h.drains) == (w.trigger, w.gps, w.drains)
