@@ -21,7 +21,7 @@ from typing import Any
 
 from . import metrics
 from .config import Config
-from .domain.health import LINK_ERRORS, RESET_CAUSES
+from .domain.health import CELL_REGS, LINK_ERRORS, RESET_CAUSES
 from .ids import valid_device_id
 from .models import Device
 from .store import Store
@@ -84,7 +84,25 @@ def parse_status(topic: str, payload: bytes, root: str) -> tuple[str, dict]:
         if link_err is not None and link_err not in LINK_ERRORS:
             raise StatusError("schema", "link_err must be null or one of " + ", ".join(LINK_ERRORS))
         out["link_err"] = link_err
+    if body.get("cell") is not None:
+        out["cell"] = _cell(body["cell"])
     return dev, out
+
+
+def _cell(cell: Any) -> dict:
+    """The optional `cell` object: {"reg": one of CELL_REGS, "csq": 0..31 or 99, "test": unix
+    seconds of the last supervised cellular test, or null}."""
+    if not isinstance(cell, dict) or set(cell) - {"reg", "csq", "test"}:
+        raise StatusError("schema", "cell must be an object of reg, csq and test")
+    if cell.get("reg") not in CELL_REGS:
+        raise StatusError("schema", "cell.reg must be one of " + ", ".join(CELL_REGS))
+    csq = cell.get("csq")
+    if type(csq) is not int or not (0 <= csq <= 31 or csq == 99):
+        raise StatusError("schema", "cell.csq must be an integer in [0, 31] or 99")
+    test = cell.get("test")
+    if test is not None and (type(test) is not int or not 0 <= test <= 2**40):
+        raise StatusError("schema", "cell.test must be null or unix seconds")
+    return {"reg": cell["reg"], "csq": csq, "test": test}
 
 
 class HealthMonitor:

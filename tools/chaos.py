@@ -248,8 +248,14 @@ def run(plan: Plan, state: Path, progress: bool = True) -> dict:
     return result
 
 
+# What follows this line in the report is written by hand and kept across runs.
+KEPT = "<!-- written by hand below: kept by make chaos -->"
+
+
 def write_report(result: dict, path: Path) -> None:
     rows = "\n".join(f"| {k} | {v} |" for k, v in result.items() if k != "plan")
+    old = path.read_text() if path.exists() else ""
+    kept = old[old.index(KEPT):] if KEPT in old else ""
     path.write_text(f"""# Reliability: the latest chaos run
 
 `make chaos` (`python -m tools.chaos`) runs {result['plan']['devices']} buttons on the real firmware
@@ -269,7 +275,7 @@ least once; `forward_redeliveries` are deliveries the dispatch side dropped by
 `Idempotency-Key`, and `incidents_not_forwarded` must be 0. The webhook receives every
 incident event, so `forwarded_unique` also counts the escalations of incidents nobody
 acknowledged (the harness plays no operator).
-""")
+""" + ("\n" + kept if kept else ""))
 
 
 def main() -> int:

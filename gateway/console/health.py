@@ -1,5 +1,6 @@
 """Device rows for the devices view: the registry, each device's health (domain/health.py's
-word for it), its last alert and its false alarms within the policy window."""
+word for it), its last alert, its false alarms within the policy window, and each path's
+last proof (the last delivery over it; for cellular also the modem's last report)."""
 from __future__ import annotations
 
 from ..domain.health import label, link_problem
@@ -12,6 +13,7 @@ def rows(store: Store, now_ms: int) -> tuple[list[dict], str]:
     devices = store.list_devices()
     table = store.device_health()
     last = store.last_alerts()
+    proofs = store.last_deliveries()
     falses = queries.false_alarms(store, [d.id for d in devices], now_ms)
     out = []
     for d in devices:
@@ -24,5 +26,15 @@ def rows(store: Store, now_ms: int) -> tuple[list[dict], str]:
                     "fw": h and h.get("fw"), "backlog": bool(h and h.get("backlog")),
                     "reset_cause": h and h.get("reset_cause"), "reconnects": h and h.get("reconnects"),
                     "link_err": h and h.get("link_err"), "link_err_ms": h and h.get("link_err_ms"),
-                    "link_problem": link_problem(h, suspended=d.status == "suspended")})
+                    "link_problem": link_problem(h, suspended=d.status == "suspended"),
+                    "paths": proofs.get(d.id, {}), "last_status_ms": h and h.get("last_status_ms"),
+                    "cell": _cell(h)})
     return out, "health"
+
+
+def _cell(h: dict | None) -> dict | None:
+    """The modem's last report (registration, signal, last supervised test), when one came."""
+    if not h or h.get("cell_ms") is None:
+        return None
+    return {"reg": h.get("cell_reg"), "csq": h.get("cell_csq"), "test_ms": h.get("cell_test_ms"),
+            "at_ms": h.get("cell_ms")}

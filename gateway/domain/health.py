@@ -17,6 +17,9 @@ _LIVE = ("online", "sleeping")
 # Link diagnostics a button reports in its status (firmware/mqtt.py ERR_*, the board's reset cause).
 RESET_CAUSES = ("pwron", "hard", "wdt", "deepsleep", "soft", "other")
 LINK_ERRORS = ("auth", "dns", "no_broker", "tls")
+# A status's optional `cell` (docs/protocol.md): the modem's registration, +CSQ (99: unknown)
+# and the last supervised cellular test; the last values are kept as the cellular path's proof.
+CELL_REGS = ("home", "roaming", "searching", "denied", "none")
 # What an operator should fix, in plain words (the console has its own words per language).
 LINK_ERROR_WORDS = {"auth": "wrong password", "dns": "no DNS", "no_broker": "broker unreachable",
                     "tls": "TLS failed"}
@@ -42,6 +45,11 @@ def merge_status(old: dict, status: dict, now_ms: int, *, heartbeat_s: int, sile
         elif err != old.get("link_err") or old.get("link_err_ms") is None:
             new["link_err_ms"] = now_ms
         new["link_err"] = err
+    cell = status.get("cell")
+    if cell is not None:
+        new["cell_reg"], new["cell_csq"], new["cell_ms"] = cell["reg"], cell["csq"], now_ms
+        if cell.get("test") is not None:
+            new["cell_test_ms"] = cell["test"] * 1000
     if status["state"] == "offline":
         new["outbox"] = old.get("outbox")  # the will carries no counters: keep the last known
     new["heartbeat_s"] = status.get("hb") or old.get("heartbeat_s") or heartbeat_s

@@ -12,7 +12,7 @@ from .core import StoreCore
 
 HEALTH_COLS = ["dev", "state", "health", "low_battery", "backlog", "fw", "boot", "up", "batt", "rssi",
                "outbox", "heartbeat_s", "last_status_ms", "silent_at_ms", "changed_ms", "reset_cause", "reconnects",
-               "link_err", "link_err_ms"]
+               "link_err", "link_err_ms", "cell_reg", "cell_csq", "cell_test_ms", "cell_ms"]
 
 
 class HealthMixin(StoreCore):

@@ -5,16 +5,21 @@ speaking exact bytes to one broker or the other."""
 from __future__ import annotations
 
 import json
+import os
 import queue
+import re
+import subprocess
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+import protocol
 from gateway import config
 from gateway.store import open_store
 from simulator.firmware import FirmwareDevice
-from simulator.stack import Stack
+from simulator.stack import BIN, Stack
 from tests.conftest import KAUMAN, assert_no_secrets_in_logs, wait_until
 from tests.devices import RawDevice
 
@@ -71,7 +76,6 @@ def test_config_lists_both_brokers_and_health_reports_each(stack):
 
 
 def _health(s: Stack) -> dict:
-    import httpx
     return httpx.get(f"{s.api}/healthz", timeout=5).json()
 
 
@@ -172,3 +176,58 @@ def test_one_broker_down_during_a_sync_does_not_stop_the_other(stack):
     assert login_refused(creds, stack.backup_port)
     stack.start_broker()
     assert login_refused(creds, stack.broker_port)
+
+
+def console_client(s: Stack) -> httpx.Client:
+    env = dict(os.environ, PANIC_CONFIG=str(s.config))
+    subprocess.run([str(BIN / "panic-gateway"), "user", "add", "ops", "--role", "operator", "--password-stdin"],
+                   input="kata-sandi-uji-1\n", text=True, check=True, capture_output=True, env=env)
+    c = httpx.Client(base_url=s.api, follow_redirects=True, timeout=10, cookies={"pbh_lang": "en"})
+    m = re.search(r'name="csrf" value="([^"]+)"', c.get("/console/login").text)
+    assert m, "no login form"
+    c.post("/console/login", data={"csrf": m.group(1), "username": "ops", "password": "kata-sandi-uji-1"})
+    return c
+
+
+def test_console_shows_each_delivery_and_each_paths_last_proof(stack):
+    creds = stack.add_device(DEV, *KAUMAN, kelurahan="Kauman")
+    wait_until(lambda: all(b["connected"] for b in _health(stack)["brokers"]), 10, what="both brokers connected")
+    on_primary = RawDevice(creds, stack.broker_port)
+    on_backup = RawDevice(creds, stack.backup_port)
+    status_topic = protocol.status_topic(DEV)
+    try:
+        on_primary.send(1)
+        inc_id = on_primary.ack(10)["inc"]
+        on_backup.publish(on_primary.sent[(1, 1)])
+        on_backup.ack(10)
+        before = stack.metrics().get('panic_status_rejected_total{reason="schema"}', 0.0)
+        bad = {"v": 1, "dev": DEV, "state": "online", "cell": {"reg": "home", "csq": 40, "test": None}}
+        on_backup.publish(json.dumps(bad).encode(), status_topic)
+        wait_until(lambda: stack.metrics().get('panic_status_rejected_total{reason="schema"}', 0.0) == before + 1,
+                   what="bad cell status counted")
+        good = {"v": 1, "dev": DEV, "state": "online", "cell": {"reg": "roaming", "csq": 18, "test": 1764269000}}
+        on_backup.publish(json.dumps(good).encode(), status_topic)
+        h = wait_until(lambda: (h := _device_health(stack)).get("cell_reg") and h, what="cell status stored")
+        assert (h["cell_reg"], h["cell_csq"], h["cell_test_ms"]) == ("roaming", 18, 1764269000_000)
+    finally:
+        on_primary.close()
+        on_backup.close()
+    c = console_client(stack)
+    try:
+        page = c.get(f"/console/incidents/{inc_id}").text
+        rows = re.findall(r'<tr class="delivery path-([a-z_]+)">', page)
+        assert rows == ["wifi", "backup_broker"]
+        assert "WiFi, backup broker" in page
+        devices = c.get("/console/devices").text
+    finally:
+        c.close()
+    m = re.search(r'<td class="paths small">(.*?)</td>', devices, re.S)
+    assert m, "no paths cell"
+    cell = m.group(1)
+    assert "Cellular:" in cell and "roaming" in cell and "CSQ 18" in cell and "test 28-11-2025 01:43:20" in cell  # WIB
+    assert re.search(r'path-backup_broker">WiFi, backup broker: <span class="mono">\d\d-', cell)
+    assert re.search(r'path-sms">SMS: <span class="mono">—', cell)
+
+
+def _device_health(s: Stack) -> dict:
+    return next(d for d in s.get("/api/devices")["devices"] if d["id"] == DEV)["health"]

@@ -30,6 +30,7 @@ async def incident_page(request: Request) -> Response:
         raise HTTPException(404, "not_found")
     inc.device = redact(user.view, inc.device)
     events = await run_in_threadpool(store.events, inc.id)
+    deliveries = await run_in_threadpool(store.deliveries, inc.id)
     falses = (await run_in_threadpool(queries.false_alarms, store, [inc.dev], now_ms())).get(inc.dev, 0)
     timeline, prev = [], inc.press_ms
     for e in events:
@@ -47,7 +48,7 @@ async def incident_page(request: Request) -> Response:
     actions = [a for a in actions if a not in ("verify", "confirm_cancel")]
     return render(request, "incident.html", inc=inc, dev=inc.device or {}, timeline=timeline,
                   latency=inc.latencies(), actions=actions, rec=rec, rec_missing="dispatch" in actions,
-                  callback=callback, outcomes=OUTCOMES,
+                  callback=callback, outcomes=OUTCOMES, deliveries=deliveries,
                   falses=falses, units=units, boot=boot, sla_ms=sla_ms(request),
                   ok=request.query_params.get("ok", ""), err=request.query_params.get("err", ""))
 
