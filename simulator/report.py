@@ -10,6 +10,8 @@ from gateway.domain import sla
 from gateway.domain.paths import PATHS
 from gateway.domain.sla import Times, percentile
 
+from . import second_path
+
 SLA_MIN = sla.SLA_S / 60
 # A finished run has no clock still running: an incident nobody reached is a miss.
 RUN_OVER_MS = 2**62
@@ -257,7 +259,7 @@ def second_path_block(run) -> dict:
             "modems_with_data": sum(1 for f in fitted if f.data),
             "backup_broker": run.o.backup_broker,
             "carrier": run.o.world.carrier if fitted else None,
-            "sms": centre.stats() if centre is not None else {}}
+            "sms": second_path.sms_stats(centre)}
 
 
 def _sim_s(gateway_ms: int, compressed_s: float, speed: float) -> float:

@@ -22,6 +22,7 @@ from pathlib import Path
 from gateway.domain import dispatch as rules
 
 from . import fleet, geo, scenario, second_path
+from .carrier import SmsCentre
 from .feed import PollFeed, WebhookFeed
 from .firmware import MODEM_HEAP, FirmwareDevice
 from .measure import Sampler
@@ -105,7 +106,7 @@ class Run:
         n_fw = min(len(self.buttons), opts.firmware_max)
         self.fitted = second_path.fit(self.profiles, [b.id for b in self.buttons[:n_fw]],
                                       {b.id: i for i, b in enumerate(buttons)})
-        self.centre: second_path.SmsCentre | None = None
+        self.centre: SmsCentre | None = None
         self.rng = random.Random(f"run:{opts.seed}")
         self.lock = threading.RLock()
         self.devs: dict[str, DevState] = {}
@@ -144,14 +145,12 @@ class Run:
                 # Before the gateway starts: it reads [sms] (the relay's limits) once.
                 self.progress.phase(f"{len(self.fitted)} buttons with a modem: gammu-smsd on a dummy phone "
                                     "and the carrier")
-                self.centre = second_path.SmsCentre(stack=stack, carrier=o.world.carrier, seed=o.seed,
-                                                    fitted=self.fitted).setup()
+                self.centre = second_path.centre(stack=stack, carrier=o.world.carrier, seed=o.seed,
+                                                 fitted=self.fitted).start()
             stack.start_broker()
             if o.backup_broker:
                 stack.start_backup_broker()
             stack.start_gateway()
-            if self.centre is not None:
-                self.centre.up()
             hooks = tomllib.loads(stack.config.read_text()).get("webhooks", [])
             feed.secret = hooks[0]["secret"] if hooks else None
             return stack.api, stack.token("operator")
@@ -211,7 +210,7 @@ class Run:
             fitted = self.fitted.get(b.id)
             if fitted is not None and self.centre is not None:
                 dev = FirmwareDevice(flash / b.id, second_path.button_config(cfg), on_event=self._device_event,
-                                     modem=self.centre.modem(fitted), heap=MODEM_HEAP)
+                                     modem=second_path.modem(self.centre, fitted), heap=MODEM_HEAP)
                 fw = True
             elif i < n_fw:
                 dev = FirmwareDevice(flash / b.id, cfg, on_event=self._device_event)
@@ -596,6 +595,6 @@ class Run:
         if self.feed is not None:
             self.feed.stop()
         if self.centre is not None:
-            self.centre.down()
+            self.centre.stop()
         if self.own_stack and self.stack is not None:
             self.stack.down()

@@ -4,18 +4,16 @@ A button fitted with a modem gets a SIM number (registered with the gateway, so 
 believed), `modem` and `sms_to` in its config, and the modem emulator behind its sim board's
 UART with the carrier's settings for it: registered after its attach time, or never where the
 kelurahan gives it no signal. The command centre's side is the real gammu-smsd on Gammu's
-dummy phone, set up by `panic-gateway sms setup` (its RunOnReceive hook hands each SMS to the
+dummy phone, run by carrier.SmsCentre through `panic-gateway sms setup` (its RunOnReceive hook hands each SMS to the
 gateway and injects the signed reply), and the carrier (simulator/carrier.py) carries SMS
 between the buttons' spool and that phone, with the scenario's delay and loss.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 
-from .carrier import CENTRE, Carrier
+from .carrier import CENTRE, SmsCentre
 from .firmware import modem_settings
 from .stack import Stack
 
@@ -45,64 +43,34 @@ def button_config(cfg: dict) -> dict:
     return dict(cfg, modem={}, sms_to=CENTRE)
 
 
-class SmsCentre:
-    """gammu-smsd on the dummy phone and the carrier between it and the buttons' spool."""
+def centre(*, stack: Stack, carrier: dict, seed: int, fitted: dict[str, Fitted]) -> SmsCentre:
+    """The command centre's SMS side for the run's buttons (not started): a SIM the scenario
+    gives no signal loses its SMS in the carrier, as its modem never registers."""
+    if shutil.which("gammu-smsd") is None:
+        raise SystemExit("buttons with a modem need gammu-smsd (Debian package gammu-smsd: `make setup`)")
+    covered = {f.msisdn: f.coverage for f in fitted.values()}
+    return SmsCentre(stack, settings=carrier, seed=seed, number=CENTRE, per_number_per_hour=PER_NUMBER_PER_HOUR,
+                     covered=lambda number: covered.get(number, False))
 
-    def __init__(self, *, stack: Stack, carrier: dict, seed: int, fitted: dict[str, Fitted]) -> None:
-        self.stack = stack
-        self.settings = carrier
-        self.seed = seed
-        self.spool = stack.state / "carrier"
-        self.dir = stack.state / "sms"
-        self.covered = {f.msisdn: f.coverage for f in fitted.values()}
-        self.smsd: subprocess.Popen | None = None
-        self.carrier: Carrier | None = None
 
-    def setup(self) -> SmsCentre:
-        """`panic-gateway sms setup` on the dummy phone: [sms], the smsdrc, the relay token."""
-        if shutil.which("gammu-smsd") is None:
-            raise SystemExit("buttons with a modem need gammu-smsd (Debian package gammu-smsd: `make setup`)")
-        self.stack.cli("sms", "setup", "--device", "dummy", "--per-number-per-hour", str(PER_NUMBER_PER_HOUR))
-        return self
+def modem(sms: SmsCentre, fitted: Fitted) -> dict:
+    """The emulator's settings for one fitted button."""
+    return modem_settings(spool=sms.spool, msisdn=fitted.msisdn, coverage=fitted.coverage,
+                          attach_ms=fitted.attach_ms, faults=None if fitted.data else {"data": False})
 
-    def up(self) -> SmsCentre:
-        """The daemon and the carrier (after setup)."""
-        log = open(self.dir / "smsd.out", "ab")
-        self.smsd = subprocess.Popen(["gammu-smsd", "-c", str(self.dir / "smsdrc")], stdout=log, stderr=log,
-                                     env=dict(os.environ, PANIC_CONFIG=str(self.stack.config)))
-        self.carrier = Carrier(spool=self.spool, phone=self.dir / "phone", sent=self.dir / "sent",
-                               settings=self.settings, seed=self.seed,
-                               covered=lambda number: self.covered.get(number, False)).start()
-        return self
 
-    def modem(self, fitted: Fitted) -> dict:
-        return modem_settings(spool=self.spool, msisdn=fitted.msisdn, coverage=fitted.coverage,
-                              attach_ms=fitted.attach_ms, faults=None if fitted.data else {"data": False})
-
-    def stats(self) -> dict:
-        """What the carrier carried: SMS each way, delivered and lost (by loss or no signal)."""
-        if self.carrier is None:
-            return {}
-        legs = self.carrier.stats.legs
-        out: dict = {}
-        for d in ("mo", "mt"):
-            mine = [g for g in legs if g.direction == d]
-            out[d] = {"sent": len(mine), "delivered": sum(1 for g in mine if g.delivered_ms is not None),
-                      "lost": sum(1 for g in mine if g.lost == "loss"),
-                      "no_coverage": sum(1 for g in mine if g.lost == "no_coverage")}
-        return out
-
-    def down(self) -> None:
-        if self.carrier is not None:
-            self.carrier.stop()
-        if self.smsd is not None and self.smsd.poll() is None:
-            self.smsd.terminate()
-            try:
-                self.smsd.wait(10)
-            except subprocess.TimeoutExpired:
-                self.smsd.kill()
-                self.smsd.wait()
-        self.smsd = None
+def sms_stats(sms: SmsCentre | None) -> dict:
+    """What the carrier carried: SMS each way, delivered and lost (by loss or no signal)."""
+    if sms is None or sms.carrier is None:
+        return {}
+    legs = sms.carrier.stats.legs
+    out: dict = {}
+    for d in ("mo", "mt"):
+        mine = [g for g in legs if g.direction == d]
+        out[d] = {"sent": len(mine), "delivered": sum(1 for g in mine if g.delivered_ms is not None),
+                  "lost": sum(1 for g in mine if g.lost == "loss"),
+                  "no_coverage": sum(1 for g in mine if g.lost == "no_coverage")}
+    return out
 
 
 def fit(profiles: dict, ids: list[str], index_of: dict[str, int]) -> dict[str, Fitted]:
