@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from .dispatch import COMMAND_CENTRE, sector_of
 from .lifecycle import FIELD_ROLES
 
-# The holder's personal data on a device record.
-PERSONAL = ("holder", "phone", "address")
+# The holder's personal data on a device record (the button's SIM number reaches the holder too).
+PERSONAL = ("holder", "phone", "address", "sim")
 _NO_PERSONAL_DATA = frozenset(("viewer",))
 
 

@@ -132,3 +132,10 @@ def test_cli_sim_on_add_import_set_and_list(tmp_path, capsys):
     assert cli.main(["device", "list", "--config", cfg]) == 0
     out = capsys.readouterr().out
     assert "SIM +6281200000001" in out and "+6281200000004" not in out
+
+
+def test_the_sim_number_is_personal_data():
+    from gateway.domain.visibility import redact, redact_registry, view_for
+    d = Device(id=DEV, secret="s", mqtt_password="p", phone="0812", sim="+6281200000001").public()
+    assert redact(view_for("viewer", ""), d)["sim"] == "" and redact_registry(view_for("viewer", ""), d)["sim"] == ""
+    assert redact(view_for("operator", ""), d)["sim"] == "+6281200000001"

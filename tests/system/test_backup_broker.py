@@ -231,3 +231,39 @@ def test_console_shows_each_delivery_and_each_paths_last_proof(stack):
 
 def _device_health(s: Stack) -> dict:
     return next(d for d in s.get("/api/devices")["devices"] if d["id"] == DEV)["health"]
+
+
+def retained(port: int, cfg: config.Config, topic: str) -> queue.Queue:
+    """Messages on `topic` from the broker on `port`, read with the gateway's login."""
+    got: queue.Queue = queue.Queue()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{port}")
+    c.username_pw_set(cfg.mqtt.username, cfg.mqtt.password)
+    c.on_connect = lambda cl, u, f, r, p: cl.subscribe(topic, qos=1)
+    c.on_message = lambda cl, u, m: got.put(json.loads(m.payload))
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    got.client = c  # type: ignore[attr-defined]  # closed by the caller
+    return got
+
+
+def test_incident_state_is_retained_on_both_brokers_and_an_operators_ack_reaches_either(stack):
+    creds = stack.add_device(DEV, *KAUMAN, kelurahan="Kauman")
+    wait_until(lambda: all(b["connected"] for b in _health(stack)["brokers"]), 10, what="both brokers connected")
+    button = RawDevice(creds, stack.backup_port)
+    try:
+        button.send(1)
+        inc_id = button.ack(10)["inc"]
+        cfg = config.load(stack.config)
+        topic = protocol.incident_topic(inc_id)
+        for port in (stack.broker_port, stack.backup_port):
+            q = retained(port, cfg, topic)
+            try:
+                assert q.get(timeout=10)["id"] == inc_id
+            finally:
+                q.client.disconnect()  # type: ignore[attr-defined]
+                q.client.loop_stop()  # type: ignore[attr-defined]
+        # The desk acknowledges: the button hears it on the broker it is on (every broker is told).
+        assert stack.post(f"/api/incidents/{inc_id}/acknowledge").status_code == 200
+        assert button.ack(10)["stage"] == "acknowledged"
+    finally:
+        button.close()
