@@ -205,10 +205,14 @@ class Run:
         for i, c in enumerate(creds):
             b = self.buttons[i]
             prof = self.profiles[b.id]
-            cfg = dict(c["config"], trigger=prof.trigger, long_press_ms=o.long_press_ms)
+            # The scenario's own firmware settings (e.g. the second path's timers), then the
+            # button's profile.
+            cfg = dict(c["config"], **self.scn.get("button_config", {}), trigger=prof.trigger,
+                       long_press_ms=o.long_press_ms)
             dev: FirmwareDevice | ProtocolDevice
             fitted = self.fitted.get(b.id)
             if fitted is not None and self.centre is not None:
+                second_path.installed_before(flash / b.id, fitted, cfg, random.Random(f"{o.seed}:{b.id}:celltest"))
                 dev = FirmwareDevice(flash / b.id, second_path.button_config(cfg), on_event=self._device_event,
                                      modem=second_path.modem(self.centre, fitted), heap=MODEM_HEAP)
                 fw = True

@@ -10,8 +10,13 @@ between the buttons' spool and that phone, with the scenario's delay and loss.
 """
 from __future__ import annotations
 
+import random
 import shutil
+import time
 from dataclasses import dataclass
+from pathlib import Path
+
+from protocol import DEVICE_DEFAULTS
 
 from .carrier import CENTRE, SmsCentre
 from .firmware import modem_settings
@@ -41,6 +46,21 @@ def button_config(cfg: dict) -> dict:
     """A button's config.json with the modem on (firmware/config.py's defaults for its UART and
     pins) and the centre's number for the SMS."""
     return dict(cfg, modem={}, sms_to=CENTRE)
+
+
+def installed_before(flash: Path, fitted: Fitted, cfg: dict, rng: random.Random) -> None:
+    """The run starts with buttons in service, not fresh from the box: one with signal proved
+    its cellular path (the supervised test, firmware/cellular.py's `celltest` file: Unix
+    seconds) at a random moment of its last test interval, so no test is due at the start of
+    the run. A button without signal never proved it: its test comes due at boot and fails,
+    as a dead SIM is found at install."""
+    if not fitted.coverage:
+        return
+    every_s = 3600 * cfg.get("cell_test_h", DEVICE_DEFAULTS["cell_test_h"])
+    if every_s <= 0:
+        return
+    flash.mkdir(parents=True, exist_ok=True)
+    (flash / "celltest").write_text(str(int(time.time() - rng.uniform(0.05, 0.5) * every_s)))
 
 
 def centre(*, stack: Stack, carrier: dict, seed: int, fitted: dict[str, Fitted]) -> SmsCentre:
