@@ -12,7 +12,9 @@ from typing import Any, Protocol
 
 
 class Inbound(Protocol):
-    """One received message. The topic is MQTT-style (`panic/v1/<dev>/alert`) on every engine."""
+    """One received message. The topic is MQTT-style (`panic/v1/<dev>/alert`) on every engine.
+    A mosquitto message also names the broker it came in on (mqtt.Received: `transport`,
+    `backup`): ingest settles and answers it there and records its path."""
     topic: str
     payload: bytes | bytearray
     qos: int
