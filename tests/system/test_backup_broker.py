@@ -267,3 +267,18 @@ def test_incident_state_is_retained_on_both_brokers_and_an_operators_ack_reaches
         assert button.ack(10)["stage"] == "acknowledged"
     finally:
         button.close()
+
+
+def test_a_broker_that_refuses_the_change_is_named_and_broker_sync_catches_it_up(stack):
+    creds = stack.add_device(DEV, *KAUMAN, kelurahan="Kauman")
+    secret = stack.state / "broker-backup" / "broker-admin.secret"
+    good = secret.read_text()
+    secret.write_text("not-the-admin-password\n")  # the backup now refuses the admin login
+    suspended = stack.cli("device", "suspend", DEV)
+    assert "backup broker NOT updated" in suspended.stderr and "primary broker reloaded" in suspended.stderr
+    assert login_refused(creds, stack.broker_port)
+    assert not login_refused(creds, stack.backup_port)  # the backup missed it...
+    assert stack.cli("broker-sync", check=False).returncode == 1  # ...and broker-sync says so while it fails
+    secret.write_text(good)
+    assert stack.cli("broker-sync", check=False).returncode == 0
+    assert login_refused(creds, stack.backup_port)
