@@ -259,7 +259,8 @@ def second_path_block(run) -> dict:
             "modems_with_data": sum(1 for f in fitted if f.data),
             "backup_broker": run.o.backup_broker,
             "carrier": run.o.world.carrier if fitted else None,
-            "sms": second_path.sms_stats(centre)}
+            "sms": second_path.sms_stats(centre),
+            "buttons_said": dict(sorted(run.second.items()))}
 
 
 def _sim_s(gateway_ms: int, compressed_s: float, speed: float) -> float:
@@ -295,6 +296,12 @@ def paths_text(rep: dict) -> list[str]:
         L.append(f"neighbourhood cut {c['cut']}: {c['kelurahan']} dark {c['sim_minutes']:g} simulated min "
                  f"({c['buttons']} buttons, wall {c['start_s']}-{c['end_s']} s): {c['presses']} presses in the dark, "
                  f"first through {how or 'nothing'}; not delivered {c['not_delivered']}")
+    if sp.get("sms"):
+        mo, mt = sp["sms"]["mo"], sp["sms"]["mt"]
+        L.append(f"carrier: SMS from buttons {mo['sent']} ({mo['delivered']} delivered, {mo['lost']} lost, "
+                 f"{mo['no_coverage']} without signal); replies {mt['sent']} ({mt['delivered']} delivered)")
+    if sp.get("buttons_said"):
+        L.append(f"buttons said: {sp['buttons_said']}")
     return L
 
 

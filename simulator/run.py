@@ -16,6 +16,7 @@ import random
 import threading
 import time
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +127,9 @@ class Run:
         self.sampler: Sampler | None = None
         self.phones: PositionReporter | None = None
         self.cuts: list[dict] = []            # each neighbourhood cut: kelurahan, wall start/end
+        # What the buttons said of their second path: alert transmissions and acks by the link
+        # they went over, switches to cellular, SMS sent or held (firmware events).
+        self.second: Counter = Counter()
         self.t0 = 0.0
         self.t_world_end = 0.0
         self.timings: dict[str, float] = {}
@@ -249,8 +253,17 @@ class Run:
             elif kind == "boot":
                 st.boots += 1
             elif kind == "alert" and ev.get("kind") in ("panic", "test"):
+                self.second[f"alert_tx_{ev.get('via') or 'wifi'}"] += 1
                 self._on_alert(st, ev)
-            elif kind == "ack" and st.active is not None and ev.get("id") == st.active.alert_id \
+            elif kind == "path":
+                self.second[f"switched_to_{ev.get('via')}"] += 1
+            elif kind == "sms":
+                self.second["sms_sent" if ev.get("ok") else "sms_send_failed"] += 1
+            elif kind in ("sms_held", "bad_ack"):
+                self.second[kind] += 1
+            if kind == "ack" and ev.get("stage") == "received":
+                self.second[f"received_ack_via_{ev.get('via') or 'mqtt'}"] += 1
+            if kind == "ack" and st.active is not None and ev.get("id") == st.active.alert_id \
                     and ev.get("stage") in FINAL_STAGES:
                 st.active = None
                 self.sched.after(1.0, functools.partial(self._free, st))
