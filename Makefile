@@ -7,6 +7,8 @@ BIN         := $(VENV)/bin
 PYTHON      ?= python3
 STATE       ?= var
 BROKER_PORT ?= 18830
+# BACKUP_PORT=18831: a second mosquitto, the buttons' backup broker (docs/gateway.md)
+BACKUP_PORT ?=
 API_PORT    ?= 8080
 # ENGINE=nats: a three-node NATS JetStream cluster (NODES on loopback) and PostgreSQL (PG_DSN)
 ENGINE      ?= mosquitto
@@ -14,6 +16,9 @@ NODES       ?= 3
 PG_DSN      ?= postgresql://postgres@127.0.0.1:5432/test
 HEAP        ?= 96K
 PYTEST_ARGS ?=
+# Test files run on TEST_JOBS workers (whole files, so a module's fixtures start once): most of a
+# test's time is spent waiting on real brokers, firmware and browsers, not on this process.
+TEST_JOBS   ?= 3
 
 # chromium: the console's browser tests (Playwright drives /usr/bin/chromium; no browser download)
 # prometheus: promtool and the server check deploy/prometheus rules and the Grafana dashboard
@@ -63,7 +68,7 @@ lint: setup
 	$(BIN)/mypy
 
 test: setup firmware lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile --durations=15 $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/panic-sim demo
@@ -86,10 +91,12 @@ ifeq ($(ENGINE),nats)
 	  if [ -f $$pidf ] && kill -0 $$(cat $$pidf) 2>/dev/null; then echo "NATS $$node already running"; else \
 	  nohup nats-server -c $$conf >$(STATE)/nats/$$node.log 2>&1 & fi; done
 else
-	@$(BIN)/panic-gateway init --state $(STATE) --broker-port $(BROKER_PORT) --api-port $(API_PORT) >/dev/null
-	@if [ -f $(STATE)/broker/mosquitto.pid ] && kill -0 $$(cat $(STATE)/broker/mosquitto.pid) 2>/dev/null; then \
-	  echo "broker already running"; else \
-	  nohup mosquitto -c $(STATE)/broker/mosquitto.conf >$(STATE)/mosquitto.log 2>&1 & fi
+	@$(BIN)/panic-gateway init --state $(STATE) --broker-port $(BROKER_PORT) --api-port $(API_PORT) \
+	  $(if $(BACKUP_PORT),--backup-broker-port $(BACKUP_PORT)) >/dev/null
+	@for b in broker $(if $(BACKUP_PORT),broker-backup); do \
+	  if [ -f $(STATE)/$$b/mosquitto.pid ] && kill -0 $$(cat $(STATE)/$$b/mosquitto.pid) 2>/dev/null; then \
+	  echo "$$b already running"; else \
+	  nohup mosquitto -c $(STATE)/$$b/mosquitto.conf >$(STATE)/$$b.log 2>&1 & fi; done
 endif
 	@if [ -f $(STATE)/gateway.pid ] && kill -0 $$(cat $(STATE)/gateway.pid) 2>/dev/null; then \
 	  echo "gateway already running"; else \
@@ -101,13 +108,15 @@ ifeq ($(ENGINE),nats)
 	@echo "NATS     $$(ls $(STATE)/nats/n*.conf | wc -l) nodes, MQTT for devices on 127.0.0.1:11883.. (configs $(STATE)/nats/)"
 else
 	@echo "broker   mqtt://127.0.0.1:$(BROKER_PORT)   (config $(STATE)/broker/mosquitto.conf)"
+	@$(if $(BACKUP_PORT),echo "backup   mqtt://127.0.0.1:$(BACKUP_PORT)   (config $(STATE)/broker-backup/mosquitto.conf)")
 endif
 	@echo "API      http://127.0.0.1:$(API_PORT)/api/incidents   health /healthz   metrics /metrics"
 	@echo "console  http://127.0.0.1:$(API_PORT)/console/   (a login: panic-gateway user add NAME --role operator --generate)"
 	@echo "config   $(STATE)/gateway.toml   (panic-gateway finds it by itself when run from here)"
 
 down:
-	@for pidf in $(STATE)/gateway.pid $(STATE)/broker/mosquitto.pid $(wildcard $(STATE)/nats/run/*.pid); do \
+	@for pidf in $(STATE)/gateway.pid $(STATE)/broker/mosquitto.pid $(wildcard $(STATE)/broker-backup/mosquitto.pid) \
+	  $(wildcard $(STATE)/nats/run/*.pid); do \
 	  if [ -f $$pidf ]; then pid=$$(cat $$pidf); kill $$pid 2>/dev/null && echo "stopped $$pidf ($$pid)"; \
 	  for i in $$(seq 50); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; rm -f $$pidf; fi; \
 	done
