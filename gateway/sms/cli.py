@@ -1,7 +1,6 @@
 """`panic-gateway sms ...`: set up the SMS daemon's files and token, and its hook."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tomllib
@@ -11,7 +10,7 @@ from .. import config
 from ..auth import new_token, token_hash
 from ..store import open_store
 from ..timeutil import now_ms
-from . import gammu, hook
+from . import gammu
 from . import settings as sms_settings
 
 RELAY_ROLE = "sms_relay"
@@ -36,9 +35,7 @@ def cmd_setup(args) -> int:
     config.write(data, cfg.path)
     settings = sms_settings.load(cfg)
     gammu.make_folders(settings)
-    executable = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "panic-gateway" else \
-        Path(sys.executable).parent / "panic-gateway"
-    _write_private(settings.smsdrc, gammu.render(settings, hook=gammu.hook_command(executable, cfg.path)))
+    _write_private(settings.smsdrc, gammu.render(settings, hook=gammu.hook_command(Path(sys.executable), cfg.path)))
     if not settings.token_file.exists() or args.new_token:
         token = new_token()
         # A token of its own role: it may hand in SMS and read nothing (gateway/api_sms.py).
@@ -49,25 +46,14 @@ def cmd_setup(args) -> int:
     return 0
 
 
-def _relay(args) -> hook.Relay:
-    cfg = config.load(args.config)
-    settings = sms_settings.load(cfg)
-    host = "127.0.0.1" if cfg.api.host in ("0.0.0.0", "::", "") else cfg.api.host
-    try:
-        token = settings.token_file.read_text().strip()
-    except FileNotFoundError:
-        raise config.ConfigError(f"no relay token at {settings.token_file}: run `panic-gateway sms setup`") from None
-    return hook.Relay(url=f"http://{host}:{cfg.api.port}", token=token, settings=settings)
-
-
 def cmd_receive(args) -> int:
-    return hook.receive(_relay(args), args.files)
+    from .__main__ import receive
+    return receive(args.config, args.files)
 
 
 def cmd_replay_inbox(args) -> int:
-    done, left = hook.replay_inbox(_relay(args))
-    print(json.dumps({"handed_over": done, "left": left}))
-    return 1 if left else 0
+    from .__main__ import replay_inbox
+    return replay_inbox(args.config)
 
 
 def add_commands(sub, command) -> None:

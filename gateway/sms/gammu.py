@@ -37,8 +37,9 @@ def make_folders(settings: SmsSettings) -> None:
             (settings.folder("phone") / "sms" / str(n)).mkdir(parents=True, exist_ok=True)
 
 
-def hook_command(executable: Path, config: Path) -> str:
-    return f"{shlex.quote(str(executable))} sms receive --config {shlex.quote(str(config))}"
+def hook_command(python: Path, config: Path) -> str:
+    """RunOnReceive: the hook's lean entry point (gateway/sms/__main__.py), under this Python."""
+    return f"{shlex.quote(str(python))} -m gateway.sms receive --config {shlex.quote(str(config))}"
 
 
 def inbox_number(name: str) -> str | None:

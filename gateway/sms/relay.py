@@ -24,6 +24,7 @@ from ..models import Device, Outcome
 from ..timeutil import now_ms
 from ..validate import Rejection, check_alert
 from .ratelimit import PerNumberLimit
+from .redact import masked
 
 log = logging.getLogger("panic.sms")
 
@@ -40,11 +41,6 @@ class Verdict:
     reply: str | None = None   # the signed ack to send back to the number, if any
     incident: str | None = None
     stage: str | None = None
-
-
-def masked(number: str) -> str:
-    """A number as the logs show it: enough to tell senders apart, not enough to call them."""
-    return f"…{number[-4:]}" if len(number) > 4 else "…"
 
 
 class SmsRelay:

@@ -67,7 +67,7 @@ def test_sms_setup_writes_the_daemons_config_and_a_private_relay_token(tmp_path)
     sms = stack.state / "sms"
     rc = (sms / "smsdrc").read_text()
     assert "model = dummy" in rc and f"device = {sms}/phone/" in rc and f"inboxpath = {sms}/inbox/" in rc
-    assert f"sms receive --config {stack.config}" in rc
+    assert f"-m gateway.sms receive --config {stack.config}" in rc
     assert tomllib.loads(stack.config.read_text())["sms"] == {"device": "dummy", "per_number_per_hour": 7,
                                                                 "number": "+62341000110"}
     token = (sms / "relay.token").read_text().strip()
