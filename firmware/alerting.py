@@ -47,6 +47,7 @@ class Alerting:
     buzz: "str | None"
     low_batt: bool
     _t_batt: int
+    via: str
 
     def emit(self, ev, **kw):
         kw["ev"] = ev
@@ -156,9 +157,13 @@ class Alerting:
         if why:
             self.emit("bad_ack", reason=why)
             return
+        self._acked(d, self.via)
+
+    def _acked(self, d, via):
+        """A verified ack (MQTT on the link `via`, or an SMS: cellular.py)."""
         aid = d["id"]
         st = d["stage"]
-        self.emit("ack", id=aid, stage=st, inc=d.get("inc"))
+        self.emit("ack", id=aid, stage=st, inc=d.get("inc"), via=via)
         now = d.get("now")
         if now is not None and not self.b.synced():
             self.b.set_clock(now)

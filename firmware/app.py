@@ -39,6 +39,8 @@ class App(alerting.Alerting):
         self._t_batt = -1000
         self._t_gc = 0
         self.boot_hold_ms = 0  # a press held through power-up (main.py), judged at setup
+        self.cell = None       # cellular.Cellular when a modem is fitted (startup.py)
+        self.via = "wifi"      # the link the MQTT client uses: "wifi" or "cellular"
         self._stable = False
 
     # ---- output (emit, log: alerting.py) ----
@@ -58,6 +60,13 @@ class App(alerting.Alerting):
         del startup
         sys.modules.pop("startup", None)
         gc.collect()
+        if ok and self.cfg["modem"]:
+            # After startup's code is gone: compiling these is the next peak.
+            if self.b.modem_uart() is None:
+                self.log("modem configured but this board has none: cellular and SMS off")
+            else:
+                import cellular
+                self.cell = cellular.Cellular(self)
         return ok
 
     # ---- inputs (called by the board) ----
@@ -88,7 +97,7 @@ class App(alerting.Alerting):
 
     def link_lost(self, why):
         """Board reports the network is gone (WiFi off)."""
-        if self.mq and self.mq.sock is not None:
+        if self.mq and self.mq.sock is not None and self.via == "wifi":
             self.mq.close(why)
 
     def stop(self):
@@ -99,7 +108,7 @@ class App(alerting.Alerting):
         c = self.cfg
         age = self._age(rec, now)
         body = proto.alert(self.mac, self.dev, rec, age, self.b.battery(), self.b.rssi(),
-                           self.loc)
+                           self.loc, "cellular" if self.via == "cellular" else None)
         if rec.get("_pid"):
             self.mq.forget(rec["_pid"])   # superseded by this re-signed copy
         rec["_pid"] = self.mq.publish(self.t_alert, body, False, False)
@@ -107,16 +116,18 @@ class App(alerting.Alerting):
         rec["_n"] = n
         rec["_due"] = now + min(c["retry_ms"] << min(n - 1, 10), c["retry_max_ms"])
         tk = rec.get("_tk")
-        self.emit("alert", id=rec["id"], kind=rec["kind"], **{
+        self.emit("alert", id=rec["id"], kind=rec["kind"], via=self.via, **{
             "try": n, "pub_ms": self.clk.ms() - tk if tk is not None else age})
 
     def _status(self, state="online"):
         b = self.b
         now = self.clk.ms()
+        diag = {"reset": b.reset_cause(), "reconnects": max(0, self.ups - 1),
+                "link_err": self.link_err}
+        if self.cell is not None:
+            diag.update(self.cell.diag())
         body = proto.status_body(self.dev, state, self.boot, (now - self.t0) // 1000,
-                                 b.battery(), b.rssi(), len(self.ob), {
-                                     "reset": b.reset_cause(), "reconnects": max(0, self.ups - 1),
-                                     "link_err": self.link_err})
+                                 b.battery(), b.rssi(), len(self.ob), diag)
         self.t_hb = now
         return self.mq.publish(self.t_status, body, True, True)
 
@@ -149,9 +160,14 @@ class App(alerting.Alerting):
         else:
             self.rc_due = now   # a backup broker is a second path: try it at once
 
+    def _net(self):
+        if self.via == "cellular":
+            return self.cell.m.data_up()
+        return self.b.net_up()
+
     def _link(self, now):
         mq = self.mq
-        if not self.b.net_up():
+        if not self._net():
             if mq.sock is not None:
                 mq.close("network down")
         elif mq.state == mqtt.CLOSED and now >= self.rc_due:
@@ -235,13 +251,15 @@ class App(alerting.Alerting):
         mq = self.mq
         if mq.state == mqtt.TCP or mq.wbuf:
             t = min(t, 5)
-        elif mq.state == mqtt.CLOSED and self.b.net_up():
+        elif mq.state == mqtt.CLOSED and self._net():
             # Without a network there is nothing to reconnect to: the board's tick (or
             # stdin, on the sim board) wakes the loop when WiFi returns.
             t = min(t, max(0, self.rc_due - now))
         elif mq.state == mqtt.UP:
             for r in self.ob.recs:
                 t = min(t, max(0, r["_due"] - now))
+        if self.cell is not None:
+            t = min(t, self.cell.m.idle_ms(now))
         return min(t, self.b.tick_ms)
 
     def run(self):
@@ -263,6 +281,8 @@ class App(alerting.Alerting):
             ev = self.gest.tick(now)
             if ev:
                 self._gesture(ev, now)
+            if self.cell is not None:
+                self.cell.tick(now)
             self._link(now)
             now = self.clk.ms()
             self._drain(now)
@@ -304,6 +324,9 @@ class App(alerting.Alerting):
             return
         if (self.ob.recs or self.mq.state != mqtt.UP) and awake < c["awake_s"] * 1000:
             return
+        if self.cell is not None and self.cell.busy() and self.ob.recs and \
+                awake < c["sms_after_ms"] + 180000:
+            return       # the second path (cellular, then SMS) gets its chance first
         if self.mq.state == mqtt.UP:
             pid = self._status("sleeping")
             end = self.clk.ms() + 2000
@@ -312,6 +335,8 @@ class App(alerting.Alerting):
                 self.b.feed()
                 self.mq.service()
             self.mq.close()
+        if self.cell is not None:
+            self.cell.m.off_now()     # the modem would drain the cell through the sleep
         self._forget_crashes()
         self.emit("sleep", awake_ms=self.clk.ms() - self.t0, ms=c["sleep_heartbeat_s"] * 1000)
         self.b.deepsleep(c["sleep_heartbeat_s"] * 1000)

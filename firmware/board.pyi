@@ -46,6 +46,15 @@ class Board(Protocol):
         """Sleep until the button or ms pass (does not return on a board)."""
     def reset_cause(self) -> str:
         """Why the board last started: "pwron", "wdt", "soft", "deepsleep", "hard"."""
+    def modem_uart(self) -> Any | None:
+        """The cellular modem's UART (read/write/any, never blocking), or None when none
+        is fitted (config "modem" null). Called once, after setup()."""
+    def modem_pin(self, name: str, level: int) -> None:
+        """Drive a modem control line: "pwrkey" (1 = pressed, the board minds inversion)."""
+    def modem_ppp(self, on: bool) -> None:
+        """Start (after the modem's CONNECT) or stop PPP over the modem's UART."""
+    def modem_ppp_up(self) -> bool:
+        """True when PPP has an address: sockets then reach the brokers over cellular."""
     def crashed(self, e: BaseException) -> None:
         """The app raised: on a board, reset (the outbox survives in flash)."""
 

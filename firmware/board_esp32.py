@@ -112,6 +112,9 @@ class Board:
         self.floor = 0           # the wall clock is at least this (port seconds)
         self.uart = None
         self.gps = None
+        self.m_uart = None
+        self.m_key = None
+        self.ppp = None
         # Woken by the button from deep sleep: the press began at reset (ticks ~0), before
         # the IRQ existed. Recorded first, so the wake press counts (a triple press from
         # sleep, a long press that started the board).
@@ -209,6 +212,43 @@ class Board:
 
     def net_up(self):
         return self.wlan.isconnected()
+
+    # -- the cellular modem (docs/firmware.md "Cellular") --
+    def modem_uart(self):
+        m = self.cfg["modem"] if self.cfg else None
+        if m and self.m_uart is None:
+            # timeout=0: read() returns what is there; a big RX buffer holds a whole +CMGR
+            # and PPP's bursts between loop turns.
+            self.m_uart = machine.UART(m["uart"], baudrate=m["baud"], tx=m["tx"], rx=m["rx"],
+                                       timeout=0, rxbuf=2048)
+            # PWRKEY through an NPN transistor: the pin high pulls the modem's PWRKEY low.
+            self.m_key = Pin(m["pwrkey"], Pin.OUT, value=0)
+        return self.m_uart
+
+    def modem_pin(self, name, level):
+        if name == "pwrkey" and self.m_key is not None:
+            self.m_key.value(1 if level else 0)
+
+    def modem_ppp(self, on):
+        if on and self.m_uart is not None:
+            if self.ppp is None:
+                self.ppp = network.PPP(self.m_uart)
+            # While PPP is up it is lwIP's default interface: new sockets (the MQTT
+            # client's next connect) go over cellular; connect() returns at once.
+            self.ppp.active(True)
+            self.ppp.connect()
+        elif not on and self.ppp is not None:
+            try:
+                self.ppp.disconnect()
+                self.ppp.active(False)
+            except OSError:
+                pass
+
+    def modem_ppp_up(self):
+        try:
+            return self.ppp is not None and self.ppp.isconnected()
+        except OSError:
+            return False
 
     def synced(self):
         return self._synced

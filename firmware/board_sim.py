@@ -23,6 +23,7 @@ class Board:
         self._p.register(self._in, select.POLLIN)
         self._line = bytearray()
         self._out = sys.stdout
+        self.emu = None
 
     # -- hooks used by the app --
     def setup(self, app):
@@ -84,6 +85,33 @@ class Board:
     def crashed(self, e):
         pass
 
+    # The modem is simulator/modem_emu.py (never shipped to a board), named by the JSON
+    # file in $PANIC_MODEM: {"lib": <its folder>, "spool": <carrier spool>, "msisdn": <the
+    # SIM's number>, "faults": {...}}. Without it the simulated button has no modem.
+    def modem_uart(self):
+        p = os.getenv("PANIC_MODEM")
+        if self.emu is None and p:
+            # Its folder may hold a modem_emu.mpy (mpy-cross): less of the heap than source.
+            with open(p) as f:
+                d = json.load(f)
+            sys.path.append(d["lib"])
+            from modem_emu import Emu  # pyright: ignore[reportMissingImports]
+            self.emu = Emu(d["spool"], d["msisdn"], d.get("faults"))
+        return self.emu
+
+    def modem_pin(self, name, level):
+        if self.emu is not None:
+            self.emu.pin(name, level)
+
+    def modem_ppp(self, on):
+        if self.emu is not None:
+            self.emu.ppp(on)
+
+    def modem_ppp_up(self):
+        # The stand-in for PPP: once the emulated call is up, the same sockets reach the
+        # brokers (over the host's network, as WiFi does here).
+        return self.emu is not None and self.emu.ppp_up()
+
     # -- stdin commands --
     def service(self, app):
         # Byte by byte: the unix port's stream reads loop until their buffer is full, so
@@ -143,6 +171,16 @@ class Board:
             g = app.gps_on()
             if g is not None and not g.feed(arg):
                 app.log("gps sentence ignored (bad checksum/format or no fix)")
+        elif cmd == "modem":
+            # Faults of the emulated modem, a JSON object (simulator/modem_emu.py).
+            try:
+                f = json.loads(arg)
+                emu = self.modem_uart()
+                if emu is None:
+                    raise ValueError("no $PANIC_MODEM")
+                emu.set_faults(f)
+            except Exception:  # noqa: BLE001 -- a bad test command, not a crash
+                app.log("modem needs a JSON object of faults and $PANIC_MODEM")
         elif cmd == "status":
             app.status()
         elif cmd == "quit":

@@ -84,6 +84,13 @@ class Modem:
     def sms(self, to, text):
         self.outbox.append((to, text))
 
+    def off_now(self):
+        """Before a deep sleep: power off without waiting for the answer."""
+        self.b.modem_ppp(False)
+        if self.state != OFF:
+            self.u.write(b"\rAT+CPOF\r")
+        self.state = OFF
+
     def data_up(self):
         return self.state == DATA and self.b.modem_ppp_up()
 

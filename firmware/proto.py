@@ -14,8 +14,9 @@ def sign(mac, body):
     return body + b"\n" + mac.hexdigest(body)
 
 
-def alert_body(dev, rec, age, batt, rssi, loc):
-    """loc: the fixed (lat6, lon6, acc), used when the record carries no GPS fix."""
+def alert_body(dev, rec, age, batt, rssi, loc, via=None):
+    """loc: the fixed (lat6, lon6, acc), used when the record carries no GPS fix; via:
+    "cellular" on a copy that leaves over the modem (absent means WiFi)."""
     gps = "lat6" in rec
     d = {"v": 1, "dev": dev, "id": rec["id"], "boot": rec["boot"],
          "seq": rec["seq"], "kind": rec["kind"], "t": rec["t"], "age": age,
@@ -24,11 +25,13 @@ def alert_body(dev, rec, age, batt, rssi, loc):
          "batt": batt, "rssi": rssi}
     if rec.get("ref"):
         d["ref"] = rec["ref"]
+    if via:
+        d["via"] = via
     return json.dumps(d).encode()
 
 
-def alert(mac, dev, rec, age, batt, rssi, loc):
-    return sign(mac, alert_body(dev, rec, age, batt, rssi, loc))
+def alert(mac, dev, rec, age, batt, rssi, loc, via=None):
+    return sign(mac, alert_body(dev, rec, age, batt, rssi, loc, via))
 
 
 def status_body(dev, state, boot, up, batt, rssi, outbox, diag=None):
