@@ -70,7 +70,6 @@ def setup(app):
         app.al.raised(last, now)
     b.setup(app)
     b.register(app.poller)
-
     if app.boot_hold_ms:
         # Held while the board powered up and released before safe mode: a press
         # like any other (a panic when long enough).
