@@ -23,6 +23,7 @@ from .actions import MAX_NOTE, MAX_UNIT
 from .api_units import MAX_CALL_SIGN
 from .domain.health import LINK_ERROR_WORDS, LINK_ERRORS, RESET_CAUSES
 from .domain.lifecycle import ACTIONS
+from .domain.paths import PATHS
 from .http_params import INT64_MAX, INT64_MIN
 
 JSON = "application/json"
@@ -63,7 +64,12 @@ SCHEMAS: dict[str, Schema] = {
                      lat6=INT, lon6=INT, acc=INT, src=STR, unit=STR_OR_NULL, acknowledged_ms=INT_OR_NULL,
                      dispatched_ms=INT_OR_NULL, on_scene_ms=INT_OR_NULL, resolved_ms=INT_OR_NULL,
                      cancelled_ms=INT_OR_NULL, device={"type": ["object", "null"]},
-                     latency_ms={"type": "object", "additionalProperties": INT_OR_NULL}),
+                     latency_ms={"type": "object", "additionalProperties": INT_OR_NULL},
+                     path={"type": "string", "enum": list(PATHS),
+                           "description": "how the first copy of the alert arrived (docs/protocol.md, Paths)"}),
+    "Delivery": _obj(["alert_id", "path", "received_ms", "latency_ms"], alert_id=STR, incident_id=STR, dev=STR,
+                     path={"type": "string", "enum": list(PATHS)}, received_ms=INT,
+                     latency_ms={**INT, "description": "received minus the press time"}),
     "Device": _obj(["id", "health"], id=STR, health=_ref("DeviceHealth")),
     # Link diagnostics are null until a button's firmware reports them (older firmware never does).
     "DeviceHealth": _obj(
@@ -135,7 +141,9 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
             _query_int("since", "received at or after this Unix ms"), _query_int("limit", "at most this many (≤ 5000)", lo=0),
             _param("state", "query", STR, "only incidents in this state")]),
     ("get", "/api/incidents/{id}"): op(
-        "One incident with its timeline", {"allOf": [_ref("Incident"), _obj(["events"], events={"type": "array"})]},
+        "One incident with its timeline and every delivery of its alerts (one per path)",
+        {"allOf": [_ref("Incident"), _obj(["events", "deliveries"], events={"type": "array"},
+                                          deliveries={"type": "array", "items": _ref("Delivery")})]},
         params=[INCIDENT_ID], errors=[404]),
     ("get", "/api/incidents/{id}.cap"): op("One incident as CAP 1.2 XML", STR, params=[INCIDENT_ID],
                                            errors=[404], media="application/cap+xml"),
