@@ -215,7 +215,7 @@ class SmsCentre:
         if self.per_number_per_hour is not None:
             args += ["--per-number-per-hour", str(self.per_number_per_hour)]
         self.stack.cli(*args)
-        log = open(self.dir / "smsd.out", "ab")
+        log = open(self.dir / "smsd-stdout.log", "ab")
         self.smsd = subprocess.Popen(["gammu-smsd", "-c", str(self.dir / "smsdrc")], stdout=log, stderr=log)
         self.carrier = Carrier(spool=self.spool, phone=self.dir / "phone", sent=self.dir / "sent",
                                settings=self.settings, seed=self.seed, centre=self.number, covered=self.covered,

@@ -15,6 +15,7 @@ from gateway.store import open_store
 from protocol import sms as sms_format
 from simulator.carrier import CENTRE
 from simulator.stack import Stack
+from tests.conftest import assert_no_secrets_in_logs
 from tests.devices import RawDevice
 from tests.gateway.test_sms_support import Phone, alert_sms, start_sms, wait_for
 
@@ -32,6 +33,10 @@ def sms(tmp_path_factory):
     finally:
         centre.stop()
         stack.down()
+    token = (smsd.dir / "relay.token").read_text().strip()
+    for log in smsd.dir.rglob("*.log"):
+        assert token not in log.read_text(errors="replace"), f"the relay token in {log}"
+    assert_no_secrets_in_logs(stack)
 
 
 _numbers = iter(range(100, 999))

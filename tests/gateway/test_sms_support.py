@@ -37,7 +37,7 @@ class Smsd:
         self.dir = centre.dir
 
     def log(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in (self.dir / "smsd.log", self.dir / "smsd.out")
+        return "\n".join(p.read_text(errors="replace") for p in (self.dir / "smsd.log", self.dir / "smsd-stdout.log")
                          if p.exists())
 
     def done(self, msisdn: str) -> list[Path]:
