@@ -183,6 +183,25 @@ def test_data_down_too_sms_goes_and_a_signed_sms_ack_ends_it(stack, button):
     assert boot["outbox"] == 0                  # the SMS ack took it out of the flash outbox
 
 
+def test_supervised_cellular_test_proves_the_path_and_the_status_carries_it(stack, button):
+    fw, _ = button({"csq": 17, "reg": "roaming"}, modem={}, sms_to=CENTRE, cell_test_h=24)
+    link_up(fw)
+    # Due at once on a button never tested: over cellular, a status whose PUBACK is the proof.
+    fw.wait_for(lambda e: e["ev"] == "path" and e["via"] == "cellular", 20)
+    t = fw.wait_for(lambda e: e["ev"] == "cell_test" and "ok" in e, 20)
+    assert (t["ok"], t["reg"], t["csq"]) == (True, "roaming", 17)
+    wait_until(lambda: (retained_status(stack, fw.dev).get("cell") or {}).get("test"), 10,
+               what="the test's time in the status")
+    st = retained_status(stack, fw.dev)
+    assert st["cell"]["reg"] == "roaming" and st["cell"]["csq"] == 17
+    assert abs(st["cell"]["test"] - time.time()) < 120 and "cell_err" not in st
+    # Nothing needs the modem now: back on WiFi, the modem off, the proof kept in flash.
+    fw.wait_for(lambda e: e["ev"] == "path" and e["via"] == "wifi", 40)
+    assert (fw.flash / "celltest").read_text() == str(st["cell"]["test"])
+    fw.send("trigger")
+    assert received(fw, 10)["via"] == "wifi"
+
+
 @pytest.mark.skipif(not BUILD_MAIN.exists(), reason="run `make firmware` first (make test does)")
 def test_cellular_session_heap_from_the_mpy_build(stack, modem, tmp_path):
     """The .mpy build at 104K: WiFi down, the modem up, the alert over cellular, status. The
@@ -190,7 +209,7 @@ def test_cellular_session_heap_from_the_mpy_build(stack, modem, tmp_path):
     settings, _ = modem()
     creds = stack.add_device("klj-kauman-rw05-rt07", -7982600, 112627000)
     cfg = dict(creds["config"], modem={}, sms_to=CENTRE, cell_test_h=0, cell_after_ms=1000)
-    fw = FirmwareDevice(tmp_path / "flash96", cfg, heap="112K", main=BUILD_MAIN, modem=settings)
+    fw = FirmwareDevice(tmp_path / "flash96", cfg, heap="104K", main=BUILD_MAIN, modem=settings)
     fw.start()
     try:
         link_up(fw)
