@@ -32,6 +32,8 @@ log = logging.getLogger("panic.health")
 
 STATES = ("online", "offline", "sleeping")
 MAX_STATUS = 1024
+# A fix time further than this from the gateway clock is not believed: the point takes the arrival time.
+TRACK_CLOCK_SLACK_MS = 10 * 60 * 1000
 # field: (lo, hi); all optional, all integers except fw
 _INTS = {"boot": (0, 2**53), "up": (0, 2**53), "batt": (0, 100), "rssi": (-200, 0),
          "outbox": (0, 100_000), "hb": (1, 86_400), "reconnects": (0, 2**53)}
@@ -86,7 +88,24 @@ def parse_status(topic: str, payload: bytes, root: str) -> tuple[str, dict]:
         out["link_err"] = link_err
     if body.get("cell") is not None:
         out["cell"] = _cell(body["cell"])
+    if body.get("pos") is not None:
+        out["pos"] = _pos(body["pos"])
     return dev, out
+
+
+def _pos(pos: Any) -> dict:
+    """The optional `pos` object a GPS button sends while its incident is open: {"lat6", "lon6",
+    "acc", "t": unix ms of the fix, or null when the button's clock is not set}."""
+    if not isinstance(pos, dict) or set(pos) - {"lat6", "lon6", "acc", "t"}:
+        raise StatusError("schema", "pos must be an object of lat6, lon6, acc and t")
+    for key, lo, hi in (("lat6", -90_000_000, 90_000_000), ("lon6", -180_000_000, 180_000_000),
+                        ("acc", 0, 1_000_000)):
+        if type(pos.get(key)) is not int or not lo <= pos[key] <= hi:
+            raise StatusError("schema", f"pos.{key} must be an integer in [{lo}, {hi}]")
+    t = pos.get("t")
+    if t is not None and (type(t) is not int or not 0 <= t <= 2**53):
+        raise StatusError("schema", "pos.t must be null or unix ms")
+    return {"lat6": pos["lat6"], "lon6": pos["lon6"], "acc": pos["acc"], "t": t}
 
 
 def _cell(cell: Any) -> dict:
@@ -171,6 +190,12 @@ class HealthMonitor:
             dev, status, now_ms(), retained=retained, heartbeat_s=self.cfg.heartbeat_s,
             silent_factor=self.cfg.silent_factor, low_battery_pct=self.cfg.low_battery_pct,
             backlog_min=self.cfg.backlog_min)
+        pos = status.get("pos")
+        # A retained status is the broker's copy of an old one: its point is already on the track.
+        if pos is not None and not retained:
+            now = now_ms()
+            at = pos["t"] if pos["t"] is not None and abs(pos["t"] - now) < TRACK_CLOCK_SLACK_MS else now
+            self.store.add_track_point(dev, at_ms=at, lat6=pos["lat6"], lon6=pos["lon6"], acc=pos["acc"])
         if change:
             self._changed(dev, change)
         return change

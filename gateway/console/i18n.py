@@ -157,6 +157,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "map_note": ("Peta dari data proyek sendiri (tanpa ubin peta).", "Map from the project's own data (no map tiles)."),
     "registered_at": ("Lokasi terdaftar", "Registered location"),
     "alert_at": ("Posisi alarm", "Alert position"),
+    "track_last": ("Posisi terakhir tombol", "Button's last position"),
     "accuracy": ("akurasi", "accuracy"),
     "clock_device": ("jam perangkat", "device clock"),
     "clock_age": ("dari umur pesan", "from message age"),

@@ -1,7 +1,7 @@
 """The store: persistence for every part of the gateway, SQLite or PostgreSQL.
 
-Each part lives with its concept (devices, incidents, units, sectors, forwards, health, accounts) over the
-shared plumbing in core.py; the database subclasses supply connections and transactions.
+Each part lives with its concept (devices, incidents, units, sectors, forwards, health, track,
+accounts) over the shared plumbing in core.py; the database subclasses supply connections and transactions.
 Every write the gateway acks for happens inside one committed transaction first.
 Statements that several gateways may race on (two copies of one alert, a forward claimed by
 two forwarders, an escalation seen by two sweeps) are written so that the database decides
@@ -12,9 +12,9 @@ from __future__ import annotations
 from .accounts import AccountsMixin
 from .dead_letters import DeadLettersMixin
 from .forwards import ForwardsMixin
-from .health import HealthMixin
 from .sectors import SectorsMixin
+from .track import TrackMixin
 
 
-class Store(SectorsMixin, HealthMixin, ForwardsMixin, AccountsMixin, DeadLettersMixin):
+class Store(SectorsMixin, TrackMixin, ForwardsMixin, AccountsMixin, DeadLettersMixin):
     """All parts over one database; SqliteStore and PostgresStore supply the connection."""

@@ -137,4 +137,9 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE device_health ADD COLUMN cell_test_ms BIGINT",
         "ALTER TABLE device_health ADD COLUMN cell_ms BIGINT",
     ],
+    [  # 11: a GPS button's positions while its incident is open (the track on the incident's map)
+        """CREATE TABLE incident_track (
+            incident_id TEXT NOT NULL, at_ms BIGINT NOT NULL, lat6 BIGINT NOT NULL, lon6 BIGINT NOT NULL,
+            acc INTEGER NOT NULL, PRIMARY KEY (incident_id, at_ms))""",
+    ],
 ]

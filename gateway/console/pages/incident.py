@@ -31,6 +31,7 @@ async def incident_page(request: Request) -> Response:
     inc.device = redact(user.view, inc.device)
     events = await run_in_threadpool(store.events, inc.id)
     deliveries = await run_in_threadpool(store.deliveries, inc.id)
+    track = await run_in_threadpool(store.track, inc.id)
     falses = (await run_in_threadpool(queries.false_alarms, store, [inc.dev], now_ms())).get(inc.dev, 0)
     timeline, prev = [], inc.press_ms
     for e in events:
@@ -39,7 +40,7 @@ async def incident_page(request: Request) -> Response:
     units = await run_in_threadpool(store.units)
     boot = {"incident": inc.to_json(), "tile_url": settings.tile_url,
             "tile_attribution": settings.tile_attribution, "words": tr(request).table(),
-            "sla_ms": sla_ms(request), "now": now_ms()}
+            "sla_ms": sla_ms(request), "now": now_ms(), "track": track}
     actions = allowed_actions(inc.state, user.role, incident_unit=inc.unit, actor_unit=user.unit)
     rec = await unit_pages.recommendation_for(request, inc) if "dispatch" in actions else None
     # The call-back and the cancel confirmation have their own panel (_verify.html); the
