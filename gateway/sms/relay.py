@@ -78,7 +78,8 @@ class SmsRelay:
                              now_ms=now, stale_past_ms=self.stale_past_ms, stale_future_ms=self.stale_future_ms)
         if isinstance(result, Rejection):
             return self._refuse(result.reason, sender, claimed)
-        result.body = text.strip()  # what came in, as it came
+        # The stored body is that MQTT form (not the SMS text), so a later copy of another path
+        # is judged against its press time like any retransmission (store: id_reuse).
         out = self.ingest(result, path=SMS)
         if out.duplicate and not out.new_path:
             return self._refuse("replay", sender, claimed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from typing import Any
 
 import httpx
@@ -105,6 +106,31 @@ def test_the_same_alert_over_mqtt_then_sms_is_one_incident_with_an_sms_delivery_
     store = open_store(config.load(stack.config))
     try:
         assert sorted(d["path"] for d in store.deliveries(inc["id"])) == ["sms", "wifi"]
+    finally:
+        store.close()
+
+
+def test_after_an_sms_the_same_press_over_mqtt_is_one_incident_and_a_new_press_under_its_id_is_id_reuse(sms):
+    stack, _smsd, _carrier = sms
+    creds, phone = button(stack, "klj-kauman-rw05-rt36")
+    t_s = int(time.time())
+    phone.send(alert_sms(creds, seq=6, t_s=t_s))
+    wait_for("the SMS ack at the button", lambda: replies(phone, creds["secret"]))
+    raw = RawDevice(creds, stack.broker_port)
+    try:
+        raw.send(seq=6, t=t_s * 1000 + 400)  # the same press: the SMS carries it to the second
+        same = raw.ack()
+        raw.send(seq=6, t=t_s * 1000 - 60_000)  # a new press under the SMS's id
+        reused = raw.ack()
+    finally:
+        raw.close()
+    assert same["stage"] == "received"
+    assert (reused["stage"], reused["reason"]) == ("rejected", "id_reuse")
+    first = [i for i in incidents_of(stack, creds["id"]) if i["alert_id"].endswith(":1:6")]
+    assert len(first) == 1 and first[0]["path"] == "sms"
+    store = open_store(config.load(stack.config))
+    try:
+        assert sorted(d["path"] for d in store.deliveries(first[0]["id"])) == ["sms", "wifi"]
     finally:
         store.close()
 
