@@ -8,7 +8,6 @@
 # its PUBACK the proof). Loaded only when a modem is configured: RAM is scarce.
 import modem
 import mqtt
-import sms
 
 _LINGER_MS = 20000      # on cellular after the last alert left: later stages still arrive
 _TEST_MS = 180000       # a supervised test not proven by then failed
@@ -117,6 +116,7 @@ class Cellular:
         self._test(now)
 
     def _text(self, r, now):
+        import sms      # only once an SMS is due: 2 KB of heap the data path does not need
         a = self.a
         gps = "lat6" in r
         lat6, lon6, acc = (r["lat6"], r["lon6"], r["acc"]) if gps else a.loc
@@ -141,6 +141,7 @@ class Cellular:
             if _digits(sender) != _digits(self.sms_to):
                 why, d = "number", None
             else:
+                import sms
                 why, d = sms.verify_ack(a.mac, text)
             if why:
                 self.bad_sms += 1
