@@ -123,19 +123,23 @@ def test_wifi_down_press_goes_over_cellular_and_is_acked(stack, button):
     print(f"cellular session (source, {MODEM_HEAP} heap): peak in use {heap['peak']} bytes")
 
 
-def test_dead_modem_is_reported_no_sms_tried_and_the_alert_kept(stack, button):
-    fw, spool = button({"sim": "removed"}, modem={}, sms_to=CENTRE, cell_test_h=24, cell_after_ms=1000, sms_after_ms=3000)
+@pytest.mark.parametrize("faults, state, reg", [({"sim": "removed"}, "no_sim", "none"),
+                                                ({"reg": "denied"}, "denied", "denied"),
+                                                ({"reg": "searching"}, "no_reg", "searching")])
+def test_dead_modem_is_reported_no_sms_tried_and_the_alert_kept(stack, button, faults, state, reg):
+    fw, spool = button(faults, modem={"reg_s": 10}, sms_to=CENTRE, cell_test_h=24, cell_after_ms=1000,
+                       sms_after_ms=3000)
     link_up(fw)
-    # The supervised test at first boot finds the missing SIM; the status says so.
-    t = fw.wait_for(lambda e: e["ev"] == "cell_test" and "ok" in e, 20)
-    assert t["ok"] is False and t["reg"] == "none"
-    wait_until(lambda: retained_status(stack, fw.dev).get("cell_err") == "no_sim", 10, what="no_sim in the status")
+    # The supervised test at first boot finds the dead modem; the status says why.
+    t = fw.wait_for(lambda e: e["ev"] == "cell_test" and "ok" in e, 30)
+    assert t["ok"] is False and t["reg"] == reg
+    wait_until(lambda: retained_status(stack, fw.dev).get("cell_err") == state, 10, what=f"{state} in the status")
     st = retained_status(stack, fw.dev)
-    assert st["cell"] == {"reg": "none", "csq": 99, "test": None}
+    assert st["cell"] == {"reg": reg, "csq": 99, "test": None}
     stack.kill_gateway()
     fw.send("trigger")
-    held = fw.wait_for(lambda e: e["ev"] == "sms_held", 20)
-    assert held["modem"] == "no_sim"
+    held = fw.wait_for(lambda e: e["ev"] == "sms_held", 30)
+    assert held["modem"] == state
     assert not fw.seen("sms") and mo_files(spool) == []
     stack.start_gateway()
     ack = received(fw, 30)
