@@ -259,6 +259,9 @@ class Run:
                 self.second[f"switched_to_{ev.get('via')}"] += 1
             elif kind == "sms":
                 self.second["sms_sent" if ev.get("ok") else "sms_send_failed"] += 1
+                if ev.get("ok") and ev.get("id"):
+                    # An alert whose only way out was the SMS never had an `alert` event.
+                    self._on_alert(st, {"id": ev["id"], "try": 1})
             elif kind in ("sms_held", "bad_ack"):
                 self.second[kind] += 1
             if kind == "ack" and ev.get("stage") == "received":

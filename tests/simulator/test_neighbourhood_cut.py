@@ -147,16 +147,19 @@ def test_report_counts_each_path_and_how_the_presses_in_the_dark_got_through():
     json.dumps(b)   # the --json file takes it as it is
 
 
-def tiny_scenario(tmp_path, **extra) -> str:
+def tiny(**extra) -> dict:
     """Two Klojen kelurahan with three RT heads each, one post: a neighbourhood cut darkens
     half of a fleet small enough for a test."""
     rows = {k["name"]: k for k in KLOJEN["kelurahan"]}
-    scn = {"name": "tiny-klojen", "title": "Two Klojen kelurahan, six RT heads (test)", "kecamatan": "Klojen",
-           "prefix": "klj", "spread_m": 300,
-           "kelurahan": [dict(rows[k], rw=1, rt=3) for k in ("Kauman", "Oro-oro Dowo")],
-           "posts": [dict(KLOJEN["posts"][0], units=3)], **extra}
+    return {"name": "tiny-klojen", "title": "Two Klojen kelurahan, six RT heads (test)", "kecamatan": "Klojen",
+            "prefix": "klj", "spread_m": 300,
+            "kelurahan": [dict(rows[k], rw=1, rt=3) for k in ("Kauman", "Oro-oro Dowo")],
+            "posts": [dict(KLOJEN["posts"][0], units=3)], **extra}
+
+
+def tiny_scenario(tmp_path, **extra) -> str:
     path = tmp_path / "tiny-klojen.json"
-    path.write_text(json.dumps(scn))
+    path.write_text(json.dumps(tiny(**extra)))
     return str(path)
 
 
@@ -199,3 +202,58 @@ def test_presses_in_a_neighbourhood_cut_wait_in_flash_and_arrive_over_wifi_when_
     assert "press -> received per delivery path" in printed and "neighbourhood cut 1: Oro-oro Dowo" in printed
     png = (tmp_path / "plots" / "paths.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# Seed 13 darkens Oro-oro Dowo from 8.7 s to 48.7 s (20 simulated minutes at x30), with presses
+# in the dark at 9 an hour (checked below). Every button has a modem with signal; about half have
+# no data (SMS only), among them one in Oro-oro Dowo; attach and SMS delay are a couple of seconds.
+MODEM_ARGS = ["--devices", "6", "--duration", "60", "--speed", "30", "--seed", "13", "--rate", "3", "--no-burst",
+              "--bumps", "0", "--outages", "0", "--power-cuts", "0", "--broker-restarts", "0",
+              "--neighbourhood-cuts", "1", "--cut-minutes", "20", "--cut-press-rate", "9", "--modem-share", "1",
+              "--idle-probe", "0", "--drain", "90", "--no-progress"]
+CARRIER = {"coverage": {"*": 1.0}, "attach_median_s": 2.0, "attach_sigma": 0.2, "attach_max_s": 4.0,
+           "sms_delay_median_s": 2.0, "sms_delay_sigma": 0.2, "sms_loss": 0.0, "data_share": 0.5}
+# SMS after 12 s without a data ack: inside the 40 s of dark, and long after the 3 s after which
+# the modem's data call is tried.
+TIMERS = {"cell_after_ms": 3000, "sms_after_ms": 12000}
+
+
+def test_the_seed_of_the_modem_run_puts_presses_in_the_dark_on_data_and_sms_only_buttons():
+    cfg = WorldConfig(rate_per_h=3, bursts=[], bumps_per_h=0, outages_per_h=0, power_cuts_per_h=0, broker_restarts=0,
+                      neighbourhood_cuts=1, neighbourhood_cut_sim_s=1200, cut_press_rate_per_h=9, modem_share=1.0,
+                      carrier=scenario.carrier_settings(CARRIER))
+    p = plan(cfg, 60, 30, 13, kelurahan=["Kauman", "Oro-oro Dowo"])
+    cut = of(p, "router_cut")[0]
+    assert cut.args["kelurahan"] == "Oro-oro Dowo"
+    assert len([h for h in of(p, "press") if h.args.get("cut") and h.at < 30]) >= 3
+    dark = [b for b in scenario.buttons(tiny()) if b.kelurahan == "Oro-oro Dowo"]
+    prof = profiles(dark, cfg, 13)
+    assert {prof[b.id].data for b in dark} == {True, False}, "both kinds of modem button in the dark"
+
+
+def test_presses_in_a_neighbourhood_cut_go_over_cellular_or_sms_and_are_reported_per_path(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    rc = cli.main(["run", tiny_scenario(tmp_path, carrier=CARRIER, button_config=TIMERS), *MODEM_ARGS,
+                   "--state", str(tmp_path / "state"), "--json", str(out), "--plots", str(tmp_path / "plots")])
+    printed = capsys.readouterr().out
+    rep = json.loads(out.read_text())
+    assert rc == 0, printed
+    assert rep["lost"] == 0 and rep["duplicates"] == 0 and rep["incidents"] == rep["pressed"], printed
+    assert rep["second_path"]["modems"] == 6 and rep["second_path"]["modems_with_coverage"] == 6
+    (cut,) = rep["paths"]["cuts"]
+    assert cut["kelurahan"] == "Oro-oro Dowo" and cut["presses"] >= 2 and cut["not_delivered"] == 0, printed
+    # Made in the dark, delivered first over the button's own modem: data on the buttons that
+    # have it, the SMS on the one that has not (the seed presses both early in the dark).
+    second = {p: n for p, n in cut["first_path"].items() if p in ("cellular", "sms")}
+    assert set(second) == {"cellular", "sms"}, printed
+    every = rep["paths"]["every"]
+    for path, n in second.items():
+        assert every[path]["n"] >= n and every[path]["p99_s"] is not None
+    # The SMS goes out after sms_after_ms without a data ack, and its ack came back by SMS.
+    assert every["sms"]["p50_s"] >= TIMERS["sms_after_ms"] / 1000
+    said = rep["second_path"]["buttons_said"]
+    assert said["sms_sent"] >= 1 and said["received_ack_via_sms"] >= 1 and said["alert_tx_cellular"] >= 1
+    assert rep["second_path"]["sms"]["mo"]["delivered"] >= 1 and rep["second_path"]["sms"]["mt"]["delivered"] >= 1
+    # Presses in the lit kelurahan went over WiFi.
+    assert every["wifi"]["n"] >= rep["pressed"] - cut["presses"]
+    assert "cellular" in printed and "neighbourhood cut 1: Oro-oro Dowo" in printed
