@@ -23,6 +23,7 @@ from .health import describe
 from .ids import new_password, new_secret, valid_device_id
 from .models import Device
 from .sinks.webhook import new_secret as new_webhook_secret
+from .sms import settings as sms_settings
 from .store import open_store
 from .timeutil import now_ms
 
@@ -52,6 +53,8 @@ def firmware_config(cfg: config.Config, d: Device, boot_floor: int = 0, *, mqtt_
         "lat6": d.lat6, "lon6": d.lon6, "acc": 25,
         # A re-flashed button must not reuse alert ids the gateway already holds.
         "boot_floor": boot_floor,
+        # The centre's SMS number, the last-resort path; used only by a button fitted with a modem.
+        "sms_to": sms_settings.load(cfg).number or None,
     }
 
 

@@ -70,6 +70,10 @@ def test_sms_setup_writes_the_daemons_config_and_a_private_relay_token(tmp_path)
     assert f"-m gateway.sms receive --config {stack.config}" in rc
     assert tomllib.loads(stack.config.read_text())["sms"] == {"device": "dummy", "per_number_per_hour": 7,
                                                                 "number": "+62341000110"}
+    # Every button's config names the centre's number: the SMS path needs nothing more than a modem.
+    stack.cli("device", "add", "klj-kauman-rw01-rt01", "--lat6", "-7982600", "--lon6", "112627000")
+    fw = json.loads(stack.cli("device", "config", "klj-kauman-rw01-rt01").stdout)
+    assert fw["sms_to"] == "+62341000110"
     token = (sms / "relay.token").read_text().strip()
     assert stat.S_IMODE((sms / "relay.token").stat().st_mode) == 0o600
     assert stat.S_IMODE((sms / "smsdrc").stat().st_mode) == 0o600
