@@ -123,6 +123,25 @@ def test_wifi_down_press_goes_over_cellular_and_is_acked(stack, button):
     print(f"cellular session (source, {MODEM_HEAP} heap): peak in use {heap['peak']} bytes")
 
 
+def test_no_ack_within_cell_after_ms_sends_over_cellular_too(stack, button):
+    # WiFi up and the broker reachable, but no `received`: the gateway is down. The same
+    # alert goes again over cellular, same id, and the one incident is acked there.
+    fw, _ = button({}, modem={}, sms_to=CENTRE, cell_test_h=0, cell_after_ms=2000, sms_after_ms=60000,
+                   retry_ms=500)
+    link_up(fw)
+    stack.kill_gateway()
+    fw.send("trigger")
+    first = fw.wait_for(lambda e: e["ev"] == "alert", 5)
+    assert first["via"] == "wifi"
+    fw.wait_for(lambda e: e["ev"] == "path" and e["via"] == "cellular", 20)
+    again = fw.wait_for(lambda e: e["ev"] == "alert" and e["via"] == "cellular", 15)
+    assert again["id"] == first["id"]
+    stack.start_gateway()
+    ack = received(fw, 30)
+    assert (ack["id"], ack["via"]) == (first["id"], "cellular")
+    assert [i["alert_id"] for i in stack.incidents()] == [first["id"]]
+
+
 @pytest.mark.parametrize("faults, state, reg", [({"sim": "removed"}, "no_sim", "none"),
                                                 ({"reg": "denied"}, "denied", "denied"),
                                                 ({"reg": "searching"}, "no_reg", "searching")])
