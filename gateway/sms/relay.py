@@ -81,11 +81,15 @@ class SmsRelay:
         # The stored body is that MQTT form (not the SMS text), so a later copy of another path
         # is judged against its press time like any retransmission (store: id_reuse).
         out = self.ingest(result, path=SMS)
-        if out.duplicate and not out.new_path:
-            return self._refuse("replay", sender, claimed)
         inc = out.incident
         reply = sms_format.ack_text(boot=result.boot, seq=result.seq, stage=out.stage, reason=out.reason,
                                     now_s=self.clock() // 1000, secret=device.secret)
+        if out.duplicate and not out.new_path:
+            # The same SMS again: no second delivery, but an answer. A button whose ack SMS was
+            # lost sends its SMS again and must learn the stage; only the registered SIM gets it,
+            # at most `per_number_per_hour` times, so a captured SMS replayed costs one reply each.
+            verdict = self._refuse("replay", sender, claimed)
+            return Verdict(reason=verdict.reason, reply=reply, incident=inc.id if inc else None, stage=out.stage)
         metrics.sms_replies.labels(out.stage).inc()
         log.info("SMS alert %s from %s: %s%s", result.id, masked(sender), out.stage,
                  f" (incident {inc.id})" if inc else "",
