@@ -57,7 +57,7 @@ class Emu:
         self.ppp_t = None      # when the PPP stand-in came up (None: down)
         self.t_mt = 0
         self.sent = 0
-        self.log = []          # every command line received, for tests
+        self.log = []          # the command lines received (the last 100-200), for tests
         for d in (spool + "/mo", spool + "/mt", spool + "/mt/" + msisdn):
             try:
                 os.mkdir(d)
@@ -171,6 +171,8 @@ class Emu:
 
     def _cmd(self, c):
         self.log.append(c)
+        if len(self.log) > 200:
+            del self.log[:100]    # bounded: a search without coverage polls for hours
         if self.echo:
             self._say(c.encode() + b"\r", 5, raw=True)
         if ticks_diff(ticks_ms(), self.t_on) < _BOOT_MS:
