@@ -115,6 +115,7 @@ class Board:
         self.m_uart = None
         self.m_key = None
         self.ppp = None
+        self.ppp_on = False
         # Woken by the button from deep sleep: the press began at reset (ticks ~0), before
         # the IRQ existed. Recorded first, so the wake press counts (a triple press from
         # sleep, a long press that started the board).
@@ -233,16 +234,31 @@ class Board:
         if on and self.m_uart is not None:
             if self.ppp is None:
                 self.ppp = network.PPP(self.m_uart)
-            # While PPP is up it is lwIP's default interface: new sockets (the MQTT
-            # client's next connect) go over cellular; connect() returns at once.
-            self.ppp.active(True)
-            self.ppp.connect()
-        elif not on and self.ppp is not None:
+            # PPP.connect() makes it lwIP's default interface (netif_set_default): new
+            # sockets (the MQTT client's next connect) go over cellular. It returns at
+            # once; isconnected() says when IPCP is done.
+            self.ppp_on = True
+            try:
+                if hasattr(self.ppp, "active"):
+                    self.ppp.active(True)     # the esp32 port's own PPP wants it first
+                self.ppp.connect()
+            except OSError:
+                pass     # EALREADY: a call from before is still up
+        elif not on and self.ppp is not None and self.ppp_on:
+            self.ppp_on = False
             try:
                 self.ppp.disconnect()
-                self.ppp.active(False)
+                if hasattr(self.ppp, "active"):
+                    self.ppp.active(False)
             except OSError:
                 pass
+            # PPP does not give the default route back: WiFi's next association does
+            # (esp_netif sets it on GOT_IP), so re-associate now rather than strand the
+            # MQTT client's WiFi sockets on a dead interface.
+            if self.wlan.isconnected():
+                self.wlan.disconnect()
+                self.w_start = None
+                self.w_due = ticks_ms()
 
     def modem_ppp_up(self):
         try:
