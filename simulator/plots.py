@@ -2,6 +2,7 @@
 of incidents coloured by response time. matplotlib with the Agg backend: no display."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -90,12 +91,13 @@ def paths(rep: dict, path: Path) -> Path:
         if name in values:
             ax.axvline(target, color=PATH_COLOURS[name], ls="--", lw=1, label=f"{name} target p99 <= {target:g} s")
     ax.set_xscale("log")
-    ax.set_xlim(0.005, max(120.0, longest * 1.2))
+    shortest = min((max(v[0], 0.001) for v in values.values()), default=0.005)
+    ax.set_xlim(min(0.005, shortest * 0.8), max(120.0, longest * 1.2))
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("press -> received, real seconds (log scale)")
     ax.set_ylabel("share of copies over the path")
     cuts = ", ".join(f"{c['kelurahan']} {c['sim_minutes']:g} min" for c in rep["paths"]["cuts"])
-    ax.set_title(f"{rep['title']}\npress -> received per delivery path"
+    ax.set_title(textwrap.shorten(rep["title"] or "", 95) + "\npress -> received per delivery path"
                  + (f" (neighbourhood cut: {cuts})" if cuts else ""), fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=7)
