@@ -295,7 +295,8 @@ def paths_text(rep: dict) -> list[str]:
         how = ", ".join(f"{p} {n} (p99 {_fs(c['first'][p]['p99_s'])} s)" for p, n in sorted(c["first_path"].items()))
         L.append(f"neighbourhood cut {c['cut']}: {c['kelurahan']} dark {c['sim_minutes']:g} simulated min "
                  f"({c['buttons']} buttons, wall {c['start_s']}-{c['end_s']} s): {c['presses']} presses in the dark, "
-                 f"first through {how or 'nothing'}; not delivered {c['not_delivered']}")
+                 f"first through {how or 'nothing'}; not delivered {c['not_delivered']}; "
+                 f"{c.get('skipped', 0)} more planned found every button there busy")
     if sp.get("sms"):
         mo, mt = sp["sms"]["mo"], sp["sms"]["mt"]
         L.append(f"carrier: SMS from buttons {mo['sent']} ({mo['delivered']} delivered, {mo['lost']} lost, "

@@ -345,6 +345,9 @@ class Run:
                               lit=a.get("power_cut", False))
         if st is None:
             self.counts["skipped_no_idle_button"] += 1
+            for c in self.cuts:
+                if c["cut"] == a.get("cut"):
+                    c["skipped"] += 1   # every button of the dark kelurahan already busy
             return
         gps = st.profile.gps
         if gps:
@@ -462,7 +465,7 @@ class Run:
             for s in dark:
                 s.dark = a["cut"]
         self.cuts.append({"cut": a["cut"], "kelurahan": kel, "buttons": len(dark), "sim_minutes": a["sim_s"] / 60,
-                          "start_s": round(time.monotonic() - self.t0, 1), "end_s": None})
+                          "start_s": round(time.monotonic() - self.t0, 1), "end_s": None, "skipped": 0})
         for s in dark:
             self.counts["routers_cut"] += 1
             self._send(s, "wifi off")
