@@ -420,7 +420,8 @@ class Run:
             self.sched.after(1.0, lambda: self._w_press(dict(a["press_args"], power_cut=False), st, "wifi"))
 
         def back():
-            self._send(st, "wifi on")
+            if not st.dark:     # its kelurahan went dark meanwhile: the router stays down
+                self._send(st, "wifi on")
             self._free(st)
         self.sched.after(a["off_s"], back)
 
