@@ -257,3 +257,51 @@ def test_presses_in_a_neighbourhood_cut_go_over_cellular_or_sms_and_are_reported
     # Presses in the lit kelurahan went over WiFi.
     assert every["wifi"]["n"] >= rep["pressed"] - cut["presses"]
     assert "cellular" in printed and "neighbourhood cut 1: Oro-oro Dowo" in printed
+
+
+class Pins:
+    """What the world typed on a button's stdin (the host side of the sim board's pipe)."""
+
+    def __init__(self, dev: str) -> None:
+        self.dev, self.lines = dev, []
+
+    def send(self, command: str) -> float:
+        self.lines.append(command)
+        return 0.0
+
+    def power_cut(self) -> None:
+        self.lines.append("<power off>")
+
+    def start(self, wait_ready: float = 0) -> None:
+        self.lines.append("<boot>")   # the sim board boots with its WiFi up
+
+
+def test_the_world_keeps_a_dark_kelurahans_routers_down_whatever_else_ends_meanwhile(tmp_path):
+    """A short WiFi outage that ends inside its kelurahan's cut must not switch the router back on,
+    and a button restarted in the dark boots without WiFi; the restore brings every router back."""
+    import time
+
+    from simulator.run import DevState, Run, RunOptions
+    run = Run(RunOptions(scenario=tiny_scenario(tmp_path), devices=6, progress=False))
+    for b in run.buttons:
+        run.devs[b.id] = DevState(b, run.profiles[b.id], Pins(b.id), firmware=True)   # type: ignore[arg-type]
+    dark = [s for s in run.devs.values() if s.button.kelurahan == "Kauman"]
+    try:
+        for s in run.devs.values():
+            if s not in dark:
+                s.busy = True        # the outage below picks a Kauman button
+        run._w_wifi_outage({"off_s": 0.3, "press": False, "press_args": {}})
+        run._w_router_cut({"kelurahan": "Kauman", "cut": 1, "sim_s": 3600.0})
+        run._power_cycle(dark[-1], 0.2, "idle")
+        deadline = time.monotonic() + 5
+        while run.sched.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for s in dark:
+            assert s.device.lines[-1] == "wifi off", s.device.lines
+        assert dark[-1].device.lines[-2:] == ["<boot>", "wifi off"]
+        assert all(not s.device.lines for s in run.devs.values() if s not in dark)
+        run._w_router_restore({"kelurahan": "Kauman", "cut": 1})
+        assert all(s.device.lines[-1] == "wifi on" and s.dark is None for s in dark)
+        assert run.cuts[0]["buttons"] == 3 and run.counts["routers_cut"] == 3
+    finally:
+        run.sched.stop()
