@@ -34,6 +34,7 @@ class Cellular:
         self.m = modem.Modem(app.b, app.clk.ms, mc["apn"], mc["pin"], mc["reg_s"] * 1000, app.log)
         self.cell_after = c["cell_after_ms"]
         self.sms_after = c["sms_after_ms"]
+        self.sms_retry = c["sms_retry_ms"]
         self.sms_to = c["sms_to"]
         self.every = c["cell_test_h"] * 3600000
         self.path = app.b.flash + "/celltest"
@@ -78,6 +79,11 @@ class Cellular:
             if not wifi or now - t1 >= self.cell_after:
                 late = True
             s = r.get("_sms")       # the SMS text once sent, "-" when none can be
+            sent = r.get("_sms_ok")
+            if s and sent is not None and now - sent >= self.sms_retry << min(r["_sms_n"] - 1, 3):
+                # No ack came back (an SMS either way can be lost): the same SMS again; the
+                # gateway answers a repeat with the incident's stage.
+                r["_sms"] = s = r["_sms_ok"] = None
             if s:
                 sms_wait = sms_wait or s != "-"
             elif self.sms_to and r["kind"] != "cancel" and now - t1 >= self.sms_after and \
@@ -135,6 +141,9 @@ class Cellular:
                     if err:
                         r["_sms"] = None
                         r["_sms_t"] = now + _SMS_RETRY_MS
+                    else:
+                        r["_sms_ok"] = now
+                        r["_sms_n"] = r.get("_sms_n", 0) + 1
                     a.emit("sms", id=r["id"], ok=err is None, err=err)
         while m.inbox:
             sender, text = m.inbox.pop(0)

@@ -45,6 +45,7 @@ DEFAULTS = {
     "sms_to": None,
     "cell_after_ms": 5000,
     "sms_after_ms": 60000,
+    "sms_retry_ms": 300000,    # no SMS ack by then: the same SMS again, the wait doubling up to 8x
     "cell_test_h": 24,
 }
 _MODEM = {"uart": 1, "tx": 26, "rx": 25, "baud": 115200, "pwrkey": 32, "apn": "internet",
@@ -55,7 +56,8 @@ _INTS = ("lat6", "lon6", "acc", "long_press_ms", "triple_window_ms", "cancel_hol
          "cancel_window_s", "debounce_ms", "heartbeat_s", "keepalive_s", "retry_ms",
          "retry_max_ms", "reconnect_min_ms", "reconnect_max_ms", "fail_ms", "outbox_max",
          "batt_low", "awake_s", "wdt_ms", "boot_floor", "cancel_confirm_ms",
-         "sleep_heartbeat_s", "safe_hold_ms", "cell_after_ms", "sms_after_ms", "cell_test_h")
+         "sleep_heartbeat_s", "safe_hold_ms", "cell_after_ms", "sms_after_ms", "sms_retry_ms",
+         "cell_test_h")
 
 # ESP32 (WROOM/WROVER) pin rules.
 _STRAP = (0, 2, 5, 12, 15)        # sampled at reset: a held button changes the boot mode
@@ -205,6 +207,8 @@ def _cell_error(out):
     if out["sms_after_ms"] <= out["cell_after_ms"]:
         # The SMS is the last resort: it comes after the data paths had their chance.
         return "sms_after_ms must be longer than cell_after_ms"
+    if out["sms_retry_ms"] < 10000:
+        return "sms_retry_ms must be >= 10000"
     if not 0 <= out["cell_test_h"] <= 720:
         return "cell_test_h must be 0..720 (0: no supervised test)"
     t = out["sms_to"]

@@ -55,6 +55,7 @@ DEVICE_DEFAULTS: dict[str, Any] = {
     "outbox_max": 32,
     "cell_after_ms": 5000,
     "sms_after_ms": 60000,
+    "sms_retry_ms": 300000,
     "cell_test_h": 24,
 }
 

@@ -206,6 +206,25 @@ def test_data_down_too_sms_goes_and_a_signed_sms_ack_ends_it(stack, button):
     assert boot["outbox"] == 0                  # the SMS ack took it out of the flash outbox
 
 
+def test_an_unanswered_sms_goes_again_and_the_gateways_answer_to_the_repeat_ends_it(stack, button):
+    fw, spool = button({"data": False}, modem={}, sms_to=CENTRE, cell_test_h=0, cell_after_ms=1000,
+                       sms_after_ms=4000, sms_retry_ms=10000)
+    secret = fw.creds["secret"]
+    link_up(fw)
+    fw.send("wifi off")
+    fw.send("trigger")
+    first = fw.wait_for(lambda e: e["ev"] == "sms" and e["ok"], 30)
+    # The ack SMS is lost: nothing comes back, and the button asks again with the same text.
+    fw.wait_for(lambda e: e["ev"] == "sms" and e["ok"], 30)
+    texts = [m["text"] for m in mo_files(spool)]
+    assert len(texts) == 2 and texts[0] == texts[1]
+    f = psms.parse_alert(texts[0], secret)
+    put_mt(spool, "1", CENTRE, psms.ack_text(boot=f["boot"], seq=f["seq"], stage="acknowledged", reason=None,
+                                             now_s=int(time.time()), secret=secret))
+    ack = fw.wait_for(lambda e: e["ev"] == "ack", 15)
+    assert (ack["id"], ack["stage"], ack["via"]) == (first["id"], "acknowledged", "sms")
+
+
 def test_supervised_cellular_test_proves_the_path_and_the_status_carries_it(stack, button):
     fw, _ = button({"csq": 17, "reg": "roaming"}, modem={}, sms_to=CENTRE, cell_test_h=24)
     link_up(fw)
