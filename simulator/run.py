@@ -163,6 +163,9 @@ class Run:
             raise SystemExit("--api needs --config FILE (the gateway's TOML) to provision buttons")
         if o.backup_broker:
             raise SystemExit("--backup-broker starts the simulator's own stack: not with --api")
+        if self.fitted:
+            raise SystemExit("buttons with a modem need the simulator's own SMS centre (gammu-smsd and the "
+                             "carrier beside its own stack): not with --api; --modem-share 0 runs without")
         stack = self.stack = Stack(Path(o.config).parent)
         stack.config = Path(o.config).resolve()
         stack.api_port = int(o.api.rsplit(":", 1)[1].split("/")[0])
