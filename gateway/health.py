@@ -32,6 +32,10 @@ log = logging.getLogger("panic.health")
 
 STATES = ("online", "offline", "sleeping")
 MAX_STATUS = 1024
+# Statuses the worker records in one store transaction: one commit for a heartbeat burst, and
+# short enough that alert ingest never waits long for the store's lock behind it.
+BATCH_MAX = 64
+BATCH_WAIT_S = 0.05
 # A fix time further than this from the gateway clock is not believed: the point takes the arrival time.
 TRACK_CLOCK_SLACK_MS = 10 * 60 * 1000
 # field: (lo, hi); all optional, all integers except fw
@@ -124,6 +128,18 @@ def _cell(cell: Any) -> dict:
     return {"reg": cell["reg"], "csq": csq, "test": test}
 
 
+class _Labelled(dict):
+    """A metric's children by label, bound once (`.labels()` costs a lock and a tuple each call)."""
+
+    def __init__(self, metric: Any) -> None:
+        super().__init__()
+        self.metric = metric
+
+    def __missing__(self, label: str) -> Any:
+        child = self[label] = self.metric.labels(label)
+        return child
+
+
 class HealthMonitor:
     """Consumes status messages and sweeps for silent devices, in one worker thread."""
 
@@ -135,6 +151,7 @@ class HealthMonitor:
         self.ack = ack  # PUBACK a status message once handled
         self.on_event = on_event  # wake the forwarders
         self.queue: queue.Queue = queue.Queue()
+        self._rejected = _Labelled(metrics.status_rejected)
         # Sweep often enough that "silent" shows within a fraction of a heartbeat.
         self.sweep_s = min(5.0, max(0.2, cfg.heartbeat_s * cfg.silent_factor / 5))
         self._stop = threading.Event()
@@ -150,6 +167,10 @@ class HealthMonitor:
         self._stop.set()
         self.queue.put(None)
         self._thread.join(timeout=5)
+        try:
+            self.store.flush_heartbeats()
+        except Exception:
+            log.exception("held heartbeats not written at stop")
 
     def _run(self) -> None:
         next_sweep = 0.0
@@ -160,13 +181,26 @@ class HealthMonitor:
             except queue.Empty:
                 msg = None
             if msg is not None:
+                batch = [msg]
+                # Linger a moment for more: at a steady trickle each status would otherwise cost
+                # a wake-up of its own.
+                until = time.monotonic() + BATCH_WAIT_S
+                while len(batch) < BATCH_MAX:
+                    try:
+                        nxt = self.queue.get(timeout=max(0.0, until - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        break
+                    batch.append(nxt)
                 try:
-                    self.handle(msg.topic, msg.payload, bool(msg.retain))
+                    self.handle_batch([(m.topic, m.payload, bool(m.retain)) for m in batch], defer=True)
                 except Exception:
                     metrics.store_errors.labels("health").inc()
-                    log.exception("status on %s not recorded", msg.topic[:120])
+                    log.exception("%d status(es) not recorded", len(batch))
                 # A status is superseded by the next heartbeat: ack even when not recorded.
-                self.ack(msg)
+                for m in batch:
+                    self.ack(m)
             if time.monotonic() >= next_sweep:
                 try:
                     self.sweep()
@@ -176,32 +210,52 @@ class HealthMonitor:
                 next_sweep = time.monotonic() + self.sweep_s
 
     def handle(self, topic: str, payload: bytes, retained: bool = False) -> dict | None:
-        try:
-            dev, status = parse_status(topic, payload, self.cfg.topic_root)
-        except StatusError as exc:
-            metrics.status_rejected.labels(exc.reason).inc()
-            if exc.reason != "empty":
-                log.warning("status ignored: %s (%s) on %s", exc.reason, exc, topic[:120])
-            return None
-        if self.device(dev) is None:
-            metrics.status_rejected.labels("unknown_device").inc()
-            return None
-        change = self.store.record_status(
-            dev, status, now_ms(), retained=retained, heartbeat_s=self.cfg.heartbeat_s,
-            silent_factor=self.cfg.silent_factor, low_battery_pct=self.cfg.low_battery_pct,
-            backlog_min=self.cfg.backlog_min)
-        pos = status.get("pos")
-        # A retained status is the broker's copy of an old one: its point is already on the track.
-        if pos is not None and not retained:
-            now = now_ms()
-            at = pos["t"] if pos["t"] is not None and abs(pos["t"] - now) < TRACK_CLOCK_SLACK_MS else now
-            self.store.add_track_point(dev, at_ms=at, lat6=pos["lat6"], lon6=pos["lon6"], acc=pos["acc"])
-        if change:
-            self._changed(dev, change)
-        return change
+        return self.handle_batch([(topic, payload, retained)])[0]
+
+    def handle_batch(self, msgs: list[tuple[str, bytes, bool]], *, defer: bool = False) -> list[dict | None]:
+        """Record several statuses (topic, payload, retained) in one store transaction, in
+        their order; the health event of each (None: rejected or nothing changed). `defer`:
+        heartbeats that change no health wait for the next sweep's write (store.record_statuses)."""
+        parsed: list[tuple[int, str, dict, bool]] = []
+        for i, (topic, payload, retained) in enumerate(msgs):
+            try:
+                dev, status = parse_status(topic, payload, self.cfg.topic_root)
+            except StatusError as exc:
+                self._rejected[exc.reason].inc()
+                if exc.reason != "empty":
+                    log.warning("status ignored: %s (%s) on %s", exc.reason, exc, topic[:120])
+                continue
+            if self.device(dev) is None:
+                self._rejected["unknown_device"].inc()
+                continue
+            parsed.append((i, dev, status, retained))
+        out: list[dict | None] = [None] * len(msgs)
+        if not parsed:
+            return out
+        now = now_ms()
+        changes = self.store.record_statuses(
+            [(dev, status, retained) for _, dev, status, retained in parsed], now,
+            heartbeat_s=self.cfg.heartbeat_s, silent_factor=self.cfg.silent_factor,
+            low_battery_pct=self.cfg.low_battery_pct, backlog_min=self.cfg.backlog_min, defer=defer)
+        self._late()
+        for (i, dev, status, retained), change in zip(parsed, changes, strict=True):
+            pos = status.get("pos")
+            # A retained status is the broker's copy of an old one: its point is already on the track.
+            if pos is not None and not retained:
+                at = pos["t"] if pos["t"] is not None and abs(pos["t"] - now) < TRACK_CLOCK_SLACK_MS else now
+                self.store.add_track_point(dev, at_ms=at, lat6=pos["lat6"], lon6=pos["lon6"], acc=pos["acc"])
+            if change:
+                self._changed(dev, change)
+            out[i] = change
+        return out
+
+    def _late(self) -> None:
+        for change in self.store.late_health_changes():
+            self._changed(change.get("id", "?"), change)
 
     def sweep(self) -> list[dict]:
-        changes = self.store.sweep_silent(now_ms())
+        changes = self.store.sweep_silent(now_ms())  # writes the held heartbeats first
+        self._late()
         for change in changes:
             self._changed(change.get("id", "?"), change)
         for health, n in self.store.health_counts().items():

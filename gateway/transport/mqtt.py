@@ -1,6 +1,7 @@
 """The mosquitto transport: paho over MQTT v5, one shared subscription for alerts with manual
 PUBACK (a PUBACK only once the incident is committed), and a connection of its own for
-statuses (a flood of them queues ahead of no alert in the broker's socket to the gateway).
+statuses (a flood of them queues ahead of no alert in the broker's socket to the gateway),
+read by the lean StatusReader rather than paho (status_reader.py says why).
 
 One transport per broker (config.broker_links): each message is handed on as a `Received`
 naming the transport it came in on, so its PUBACK and its signed ack go back through that
@@ -19,6 +20,7 @@ from paho.mqtt.properties import Properties
 from .. import metrics
 from ..config import BrokerLink, Config, broker_links
 from .base import AlertHandler, Published, StatusHandler
+from .status_reader import StatusReader
 
 log = logging.getLogger("panic.ingest")
 
@@ -31,6 +33,16 @@ class Received:
 
     def __init__(self, msg: mqtt.MQTTMessage, transport: MqttTransport) -> None:
         self.topic, self.payload, self.qos, self.retain, self.mid = msg.topic, msg.payload, msg.qos, msg.retain, msg.mid
+        self.transport = transport
+        self.backup = transport.link.backup
+
+
+class Status:
+    """A status message as the status connection hands it on (QoS 0: nothing to ack)."""
+    __slots__ = ("backup", "mid", "payload", "qos", "retain", "topic", "transport")
+
+    def __init__(self, topic: str, payload: bytes, retain: bool, transport: MqttTransport) -> None:
+        self.topic, self.payload, self.retain, self.qos, self.mid = topic, payload, retain, 0, 0
         self.transport = transport
         self.backup = transport.link.backup
 
@@ -53,12 +65,15 @@ class MqttTransport:
         self.client.on_message = self._on_message
         self.client.on_socket_open = self._on_socket_open
         self.client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]  # paho takes seconds as a float
-        self.status_client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{cfg.mqtt.client_id}-status",
-                                         protocol=mqtt.MQTTv5)
-        self.status_client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password)
-        self.status_client.on_connect = self._on_status_connect
-        self.status_client.on_message = self._on_status_message
-        self.status_client.reconnect_delay_set(0.2, 5)  # type: ignore[arg-type]  # paho takes seconds as a float
+        # Not shared: every gateway keeps every device's health, and a shared subscription
+        # would not replay the retained statuses (and wills) at (re)connect. QoS 0: the
+        # connection has no session, so QoS 1 bought nothing a reconnect keeps (the retained
+        # statuses replay then), yet cost a PUBACK per heartbeat on both sides.
+        self.status_reader = StatusReader(host=self.link.host, port=self.link.port,
+                                          client_id=f"{cfg.mqtt.client_id}-status", username=cfg.mqtt.username,
+                                          password=cfg.mqtt.password, topic=f"{self.root}/+/status",
+                                          on_message=self._on_status_message, keepalive=15,
+                                          name=f"status-{self.link.name}")
 
     def describe(self) -> str:
         return f"mosquitto {self.link.name} {self.link.host}:{self.link.port}"
@@ -96,17 +111,9 @@ class MqttTransport:
         self._set_connected(False)
         log.warning("disconnected from %s broker: %s", self.link.name, reason)
 
-    def _on_status_connect(self, client, userdata, flags, reason, properties) -> None:
-        if reason.is_failure:
-            log.error("broker refused the gateway's status connection: %s", reason)
-            return
-        # Not shared: every gateway keeps every device's health, and a shared subscription
-        # would not replay the retained statuses (and wills) at (re)connect.
-        client.subscribe(f"{self.root}/+/status", qos=1)
-
-    def _on_status_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        if self.on_status is not None and msg.topic.endswith("/status"):
-            self.on_status(Received(msg, self))
+    def _on_status_message(self, topic: str, payload: bytes, retain: bool) -> None:
+        if self.on_status is not None and topic.endswith("/status"):
+            self.on_status(Status(topic, payload, retain, self))
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         if not msg.topic.endswith("/alert"):
@@ -131,12 +138,10 @@ class MqttTransport:
                                   clean_start=False, properties=props)
         self.client.loop_start()
         if self.on_status is not None:
-            self.status_client.connect_async(self.link.host, self.link.port, keepalive=15)
-            self.status_client.loop_start()
+            self.status_reader.start()
 
     def stop(self) -> None:
         if self.on_status is not None:
-            self.status_client.disconnect()
-            self.status_client.loop_stop()
+            self.status_reader.stop()
         self.client.disconnect()
         self.client.loop_stop()

@@ -1,0 +1,116 @@
+"""The gateway's lean status connection: its packet splitting on any read boundary, and
+against the project's mosquitto: retained statuses at connect, live ones, a wrong login,
+and a broker restart (reconnect, retained replay)."""
+from __future__ import annotations
+
+import queue
+import tomllib
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.transport.status_reader import ProtocolError, StatusReader, publish_parts, split
+from simulator.stack import Stack
+from tests.conftest import wait_until
+from tests.gateway.test_gateway_support import KAUMAN
+
+DEV = "klj-kauman-rw05-rt03"
+
+
+def publish(topic: str, payload: bytes, qos: int = 0, retain: bool = False, pid: int = 7) -> bytes:
+    body = len(topic).to_bytes(2, "big") + topic.encode() + (pid.to_bytes(2, "big") if qos else b"") + payload
+    n, length = len(body), bytearray()
+    while True:
+        b, n = n % 128, n // 128
+        length.append(b | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes((0x30 | (qos << 1) | int(retain),)) + bytes(length) + body
+
+
+def test_split_takes_every_complete_packet_whatever_the_read_boundaries():
+    stream = (publish("panic/v1/a/status", b"x" * 300, retain=True) + b"\xd0\x00"  # PINGRESP
+              + publish("panic/v1/b/status", b'{"v":1}', qos=1, pid=513) + publish("panic/v1/c/status", b""))
+    for chunk in (1, 2, 3, 7, 64, len(stream)):
+        buf, got = bytearray(), []
+        for i in range(0, len(stream), chunk):
+            buf += stream[i:i + chunk]
+            packets, used = split(buf)
+            del buf[:used]
+            got += packets
+        assert not buf
+        assert [h >> 4 for h, _ in got] == [3, 13, 3, 3]
+        pubs = [publish_parts(h, b) for h, b in got if h >> 4 == 3]
+        assert pubs == [("panic/v1/a/status", b"x" * 300, True, 0, 0), ("panic/v1/b/status", b'{"v":1}', False, 1, 513),
+                        ("panic/v1/c/status", b"", False, 0, 0)]
+
+
+def test_a_broken_stream_is_an_error_not_a_hang():
+    with pytest.raises(ProtocolError):
+        split(b"\x30\xff\xff\xff\xff\x01")  # remaining length over 4 bytes
+    with pytest.raises(ProtocolError):
+        split(b"\x30\xff\xff\xff\x7f")  # 256 MB "status"
+    with pytest.raises(ProtocolError):
+        publish_parts(0x30, b"\x00\x09abc")  # topic longer than the packet
+
+
+@pytest.fixture
+def broker(tmp_path):
+    s = Stack(tmp_path / "state")
+    s.init()
+    s.start_broker()
+    yield s
+    s.down()
+
+
+def button(creds: dict, port: int) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=creds["id"])
+    c.username_pw_set(creds["mqtt_username"], creds["mqtt_password"])
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def test_retained_then_live_statuses_and_a_broker_restart(broker):
+    creds = broker.add_device(DEV, *KAUMAN)
+    mq = tomllib.loads(broker.config.read_text())["mqtt"]
+    topic = f"panic/v1/{DEV}/status"
+    b = button(creds, broker.broker_port)
+    b.publish(topic, b'{"n":1}', qos=1, retain=True).wait_for_publish(5)
+    got: queue.Queue = queue.Queue()
+    r = StatusReader(host="127.0.0.1", port=broker.broker_port, client_id="gw-status-test", username=mq["username"],
+                     password=mq["password"], topic="panic/v1/+/status", keepalive=2,
+                     on_message=lambda t, p, retain: got.put((t, p, retain)))
+    r.start()
+    try:
+        assert got.get(timeout=10) == (topic, b'{"n":1}', True)  # the retained one, at connect
+        for i in range(2, 200):
+            b.publish(topic, b'{"n":%d}' % i, qos=1, retain=True)
+        assert [got.get(timeout=10) for _ in range(2, 200)] == [(topic, b'{"n":%d}' % i, False) for i in range(2, 200)]
+        # keepalive 2 s: pings keep it connected through a quiet spell longer than 1.5 x keepalive
+        assert got.empty() and not r._stop.wait(3.5) and r.connected.is_set()
+        b.publish(topic, b'{"n":200}', qos=1, retain=True).wait_for_publish(5)
+        assert got.get(timeout=10) == (topic, b'{"n":200}', False)
+        b.loop_stop()
+        broker.stop_broker()
+        wait_until(lambda: not r.connected.is_set(), what="the reader saw the broker go")
+        broker.start_broker()
+        wait_until(r.connected.is_set, timeout=15, what="the reader reconnected")
+        # persisted retained status replays after the restart (mosquitto saves at shutdown)
+        assert got.get(timeout=10) == (topic, b'{"n":200}', True)
+    finally:
+        r.stop()
+        b.disconnect()
+
+
+def test_a_wrong_login_is_logged_and_retried_not_fatal(broker, caplog):
+    r = StatusReader(host="127.0.0.1", port=broker.broker_port, client_id="gw-status-test", username="gateway",
+                     password="wrong", topic="panic/v1/+/status", on_message=lambda *a: None)
+    r.start()
+    try:
+        wait_until(lambda: "refused" in caplog.text, what="the refusal logged")
+        assert not r.connected.is_set() and r._thread.is_alive()
+    finally:
+        r.stop()
+    assert not r._thread.is_alive()
