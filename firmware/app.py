@@ -119,17 +119,33 @@ class App(alerting.Alerting):
         self.emit("alert", id=rec["id"], kind=rec["kind"], via=self.via, **{
             "try": n, "pub_ms": self.clk.ms() - tk if tk is not None else age})
 
-    def _status(self, state="online"):
+    def _status(self, state="online", pos=None):
         b = self.b
         now = self.clk.ms()
         diag = {"reset": b.reset_cause(), "reconnects": max(0, self.ups - 1),
                 "link_err": self.link_err}
         if self.cell is not None:
             diag.update(self.cell.diag())
+        if pos is not None:
+            diag["pos"] = pos
         body = proto.status_body(self.dev, state, self.boot, (now - self.t0) // 1000,
                                  b.battery(), b.rssi(), len(self.ob), diag)
         self.t_hb = now
         return self.mq.publish(self.t_status, body, True, True)
+
+    def _pos(self, now):
+        """Where a GPS button is while its delivered call is open (until a final stage or the
+        cancel window closes): the incident's track, for a holder who is moving."""
+        g = self.gps
+        if g is None or not self.cfg["track_s"] or self.al.active is None or self.al.stage is None:
+            return None
+        f = g.fix(now)
+        if f is None:
+            return None
+        w = self.b.wall_ms()
+        age = g.age_ms(now)
+        return {"lat6": f[0], "lon6": f[1], "acc": f[2],
+                "t": w - age if w is not None and age is not None else None}
 
     def _broker(self):
         return self.cfg["brokers"][self.bi]
@@ -286,8 +302,11 @@ class App(alerting.Alerting):
             self._link(now)
             now = self.clk.ms()
             self._drain(now)
-            if self.mq.state == mqtt.UP and now - self.t_hb >= self.cfg["heartbeat_s"] * 1000:
-                self._status()
+            if self.mq.state == mqtt.UP:
+                since = now - self.t_hb
+                pos = self._pos(now) if since >= self.cfg["track_s"] * 1000 else None
+                if pos is not None or since >= self.cfg["heartbeat_s"] * 1000:
+                    self._status(pos=pos)
             self._check_battery(now)
             self._update_led(now)
             b.led_tick(ticks_ms())

@@ -45,7 +45,8 @@ DEFAULTS = {
     "sms_to": None,
     "cell_after_ms": 5000,
     "sms_after_ms": 60000,
-    "sms_retry_ms": 300000,    # no SMS ack by then: the same SMS again, the wait doubling up to 8x
+    "sms_retry_ms": 300000,
+    "track_s": 30,             # a GPS button's position every N s while its call is open (0: never)    # no SMS ack by then: the same SMS again, the wait doubling up to 8x
     "cell_test_h": 24,
 }
 _MODEM = {"uart": 1, "tx": 26, "rx": 25, "baud": 115200, "pwrkey": 32, "apn": "internet",
@@ -57,7 +58,7 @@ _INTS = ("lat6", "lon6", "acc", "long_press_ms", "triple_window_ms", "cancel_hol
          "retry_max_ms", "reconnect_min_ms", "reconnect_max_ms", "fail_ms", "outbox_max",
          "batt_low", "awake_s", "wdt_ms", "boot_floor", "cancel_confirm_ms",
          "sleep_heartbeat_s", "safe_hold_ms", "cell_after_ms", "sms_after_ms", "sms_retry_ms",
-         "cell_test_h")
+         "cell_test_h", "track_s")
 
 # ESP32 (WROOM/WROVER) pin rules.
 _STRAP = (0, 2, 5, 12, 15)        # sampled at reset: a held button changes the boot mode
@@ -125,6 +126,10 @@ def validate(c):
         return None, "sleep_heartbeat_s must be >= 1800"
     if out["keepalive_s"] < 0 or out["keepalive_s"] > 65535:
         return None, "keepalive_s out of range"
+    if out["track_s"] and not 5 <= out["track_s"] <= 3600:
+        # The gateway keeps at most one status a second per button, and a track point a
+        # minute apart still shows where a moving holder went.
+        return None, "track_s must be 0 or 5..3600"
     if out["trigger"] not in ("long", "triple"):
         return None, "trigger must be 'long' or 'triple'"
     if out["cancel_hold_ms"] <= out["long_press_ms"] and out["trigger"] == "long":

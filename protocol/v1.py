@@ -56,6 +56,7 @@ DEVICE_DEFAULTS: dict[str, Any] = {
     "cell_after_ms": 5000,
     "sms_after_ms": 60000,
     "sms_retry_ms": 300000,
+    "track_s": 30,
     "cell_test_h": 24,
 }
 

@@ -49,6 +49,9 @@ for kw, word in (({"modem": 3}, "modem must be"),
                  ({"cell_after_ms": 10}, "cell_after_ms"),
                  ({"cell_after_ms": "5s"}, "cell_after_ms must be an integer"),
                  ({"sms_after_ms": 4000}, "longer than cell_after_ms"),
+                 ({"sms_retry_ms": 5000}, "sms_retry_ms"),
+                 ({"track_s": 2}, "track_s"),
+                 ({"track_s": 7200}, "track_s"),
                  ({"cell_test_h": -1}, "cell_test_h")):
     c, err = v(**kw)
     check(c is None and err is not None and word in err, "%r -> %r" % (kw, err))

@@ -140,17 +140,41 @@ def test_garbage_nmea_is_ignored_and_a_fix_is_used(stack, make_device):
     inc = stack.incidents()[0]
     assert inc["src"] == "fixed" and (inc["lat6"], inc["lon6"]) == (-7982600, 112627000)
     # A valid GGA fix (checksum computed) then wins over the registered location.
-    body = "GPGGA,101010.00,0758.9560,S,11237.6200,E,1,08,0.9,450.0,M,0.0,M,,"
-    cs = 0
-    for ch in body:
-        cs ^= ord(ch)
-    fw.send(f"gps ${body}*{cs:02X}")
+    fw.send(_gga("0758.9560"))
     fw.send("trigger")
     wait_until(lambda: len(acked_ids(fw)) == 2, 10)
     gps_inc = [i for i in stack.incidents() if i["src"] == "gps"]
     assert len(gps_inc) == 1
     assert abs(gps_inc[0]["lat6"] - (-7982600)) < 100 and abs(gps_inc[0]["lon6"] - 112627000) < 100
     assert fw.running
+
+
+def _gga(lat: str) -> str:
+    body = f"GPGGA,101010.00,{lat},S,11237.6200,E,1,08,0.9,450.0,M,0.0,M,,"
+    cs = 0
+    for ch in body:
+        cs ^= ord(ch)
+    return f"gps ${body}*{cs:02X}"
+
+
+def test_a_moving_gps_button_is_tracked_while_its_call_is_open_and_not_after(stack, make_device):
+    fw = make_device(gps={"uart": 2, "tx": 17, "rx": 16, "baud": 9600, "fix_timeout_s": 30}, track_s=5)
+    link_up(fw)
+    fw.send(_gga("0758.9560"))
+    fw.send("trigger")
+    inc = fw.wait_for(lambda e: e["ev"] == "ack" and e["stage"] == "received", 10)["inc"]
+    fw.send(_gga("0759.0000"))  # the holder is carried south, about 80 m
+
+    def track() -> list:
+        return stack.get(f"/api/incidents/{inc}")["track"]
+    wait_until(lambda: any(p["lat6"] < -7983000 for p in track()), 20, what="the new position on the track")
+    assert all(p["acc"] > 0 for p in track())
+    assert stack.post(f"/api/incidents/{inc}/acknowledge").status_code == 200
+    assert stack.post(f"/api/incidents/{inc}/resolve").status_code == 200
+    fw.wait_for(lambda e: e["ev"] == "ack" and e["stage"] == "resolved", 10)
+    n = len(track())
+    time.sleep(7)  # more than one track_s: a resolved call is no longer tracked
+    assert len(track()) == n
 
 
 @pytest.mark.skipif(not BUILD_MAIN.exists(), reason="run `make firmware` first (make test does)")
