@@ -305,3 +305,22 @@ def test_the_world_keeps_a_dark_kelurahans_routers_down_whatever_else_ends_meanw
         assert run.cuts[0]["buttons"] == 3 and run.counts["routers_cut"] == 3
     finally:
         run.sched.stop()
+
+
+def test_with_a_backup_broker_presses_during_a_primary_restart_arrive_through_it(tmp_path, capsys):
+    """--backup-broker: the stack's second mosquitto, listed second in every button's config; the
+    press made while the primary restarts (the plan puts one there) goes through the backup."""
+    out = tmp_path / "report.json"
+    args = ["--devices", "6", "--duration", "30", "--speed", "60", "--seed", "5", "--rate", "20", "--no-burst",
+            "--bumps", "0", "--outages", "0", "--power-cuts", "0", "--broker-restarts", "1", "--idle-probe", "0",
+            "--drain", "60", "--no-progress", "--backup-broker"]
+    rc = cli.main(["run", tiny_scenario(tmp_path), *args, "--state", str(tmp_path / "state"), "--json", str(out)])
+    printed = capsys.readouterr().out
+    rep = json.loads(out.read_text())
+    assert rc == 0, printed
+    assert rep["lost"] == 0 and rep["duplicates"] == 0 and rep["incidents"] == rep["pressed"], printed
+    assert rep["second_path"]["backup_broker"] and rep["faults"]["broker_restarts"] == 1
+    config = json.loads(next((tmp_path / "state" / "flash").glob("*/config.json")).read_text())
+    assert len(config["brokers"]) == 2
+    assert rep["paths"]["first"]["backup_broker"]["n"] >= 1, printed
+    assert "backup broker on" in printed
