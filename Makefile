@@ -147,9 +147,12 @@ chaos: setup firmware   ## 10,000 alerts through gateway kills, broker restarts,
 screenshots: setup   ## the console's screenshots in docs/ (Klojen week seeded, Debian's chromium headless)
 	PANIC_SCREENSHOTS=1 $(BIN)/pytest -q tests/gateway/test_console_screens.py
 
-.PHONY: klojen malang
+.PHONY: klojen malang powercut
 klojen: setup   ## full Klojen: 675 buttons on the real firmware, operators, units, faults; report + plots in var/sim/klojen/
 	$(BIN)/panic-sim run klojen --duration 300 --speed 10 --json var/sim/klojen/report.json --plots var/sim/klojen/plots
+
+powercut: setup firmware   ## Klojen's power-cut run: a kelurahan dark for an hour, every button with a modem (cellular, SMS via gammu-smsd)
+	$(BIN)/panic-sim run klojen --power-cut --json var/sim/klojen-powercut/report.json --plots var/sim/klojen-powercut/plots
 
 malang: setup   ## Kota Malang, 4,278 buttons: 1,000 on the real firmware, the rest protocol devices (stated in the report)
 	$(BIN)/panic-sim run malang --duration 300 --speed 10 --rate 240 --burst 0.5:60:300 --operators 6 \
