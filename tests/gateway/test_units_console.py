@@ -4,12 +4,14 @@ dispatches it with one click, the unit board shows status and fix age (stale gre
 panel says so when no free unit can arrive in time. Screenshots go to docs/ with PANIC_SCREENSHOTS=1."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import httpx
 import pytest
 
+from protocol import v1 as protocol
 from simulator.stack import Stack
 from tests.conftest import KAUMAN, wait_until
 from tests.devices import RawDevice
@@ -243,3 +245,30 @@ def test_incident_map_shows_the_units_and_the_sent_units_track(ustack, browser):
         assert c.get(f"/console/incidents/{inc}/track.json", headers={"Accept": "application/json"}).status_code == 404
     finally:
         httpx.post(f"{s.api}/api/incidents/{inc}/resolve", headers=op, timeout=10)
+
+
+def test_incident_map_draws_the_buttons_own_track(ustack, browser, tmp_path):
+    s = ustack
+    out = ROOT / "docs" if os.environ.get("PANIC_SCREENSHOTS") == "1" else tmp_path
+    dev = "klj-kauman-rw05-rt07"
+    creds = s.add_device(dev, *KAUMAN, kelurahan="Kauman", kecamatan="Klojen", rw=5, rt=7)
+    d = RawDevice(creds, s.broker_port)
+    try:
+        d.send(seq=1)
+        inc = d.ack()["inc"]
+        for i, lat6 in enumerate((-7982900, -7983300)):  # the holder is moving south
+            d.publish(json.dumps({"v": 1, "dev": dev, "state": "online", "boot": 1, "up": 5,
+                                  "pos": {"lat6": lat6, "lon6": 112627300, "acc": 6, "t": None}}).encode(),
+                      topic=protocol.status_topic(dev))
+            wait_until(lambda n=i + 1: len(s.get(f"/api/incidents/{inc}")["track"]) == n, 10, what="a track point")
+    finally:
+        d.close()
+    page = login(browser, s, "op")
+    try:
+        page.goto(f"{s.api}/console/incidents/{inc}")
+        page.wait_for_selector("path.leaflet-interactive[stroke='#c0392b'][stroke-dasharray]")
+        assert any("Button's last position" in t or "Posisi terakhir tombol" in t
+                   for t in page.locator(".leaflet-tooltip").all_inner_texts())
+        page.screenshot(path=str(out / "console-button-track.png"))
+    finally:
+        page.close()
