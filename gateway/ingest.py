@@ -52,6 +52,27 @@ POISON_DELIVERIES = 10
 STALL_AFTER_S = 10.0
 
 
+class Labelled(dict):
+    """A metric's children by label value, each bound once: `.labels()` per message (a lock,
+    a tuple, a dict lookup) was a measurable share of an alert's CPU."""
+
+    def __init__(self, metric: Any) -> None:
+        super().__init__()
+        self.metric = metric
+
+    def __missing__(self, label: str) -> Any:
+        child = self[label] = self.metric.labels(label)
+        return child
+
+
+_acks_sent = Labelled(metrics.acks_sent)
+_deliveries = Labelled(metrics.deliveries)
+_delivery_latency = Labelled(metrics.delivery_latency)
+_incidents_created = Labelled(metrics.incidents_created)
+_rejected = Labelled(metrics.alerts_rejected)
+_press_to_received = metrics.latency.labels("press_to_received")
+
+
 class Registry:
     """Every device in memory, reloaded whenever the registry version changes.
 
@@ -276,14 +297,15 @@ class Ingest:
         valid: list[Alert] = []
         # Each alert's ack goes back through the broker its message came in on.
         origin: dict[int, Any] = {}
+        acks: list[tuple[Any, str, bytes]] = []  # written together once the batch is committed
+        metrics.alerts_received.inc(len(batch))
         for msg in batch:
-            metrics.alerts_received.inc()
             result = check_alert(msg.topic, _bytes(msg.payload), root=self.root, max_payload=self.cfg.max_payload,
                                  device=self.registry, now_ms=now,
                                  stale_past_ms=self.cfg.stale_past_s * 1000,
                                  stale_future_ms=self.cfg.stale_future_s * 1000, backup_broker=_backup(msg))
             if isinstance(result, Rejection):
-                self._rejected(result, via=_via(msg))
+                self._rejected(result, via=_via(msg), acks=acks)
             else:
                 valid.append(result)
                 origin[id(result)] = _via(msg)
@@ -295,7 +317,8 @@ class Ingest:
             metrics.ingest_batch.observe(len(outcomes))
         created: list[str] = []
         for out in outcomes:
-            self._acked(out, created, via=origin.get(id(out.alert)))
+            self._acked(out, created, via=origin.get(id(out.alert)), acks=acks)
+        self._send_acks(acks)
         if created:
             # One line per batch, not per incident: in a city-wide burst a write per
             # incident cost the ingest thread a fifth of its time (py-spy, docs/benchmarks.md).
@@ -320,32 +343,34 @@ class Ingest:
             self.on_stored()
         return out
 
-    def _acked(self, out: Outcome, created: list[str], *, publish: bool = True, via: Any = None) -> None:
+    def _acked(self, out: Outcome, created: list[str], *, publish: bool = True, via: Any = None,
+               acks: list | None = None) -> None:
         a = out.alert
         inc: Incident | None = out.incident
         if out.duplicate:
             metrics.alerts_duplicate.inc()
         if out.new_path:
-            metrics.deliveries.labels(a.path).inc()
-            metrics.delivery_latency.labels(a.path).observe(max(0, a.received_ms - a.press_ms) / 1000)
+            _deliveries[a.path].inc()
+            _delivery_latency[a.path].observe(max(0, a.received_ms - a.press_ms) / 1000)
         if out.created and inc is not None:
-            metrics.incidents_created.labels(a.kind).inc()
-            metrics.latency.labels("press_to_received").observe(max(0, inc.received_ms - inc.press_ms) / 1000)
+            _incidents_created[a.kind].inc()
+            _press_to_received.observe(max(0, inc.received_ms - inc.press_ms) / 1000)
             created.append(f"{inc.id} from {a.dev} ({a.kind}) press->received {inc.received_ms - inc.press_ms} ms")
         if out.reason == "open_cap":
             metrics.alerts_folded.inc()
             log.warning("alert %s of %s attached to its open incident %s: the button has too many open",
                         a.id, a.dev, inc.id if inc else None)
         if out.reason == "id_reuse":
-            metrics.alerts_rejected.labels("id_reuse").inc()
+            _rejected["id_reuse"].inc()
             log.warning("rejected alert: id_reuse (a new press under a known id; device told to re-key "
                         "above boot %d) dev=%s id=%s", out.floor, a.dev, a.id)
         device = self.registry(a.dev) if publish else None
         if device is not None:
-            self.send_ack(device, a.id, out.stage, inc.id if inc else None, out.reason, out.floor, via=via)
+            self.send_ack(device, a.id, out.stage, inc.id if inc else None, out.reason, out.floor, via=via,
+                          batch=acks)
 
-    def _rejected(self, r: Rejection, *, via: Any = None) -> None:
-        metrics.alerts_rejected.labels(r.reason).inc()
+    def _rejected(self, r: Rejection, *, via: Any = None, acks: list | None = None) -> None:
+        _rejected[r.reason].inc()
         log.warning("rejected alert: %s (%s) dev=%s id=%s", r.reason, r.detail, r.dev, r.alert_id,
                     extra={"event": "alert_rejected", "reason": r.reason, "dev": r.dev, "alert_id": r.alert_id})
         # A device whose MAC verified but whose alert can never be accepted is told so,
@@ -353,12 +378,32 @@ class Ingest:
         if r.alert_id and r.dev and r.reason in ("schema", "stale"):
             device = self.registry(r.dev)
             if device is not None:
-                self.send_ack(device, r.alert_id, "rejected", None, r.reason, via=via)
+                self.send_ack(device, r.alert_id, "rejected", None, r.reason, via=via, batch=acks)
 
     def send_ack(self, device: Device, alert_id: str, stage: str, inc: str | None, reason: str | None,
-                 floor: int | None = None, *, via: Any = None) -> None:
+                 floor: int | None = None, *, via: Any = None, batch: list | None = None) -> None:
         """`via`: the transport (broker) the alert came in on; None: every broker (an
-        operator's step reaches the button on whichever it is connected to)."""
+        operator's step reaches the button on whichever it is connected to). `batch`: added
+        to the batch's acks, which _send_acks writes once the batch is committed."""
         payload = signing.sign(ack_body(alert_id, stage, inc, reason, floor), device.secret)
-        (via or self.transport).publish(f"{self.root}/{device.id}/ack", payload, qos=1)
-        metrics.acks_sent.labels(stage).inc()
+        topic = f"{self.root}/{device.id}/ack"
+        if batch is not None and via is not None:
+            batch.append((via, topic, payload))
+        else:
+            (via or self.transport).publish(topic, payload, qos=1)
+        _acks_sent[stage].inc()
+
+    @staticmethod
+    def _send_acks(acks: list[tuple[Any, str, bytes]]) -> None:
+        """The batch's acks, per broker they go back through: in one write where the transport
+        can (mqtt.MqttTransport.publish_acks), else one publish each."""
+        by_via: dict[int, tuple[Any, list[tuple[str, bytes]]]] = {}
+        for via, topic, payload in acks:
+            by_via.setdefault(id(via), (via, []))[1].append((topic, payload))
+        for via, items in by_via.values():
+            many = getattr(via, "publish_acks", None)
+            if many is not None:
+                many(items)
+            else:
+                for topic, payload in items:
+                    via.publish(topic, payload, qos=1)

@@ -19,6 +19,7 @@ from paho.mqtt.properties import Properties
 
 from .. import metrics
 from ..config import BrokerLink, Config, broker_links
+from .ack_writer import AckWriter
 from .base import AlertHandler, Published, StatusHandler
 from .status_reader import StatusReader
 
@@ -74,6 +75,9 @@ class MqttTransport:
                                           password=cfg.mqtt.password, topic=f"{self.root}/+/status",
                                           on_message=self._on_status_message, keepalive=15,
                                           name=f"status-{self.link.name}")
+        self.ack_writer = AckWriter(host=self.link.host, port=self.link.port, client_id=f"{cfg.mqtt.client_id}-acks",
+                                    username=cfg.mqtt.username, password=cfg.mqtt.password, keepalive=15,
+                                    name=f"acks-{self.link.name}")
 
     def describe(self) -> str:
         return f"mosquitto {self.link.name} {self.link.host}:{self.link.port}"
@@ -128,7 +132,15 @@ class MqttTransport:
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> Published:
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
+    def publish_acks(self, items: list[tuple[str, bytes]]) -> None:
+        """Signed acks (QoS 1) to devices, all in one write (ack_writer.py); through paho, one
+        by one, while that connection is down."""
+        if not self.ack_writer.publish(items):
+            for topic, payload in items:
+                self.client.publish(topic, payload, qos=1)
+
     def start(self) -> None:
+        self.ack_writer.start()
         props = Properties(PacketTypes.CONNECT)
         # A persistent session: alerts published while the gateway restarts wait for it.
         props.SessionExpiryInterval = 3600
@@ -145,3 +157,4 @@ class MqttTransport:
             self.status_reader.stop()
         self.client.disconnect()
         self.client.loop_stop()
+        self.ack_writer.stop()

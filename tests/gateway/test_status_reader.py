@@ -114,3 +114,44 @@ def test_a_wrong_login_is_logged_and_retried_not_fatal(broker, caplog):
     finally:
         r.stop()
     assert not r._thread.is_alive()
+
+
+def test_acks_in_one_write_reach_a_button_even_one_that_was_away(broker):
+    """The lean ack connection publishes at QoS 1: a button with a persistent session that is
+    away when its ack is written gets it when it comes back (docs/protocol.md)."""
+    from gateway.transport.ack_writer import AckWriter
+    creds = broker.add_device(DEV, *KAUMAN)
+    mq = tomllib.loads(broker.config.read_text())["mqtt"]
+    topic = f"panic/v1/{DEV}/ack"
+    got: queue.Queue = queue.Queue()
+
+    def session() -> mqtt.Client:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=creds["id"], clean_session=False)
+        c.username_pw_set(creds["mqtt_username"], creds["mqtt_password"])
+        c.on_message = lambda cl, u, m: got.put((m.payload, m.qos))
+        c.on_connect = lambda cl, u, flags, reason, props: cl.subscribe(topic, qos=1)
+        c.connect("127.0.0.1", broker.broker_port)
+        c.loop_start()
+        return c
+
+    w = AckWriter(host="127.0.0.1", port=broker.broker_port, client_id="gw-acks-test", username=mq["username"],
+                  password=mq["password"], keepalive=2)
+    assert w.publish([(topic, b"early")]) is False  # not connected yet: the caller uses paho
+    w.start()
+    c = session()
+    try:
+        wait_until(w.connected.is_set, what="the ack connection")
+        wait_until(lambda: c.is_connected(), what="the button")
+        assert w.publish([(topic, b"ack-%d" % i) for i in range(50)])
+        assert [got.get(timeout=10) for _ in range(50)] == [(b"ack-%d" % i, 1) for i in range(50)]
+        c.disconnect()
+        c.loop_stop()
+        assert w.publish([(topic, b"while away")])
+        assert not w._stop.wait(3.5) and w.connected.is_set()  # pings keep it up past 1.5 x keepalive
+        c = session()
+        assert got.get(timeout=10) == (b"while away", 1)
+    finally:
+        w.stop()
+        c.disconnect()
+        c.loop_stop()
+    assert w.publish([(topic, b"after stop")]) is False
