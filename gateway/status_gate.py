@@ -18,8 +18,8 @@ from typing import Any
 from . import metrics
 
 REASONS = ("superseded", "too_many_topics")
-for _reason in REASONS:
-    metrics.status_limited.labels(_reason)
+# Bound once: a flood counts one per message.
+_LIMITED = {reason: metrics.status_limited.labels(reason) for reason in REASONS}
 
 
 @dataclass
@@ -54,11 +54,11 @@ class StatusGate:
             slot = self._slots.get(topic)
             if slot is None:
                 if len(self._slots) >= self.max_devices:
-                    metrics.status_limited.labels("too_many_topics").inc()
+                    _LIMITED["too_many_topics"].inc()
                     return
                 slot = self._slots[topic] = _Slot(tokens=self.burst, stamp=self.clock())
             if slot.waiting is not None:
-                metrics.status_limited.labels("superseded").inc()
+                _LIMITED["superseded"].inc()
             slot.waiting = msg
             hand = self._take(slot)
         if hand is not None:

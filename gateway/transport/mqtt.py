@@ -74,7 +74,8 @@ class MqttTransport:
                                           client_id=f"{cfg.mqtt.client_id}-status", username=cfg.mqtt.username,
                                           password=cfg.mqtt.password, topic=f"{self.root}/+/status",
                                           on_message=self._on_status_message, keepalive=15,
-                                          name=f"status-{self.link.name}")
+                                          name=f"status-{self.link.name}",
+                                          on_superseded=metrics.status_limited.labels("superseded").inc)
         self.ack_writer = AckWriter(host=self.link.host, port=self.link.port, client_id=f"{cfg.mqtt.client_id}-acks",
                                     username=cfg.mqtt.username, password=cfg.mqtt.password, keepalive=15,
                                     name=f"acks-{self.link.name}")

@@ -46,6 +46,18 @@ def test_split_takes_every_complete_packet_whatever_the_read_boundaries():
                         ("panic/v1/c/status", b"", False, 0, 0)]
 
 
+def test_of_one_read_only_each_devices_newest_status_is_handed_on():
+    got, superseded = [], []
+    r = StatusReader(host="127.0.0.1", port=1, client_id="x", username="", password="", topic="panic/v1/+/status",
+                     on_message=lambda t, p, retain: got.append((t, p)), on_superseded=superseded.append)
+    stream = b"".join(publish(f"panic/v1/{d}/status", b"%d" % i) for i, d in enumerate("abacaa"))
+    packets, used = split(stream)
+    assert used == len(stream)
+    r._hand_on(None, packets)  # type: ignore[arg-type]  # QoS 0: nothing is written back
+    assert got == [("panic/v1/b/status", b"1"), ("panic/v1/c/status", b"3"), ("panic/v1/a/status", b"5")]
+    assert superseded == [3]
+
+
 def test_a_broken_stream_is_an_error_not_a_hang():
     with pytest.raises(ProtocolError):
         split(b"\x30\xff\xff\xff\xff\x01")  # remaining length over 4 bytes
@@ -74,20 +86,32 @@ def button(creds: dict, port: int) -> mqtt.Client:
 
 def test_retained_then_live_statuses_and_a_broker_restart(broker):
     creds = broker.add_device(DEV, *KAUMAN)
+    other = broker.add_device("klj-kauman-rw05-rt04", *KAUMAN)
     mq = tomllib.loads(broker.config.read_text())["mqtt"]
-    topic = f"panic/v1/{DEV}/status"
-    b = button(creds, broker.broker_port)
+    topic, topic2 = f"panic/v1/{DEV}/status", f"panic/v1/{other['id']}/status"
+    b, b2 = button(creds, broker.broker_port), button(other, broker.broker_port)
     b.publish(topic, b'{"n":1}', qos=1, retain=True).wait_for_publish(5)
     got: queue.Queue = queue.Queue()
+    superseded: list[int] = []
     r = StatusReader(host="127.0.0.1", port=broker.broker_port, client_id="gw-status-test", username=mq["username"],
                      password=mq["password"], topic="panic/v1/+/status", keepalive=2,
-                     on_message=lambda t, p, retain: got.put((t, p, retain)))
+                     on_message=lambda t, p, retain: got.put((t, p, retain)), on_superseded=superseded.append)
     r.start()
     try:
         assert got.get(timeout=10) == (topic, b'{"n":1}', True)  # the retained one, at connect
         for i in range(2, 200):
             b.publish(topic, b'{"n":%d}' % i, qos=1, retain=True)
-        assert [got.get(timeout=10) for _ in range(2, 200)] == [(topic, b'{"n":%d}' % i, False) for i in range(2, 200)]
+            b2.publish(topic2, b'{"n":%d}' % i, qos=1)
+        # Of several of one device in one read only the newest is handed on: per device the
+        # ones handed on are in order, end with the newest, and the rest are counted.
+        seen: dict[str, list[int]] = {topic: [], topic2: []}
+        while seen[topic][-1:] != [199] or seen[topic2][-1:] != [199]:
+            t, p, retain = got.get(timeout=10)
+            assert not retain
+            seen[t].append(int(p[5:-1]))
+        for ns in seen.values():
+            assert ns == sorted(set(ns))
+        assert len(seen[topic]) + len(seen[topic2]) + sum(superseded) == 2 * 198
         # keepalive 2 s: pings keep it connected through a quiet spell longer than 1.5 x keepalive
         assert got.empty() and not r._stop.wait(3.5) and r.connected.is_set()
         b.publish(topic, b'{"n":200}', qos=1, retain=True).wait_for_publish(5)
@@ -102,6 +126,8 @@ def test_retained_then_live_statuses_and_a_broker_restart(broker):
     finally:
         r.stop()
         b.disconnect()
+        b2.disconnect()
+        b2.loop_stop()
 
 
 def test_a_wrong_login_is_logged_and_retried_not_fatal(broker, caplog):
