@@ -166,13 +166,19 @@ def _sync_broker(cfg, store, *, fresh: dict[str, str] | None = None) -> None:
                   f"{', '.join(missing[:10])}", file=sys.stderr)
         print("NATS logins written and the running nodes told to reload", file=sys.stderr)
         return
+    failed = []
     for r in broker.sync_all(cfg, store.list_devices(), fresh=fresh):
         if r.error:
+            failed.append(r.broker)
             print(f"panic-gateway: warning: {r.broker} broker NOT updated: {r.error}; the other brokers were "
                   "(run `panic-gateway broker-sync` once it is fixed)", file=sys.stderr)
         else:
             print(f"{r.broker} broker " + ("reloaded" if r.told else "files written (no running broker)"),
                   file=sys.stderr)
+    if failed:
+        # The registry holds the change, but a broker does not: a suspended or removed button may
+        # still log in there. A script must not read that as done.
+        raise config.ConfigError(f"the {' and '.join(failed)} broker did not take the change (see above)")
 
 
 def cmd_device_add(args) -> int:
