@@ -112,20 +112,6 @@ class SqliteStore(Store):
         with self._relaxed():
             return super().forwards_done(fids, now_ms)
 
-    # --- heartbeats without an fsync each ----------------------------------------------
-    # 10,000 buttons with 60 s heartbeats are 167 statuses a second; an fsync for each was
-    # most of the gateway's CPU at steady state (docs/benchmarks.md, figure 4). A status
-    # that changes nothing but "last heard" is committed without one (a power cut can only
-    # lose the latest "last heard", and the next heartbeat brings it back); a status that
-    # changes a device's health (offline, low battery, backlog) is made durable before this
-    # returns, so before the gateway PUBACKs it.
-    def record_status(self, *args, **kwargs):
-        with self._relaxed():
-            change = super().record_status(*args, **kwargs)
-            if change is not None:
-                self._durable()
-        return change
-
     def _durable(self) -> None:
         """A write under synchronous=FULL: its fsync of the WAL also makes every earlier
         commit of this database durable (WAL commits are ordered)."""
