@@ -10,7 +10,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.transport.status_reader import ProtocolError, StatusReader, publish_parts, split
+from gateway.transport.lean import ProtocolError, publish_parts, split
+from gateway.transport.status_reader import StatusReader
 from simulator.stack import Stack
 from tests.conftest import wait_until
 from tests.gateway.test_gateway_support import KAUMAN
@@ -53,7 +54,7 @@ def test_of_one_read_only_each_devices_newest_status_is_handed_on():
     stream = b"".join(publish(f"panic/v1/{d}/status", b"%d" % i) for i, d in enumerate("abacaa"))
     packets, used = split(stream)
     assert used == len(stream)
-    r._hand_on(None, packets)  # type: ignore[arg-type]  # QoS 0: nothing is written back
+    r._packets(None, packets)  # type: ignore[arg-type]  # QoS 0: nothing is written back
     assert got == [("panic/v1/b/status", b"1"), ("panic/v1/c/status", b"3"), ("panic/v1/a/status", b"5")]
     assert superseded == [3]
 
