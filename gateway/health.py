@@ -128,18 +128,6 @@ def _cell(cell: Any) -> dict:
     return {"reg": cell["reg"], "csq": csq, "test": test}
 
 
-class _Labelled(dict):
-    """A metric's children by label, bound once (`.labels()` costs a lock and a tuple each call)."""
-
-    def __init__(self, metric: Any) -> None:
-        super().__init__()
-        self.metric = metric
-
-    def __missing__(self, label: str) -> Any:
-        child = self[label] = self.metric.labels(label)
-        return child
-
-
 class HealthMonitor:
     """Consumes status messages and sweeps for silent devices, in one worker thread."""
 
@@ -151,7 +139,7 @@ class HealthMonitor:
         self.ack = ack  # PUBACK a status message once handled
         self.on_event = on_event  # wake the forwarders
         self.queue: queue.Queue = queue.Queue()
-        self._rejected = _Labelled(metrics.status_rejected)
+        self._rejected = metrics.Labelled(metrics.status_rejected)
         # Sweep often enough that "silent" shows within a fraction of a heartbeat.
         self.sweep_s = min(5.0, max(0.2, cfg.heartbeat_s * cfg.silent_factor / 5))
         self._stop = threading.Event()

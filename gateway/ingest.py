@@ -52,24 +52,11 @@ POISON_DELIVERIES = 10
 STALL_AFTER_S = 10.0
 
 
-class Labelled(dict):
-    """A metric's children by label value, each bound once: `.labels()` per message (a lock,
-    a tuple, a dict lookup) was a measurable share of an alert's CPU."""
-
-    def __init__(self, metric: Any) -> None:
-        super().__init__()
-        self.metric = metric
-
-    def __missing__(self, label: str) -> Any:
-        child = self[label] = self.metric.labels(label)
-        return child
-
-
-_acks_sent = Labelled(metrics.acks_sent)
-_deliveries = Labelled(metrics.deliveries)
-_delivery_latency = Labelled(metrics.delivery_latency)
-_incidents_created = Labelled(metrics.incidents_created)
-_rejected = Labelled(metrics.alerts_rejected)
+_acks_sent = metrics.Labelled(metrics.acks_sent)
+_deliveries = metrics.Labelled(metrics.deliveries)
+_delivery_latency = metrics.Labelled(metrics.delivery_latency)
+_incidents_created = metrics.Labelled(metrics.incidents_created)
+_rejected = metrics.Labelled(metrics.alerts_rejected)
 _press_to_received = metrics.latency.labels("press_to_received")
 
 
