@@ -132,7 +132,8 @@ def test_the_same_alert_on_both_brokers_is_one_incident_acked_on_each(stack):
     rows = deliveries(stack, a1["inc"])
     assert sorted(r["path"] for r in rows) == ["backup_broker", "wifi"]
     detail = stack.get(f"/api/incidents/{a1['inc']}")
-    assert detail["path"] == "wifi" and detail["deliveries"] == rows  # the API tells what the store holds
+    # The incident keeps whichever copy was stored first (the two race); the API tells what the store holds.
+    assert detail["path"] in ("wifi", "backup_broker") and detail["deliveries"] == rows
     assert incs[f"{DEV}:1:8"]["path"] == "cellular"
     m = stack.metrics()
     assert m['panic_deliveries_total{path="wifi"}'] == 1
