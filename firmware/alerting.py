@@ -11,10 +11,9 @@ import mqtt
 import outbox
 import proto
 
-try:
-    from typing import TYPE_CHECKING
-except ImportError:       # MicroPython: the names below are for the type checker only
-    TYPE_CHECKING = False
+# The names below are for the type checker only: pyright takes any TYPE_CHECKING as
+# true, and MicroPython, which has no typing module, never runs the block.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import alerts
     import board

@@ -423,10 +423,9 @@ def _set_rtc(s):
     machine.RTC().datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
 
 
-try:
-    from typing import TYPE_CHECKING
-except ImportError:       # MicroPython: the check below is for pyright only
-    TYPE_CHECKING = False
+# The check below is for pyright only: it takes any TYPE_CHECKING as true, and
+# MicroPython, which has no typing module, never runs the block.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import board
     _contract: "board.Board" = Board()   # checked by pyright against board.pyi

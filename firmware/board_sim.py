@@ -197,10 +197,9 @@ def pem_to_der(d):
     return a2b_base64(body)
 
 
-try:
-    from typing import TYPE_CHECKING
-except ImportError:       # MicroPython: the check below is for pyright only
-    TYPE_CHECKING = False
+# The check below is for pyright only: it takes any TYPE_CHECKING as true, and
+# MicroPython, which has no typing module, never runs the block.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import board
     _contract: "board.Board" = Board()   # checked by pyright against board.pyi
