@@ -10,21 +10,9 @@ import pytest
 
 from gateway import cli
 from gateway.models import Device
-from gateway.store.postgres import PostgresStore
-from gateway.store.sqlite import SqliteStore
 from protocol import v1
 from tests.gateway.test_gateway_support import pg_dsn  # noqa: F401 (fixture)
-from tests.gateway.test_store import DEV, alert, prepare
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = prepare(SqliteStore(tmp_path / "g.db"))
-    else:
-        s = prepare(PostgresStore(request.getfixturevalue("pg_dsn")))
-    yield s
-    s.close()
+from tests.gateway.test_store import DEV, alert
 
 
 def over(a, path: str, received_ms: int):

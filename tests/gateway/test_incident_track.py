@@ -9,14 +9,12 @@ import pytest
 
 from gateway.health import StatusError, parse_status
 from gateway.store import track as track_store
-from gateway.store.postgres import PostgresStore
-from gateway.store.sqlite import SqliteStore
 from protocol import v1 as protocol
 from tests.conftest import wait_until
 from tests.devices import RawDevice
 from tests.gateway.test_console import add_user, http_login
 from tests.gateway.test_gateway_support import pg_dsn  # noqa: F401 (fixture)
-from tests.gateway.test_store import DEV, alert, prepare
+from tests.gateway.test_store import DEV, alert
 
 TOPIC = f"panic/v1/{DEV}/status"
 POS = {"lat6": -7982700, "lon6": 112627100, "acc": 8, "t": None}
@@ -40,14 +38,6 @@ def test_pos_is_optional_and_normalised():
     assert "pos" not in parse_status(TOPIC, status(), "panic/v1")[1]
     _, got = parse_status(TOPIC, status(pos={"lat6": 1, "lon6": 2, "acc": 3}), "panic/v1")
     assert got["pos"] == {"lat6": 1, "lon6": 2, "acc": 3, "t": None}
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    s = prepare(SqliteStore(tmp_path / "g.db") if request.param == "sqlite"
-                else PostgresStore(request.getfixturevalue("pg_dsn")))
-    yield s
-    s.close()
 
 
 def test_points_go_to_open_incidents_only_once_and_within_the_bound(store, monkeypatch):

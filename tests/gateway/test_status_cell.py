@@ -8,9 +8,6 @@ from typing import Any
 import pytest
 
 from gateway.health import StatusError, parse_status
-from gateway.models import Device
-from gateway.store.postgres import PostgresStore
-from gateway.store.sqlite import SqliteStore
 from tests.gateway.test_gateway_support import pg_dsn  # noqa: F401 (fixture)
 
 DEV = "klj-kauman-rw05-rt03"
@@ -40,14 +37,6 @@ def test_cell_is_optional_and_normalised():
     assert "cell" not in parse_status(TOPIC, status(cell=None), "panic/v1")[1]
     _, got = parse_status(TOPIC, status(cell={"reg": "searching", "csq": 99}), "panic/v1")
     assert got["cell"] == {"reg": "searching", "csq": 99, "test": None}
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    s = SqliteStore(tmp_path / "g.db") if request.param == "sqlite" else PostgresStore(request.getfixturevalue("pg_dsn"))
-    s.add_device(Device(id=DEV, secret="s" * 64, mqtt_password="p", created_ms=1))
-    yield s
-    s.close()
 
 
 def test_store_keeps_the_last_cell_report(store):

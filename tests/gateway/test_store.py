@@ -12,7 +12,6 @@ from gateway.models import Alert, Device
 from gateway.store import FalseAlarmPolicy, Forbidden, Store, TransitionError
 from gateway.store.postgres import PostgresStore
 from gateway.store.schema import MIGRATIONS
-from gateway.store.sqlite import SqliteStore
 from tests.gateway.test_gateway_support import pg_dsn  # noqa: F401 (fixture)
 
 DEV = "klj-kauman-rw05-rt03"
@@ -38,16 +37,6 @@ def prepare(store: Store) -> Store:
     store.route = route
     store.add_device(Device(id=DEV, secret="s" * 64, mqtt_password="p", kelurahan="Kauman", created_ms=1))
     return store
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = prepare(SqliteStore(tmp_path / "g.db"))
-    else:
-        s = prepare(PostgresStore(request.getfixturevalue("pg_dsn")))
-    yield s
-    s.close()
 
 
 def test_migrations_are_versioned_and_idempotent(store):

@@ -1,0 +1,20 @@
+"""Fixtures shared by the gateway's store tests."""
+from __future__ import annotations
+
+import pytest
+
+from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore
+from tests.gateway.test_gateway_support import pg_dsn  # noqa: F401 (fixture)
+from tests.gateway.test_store import prepare
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    """A store on each database, with the sink routes a service sets and one Kauman button."""
+    if request.param == "sqlite":
+        s = prepare(SqliteStore(tmp_path / "g.db"))
+    else:
+        s = prepare(PostgresStore(request.getfixturevalue("pg_dsn")))
+    yield s
+    s.close()
