@@ -13,6 +13,7 @@ from typing import TypeVar
 from protocol import sms as sms_format
 from simulator.carrier import SmsCentre
 from simulator.stack import Stack
+from tests.conftest import wait_until
 
 WAIT_S = 60.0  # a liveness bound only: the daemon polls each second
 
@@ -20,13 +21,7 @@ T = TypeVar("T")
 
 
 def wait_for(what: str, pred: Callable[[], T], timeout: float = WAIT_S) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise TimeoutError(f"not seen within {timeout}s: {what}")
+    return wait_until(pred, timeout, 0.05, what)
 
 
 class Smsd:

@@ -15,6 +15,7 @@ import pytest
 from gateway.sms import gammu
 from gateway.sms.settings import SmsSettings
 from simulator.carrier import CENTRE, Carrier
+from tests.conftest import wait_until
 
 BUTTON = "+6281234567801"
 NO_DELAY = {"sms_delay_median_s": 0.0, "sms_delay_sigma": 0.0, "sms_loss": 0.0}
@@ -23,13 +24,7 @@ T = TypeVar("T")
 
 
 def wait_for(what: str, pred: Callable[[], T], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise TimeoutError(f"not seen within {timeout}s: {what}")
+    return wait_until(pred, timeout, 0.05, what)
 
 
 def send(spool: Path, text: str, name: str, msisdn: str = BUTTON) -> None:
