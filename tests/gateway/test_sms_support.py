@@ -13,7 +13,7 @@ from typing import TypeVar
 from protocol import sms as sms_format
 from simulator.carrier import SmsCentre
 from simulator.stack import Stack
-from tests.conftest import wait_until
+from tests.conftest import assert_no_secrets_in_logs, wait_until
 
 WAIT_S = 60.0  # a liveness bound only: the daemon polls each second
 
@@ -79,3 +79,11 @@ def start_sms(stack: Stack, *, per_number_per_hour: int) -> tuple[Smsd, SmsCentr
     centre = SmsCentre(stack, settings={"sms_delay_median_s": 0.0, "sms_delay_sigma": 0.0, "sms_loss": 0.0}, seed=1,
                        per_number_per_hour=per_number_per_hour, poll_s=0.05).start()
     return Smsd(centre), centre
+
+
+def assert_no_secrets_in_sms_logs(stack: Stack, sms_dir: Path) -> None:
+    """Neither the daemon's and the hook's logs hold the relay token, nor the stack's any secret."""
+    token = (sms_dir / "relay.token").read_text().strip()
+    for log in sms_dir.rglob("*.log"):
+        assert token not in log.read_text(errors="replace"), f"the relay token in {log}"
+    assert_no_secrets_in_logs(stack)
