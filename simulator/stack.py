@@ -90,28 +90,30 @@ class Stack:
         return self._tokens[role]
 
     # --- processes -----------------------------------------------------------------
+    def _mosquitto(self, folder: str, log_name: str, port: int) -> subprocess.Popen:
+        log = open(self.state / log_name, "ab")
+        proc = subprocess.Popen(["mosquitto", "-c", str(self.state / folder / "mosquitto.conf")], stdout=log, stderr=log)
+        wait_port(port)
+        return proc
+
+    @staticmethod
+    def _terminate(proc: subprocess.Popen | None) -> None:
+        if proc and proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+
     def start_broker(self) -> None:
-        log = open(self.state / "mosquitto.log", "ab")
-        self.broker = subprocess.Popen(["mosquitto", "-c", str(self.state / "broker" / "mosquitto.conf")],
-                                       stdout=log, stderr=log)
-        wait_port(self.broker_port)
+        self.broker = self._mosquitto("broker", "mosquitto.log", self.broker_port)
 
     def stop_broker(self) -> None:
-        if self.broker and self.broker.poll() is None:
-            self.broker.terminate()
-            self.broker.wait(10)
+        self._terminate(self.broker)
         self.broker = None
 
     def start_backup_broker(self) -> None:
-        log = open(self.state / "mosquitto-backup.log", "ab")
-        self.backup_broker = subprocess.Popen(
-            ["mosquitto", "-c", str(self.state / "broker-backup" / "mosquitto.conf")], stdout=log, stderr=log)
-        wait_port(self.backup_port)
+        self.backup_broker = self._mosquitto("broker-backup", "mosquitto-backup.log", self.backup_port)
 
     def stop_backup_broker(self) -> None:
-        if self.backup_broker and self.backup_broker.poll() is None:
-            self.backup_broker.terminate()
-            self.backup_broker.wait(10)
+        self._terminate(self.backup_broker)
         self.backup_broker = None
 
     def kill_broker(self, which: str = "primary") -> None:
