@@ -142,7 +142,9 @@ class Stack:
         gw.wait()
         self.gateways.remove(gw)
 
-    def wait_healthy(self, timeout: float = 15.0) -> None:
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        # A liveness bound: a fresh NATS cluster elects its JetStream leader first (up to 30 s
+        # on a loaded machine, as `make up` allows), and the gateway serves once it has a stream.
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
