@@ -142,4 +142,23 @@ MIGRATIONS: list[list[str]] = [
             incident_id TEXT NOT NULL, at_ms BIGINT NOT NULL, lat6 BIGINT NOT NULL, lon6 BIGINT NOT NULL,
             acc INTEGER NOT NULL, PRIMARY KEY (incident_id, at_ms))""",
     ],
+    [  # 12: the fleet (docs/protocol.md "Fleet"): signed releases with their bundles (base64),
+       #     one rollout per release, each button's firmware as it reported it, and every command
+       #     sent to a button with its result (the audit log: who, what, when, what came back)
+        """CREATE TABLE fleet_releases (
+            seq BIGINT PRIMARY KEY, fw TEXT NOT NULL, manifest TEXT NOT NULL, signature TEXT NOT NULL,
+            bundle TEXT NOT NULL, size BIGINT NOT NULL, sha256 TEXT NOT NULL, added_by TEXT NOT NULL,
+            added_ms BIGINT NOT NULL)""",
+        """CREATE TABLE fleet_rollouts (
+            seq BIGINT PRIMARY KEY, pct DOUBLE PRECISION NOT NULL, state TEXT NOT NULL, why TEXT NOT NULL DEFAULT '',
+            by_name TEXT NOT NULL, started_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL)""",
+        """CREATE TABLE device_firmware (
+            dev TEXT PRIMARY KEY, fw TEXT, seq BIGINT, slot TEXT, rel BIGINT, stage TEXT, err TEXT,
+            ota_n BIGINT, last_op TEXT, last_ok INTEGER, last_err TEXT, updated_ms BIGINT NOT NULL)""",
+        "CREATE TABLE fleet_cmdseq (dev TEXT PRIMARY KEY, n BIGINT NOT NULL)",
+        """CREATE TABLE fleet_commands (
+            dev TEXT NOT NULL, n BIGINT NOT NULL, op TEXT NOT NULL, args TEXT NOT NULL, by_name TEXT NOT NULL,
+            sent_ms BIGINT NOT NULL, result TEXT, ok INTEGER, err TEXT, result_ms BIGINT,
+            PRIMARY KEY (dev, n))""",
+    ],
 ]
