@@ -48,6 +48,13 @@ DEFAULTS = {
     "sms_retry_ms": 300000,
     "track_s": 30,             # a GPS button's position every N s while its call is open (0: never)    # no SMS ack by then: the same SMS again, the wait doubling up to 8x
     "cell_test_h": 24,
+    # Over-the-air updates (ota.py): a new slot not confirmed by a signed ack within
+    # ota_trial_s is rolled back; a chunk is asked again after ota_chunk_ms; a battery
+    # button below battery_min_ota % refuses to start one.
+    "ota_trial_s": 300,
+    "ota_chunk_ms": 5000,
+    "battery_min_ota": 40,
+    "silent": False,           # LED only, never the buzzer (a holder who must not be heard)
 }
 _MODEM = {"uart": 1, "tx": 26, "rx": 25, "baud": 115200, "pwrkey": 32, "apn": "internet",
           "pin": None, "reg_s": 60}
@@ -58,7 +65,7 @@ _INTS = ("lat6", "lon6", "acc", "long_press_ms", "triple_window_ms", "cancel_hol
          "retry_max_ms", "reconnect_min_ms", "reconnect_max_ms", "fail_ms", "outbox_max",
          "batt_low", "awake_s", "wdt_ms", "boot_floor", "cancel_confirm_ms",
          "sleep_heartbeat_s", "safe_hold_ms", "cell_after_ms", "sms_after_ms", "sms_retry_ms",
-         "cell_test_h", "track_s")
+         "cell_test_h", "track_s", "ota_trial_s", "ota_chunk_ms", "battery_min_ota")
 
 # ESP32 (WROOM/WROVER) pin rules.
 _STRAP = (0, 2, 5, 12, 15)        # sampled at reset: a held button changes the boot mode
@@ -130,6 +137,14 @@ def validate(c):
         # The gateway keeps at most one status a second per button, and a track point a
         # minute apart still shows where a moving holder went.
         return None, "track_s must be 0 or 5..3600"
+    if not isinstance(out["silent"], bool):
+        return None, "silent must be true or false"
+    if not 60 <= out["ota_trial_s"] <= 3600:
+        return None, "ota_trial_s must be 60..3600"
+    if not 500 <= out["ota_chunk_ms"] <= 60000:
+        return None, "ota_chunk_ms must be 500..60000"
+    if not 0 <= out["battery_min_ota"] <= 100:
+        return None, "battery_min_ota must be 0..100"
     if out["trigger"] not in ("long", "triple"):
         return None, "trigger must be 'long' or 'triple'"
     if out["cancel_hold_ms"] <= out["long_press_ms"] and out["trigger"] == "long":
@@ -285,7 +300,23 @@ def _exists(p):
         return False
 
 
+def write_atomic(path, data):
+    """Write `path` through a temp file renamed over it: a power cut leaves the old or the
+    new content, never a torn one (littlefs renames over a file; FAT needs the remove, and
+    load() finds the temp copy if the cut fell between the two)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(data)
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        os.remove(path)
+        os.rename(tmp, path)
+
+
 def load(path):
+    if not _exists(path) and _exists(path + ".tmp"):
+        os.rename(path + ".tmp", path)    # a save cut between remove and rename (FAT)
     try:
         with open(path) as f:
             raw = f.read()

@@ -58,6 +58,10 @@ DEVICE_DEFAULTS: dict[str, Any] = {
     "sms_retry_ms": 300000,
     "track_s": 30,
     "cell_test_h": 24,
+    "ota_trial_s": 300,
+    "ota_chunk_ms": 5000,
+    "battery_min_ota": 40,
+    "silent": False,
 }
 
 
