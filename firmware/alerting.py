@@ -5,6 +5,8 @@
 # say where it stands. A mixin of App (app.py), in a module of its own so that each of
 # the two compiles from source on a 96 KB heap; the rules themselves are in alerts.py and
 # gesture.py.
+import json
+
 import battery
 import gesture
 import mqtt
@@ -16,6 +18,7 @@ import proto
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import alerts
+    import ota
     import board
     from gps import GPS
     from hmac256 import HMAC
@@ -42,6 +45,12 @@ class Alerting:
     t_alert: str
     t_status: str
     t_ack: str
+    t_cmd: str
+    t_ota: str
+    t_result: str
+    ost: dict
+    ota_rel: "int | None"
+    ota: "ota.Job | None"
     led: "str | None"
     buzz: "str | None"
     low_batt: bool
@@ -55,8 +64,25 @@ class Alerting:
     def log(self, msg):
         self.emit("log", msg=msg)
 
+    def result(self, n, op, ok, err=None, **extra):
+        """A command's signed result on <dev>/result, QoS 1 (docs/protocol.md "Fleet").
+        Returns the packet id (in mq.inflight until the broker has it)."""
+        d = {"v": 1, "dev": self.dev, "n": n, "op": op, "ok": ok, "err": err, "fw": proto.FW,
+             "slot": self.ost["run"]}
+        if op == "ota":
+            if "stage" not in extra:
+                extra["stage"] = "accepted" if ok else "refused"
+            if "rel" not in extra:
+                extra["rel"] = self.ota_rel
+        d.update(extra)
+        return self.mq.publish(self.t_result, proto.sign(self.mac, json.dumps(d).encode()),
+                               False, True)
+
     def _send(self, rec, now):
         raise NotImplementedError     # App's: the link side
+
+    def reset(self, why):
+        raise NotImplementedError     # App's
 
     def _set_led(self, p):
         if p != self.led:
@@ -146,6 +172,11 @@ class Alerting:
         return self._trigger("cancel", t)
 
     def _on_msg(self, topic, payload):
+        if topic == self.t_ota:
+            # Unsigned: the download file is checked against the signed manifest's SHA-256.
+            if self.ota is not None and payload is not None:
+                self.ota.chunk(payload)
+            return
         if topic != self.t_ack:
             self.log("unexpected topic " + topic)
             return
@@ -157,6 +188,10 @@ class Alerting:
             self.emit("bad_ack", reason=why)
             return
         self._acked(d, self.via)
+        if self.ost["trial"]:
+            # A signed ack came back over the new firmware: the chain works, keep it.
+            import otastate
+            otastate.keep(self)
 
     def _acked(self, d, via):
         """A verified ack (MQTT on the link `via`, or an SMS: cellular.py)."""

@@ -42,6 +42,19 @@ class App(alerting.Alerting):
         self.cell = None       # cellular.Cellular when a modem is fitted (startup.py)
         self.via = "wifi"      # the link the MQTT client uses: "wifi" or "cellular"
         self._stable = False
+        # Updates (otastate.py, ota.py): the slot running (main.py's loader replaces this
+        # with ota/state.json), the release of the last ota command, the download job
+        # (ota.Job, loaded only while a download runs), per-boot report flags.
+        self.ost = {"run": "factory", "seq": 0, "trial": False}
+        self.ota_rel = None
+        self.ota = None
+        try:
+            os.stat(board.flash + "/ota/dl.json")
+            self.ota_dl = True         # a download to resume
+        except OSError:
+            self.ota_dl = False
+        self.ota_said = False
+        self.ota_rpid = None
 
     # ---- output (emit, log: alerting.py) ----
 
@@ -102,6 +115,16 @@ class App(alerting.Alerting):
 
     def stop(self):
         self.running = False
+
+    def reset(self, why):
+        """Restart the board (an update, a rollback, a reboot command). The simulator has no
+        reset: the process ends with exit code 3 and its host starts it again."""
+        self.emit("reset", why=why)
+        if self.b.name == "esp32":
+            import machine
+            machine.reset()
+        self.running = False
+        self.rc = 3
 
     # ---- network ----
     def _send(self, rec, now):
@@ -218,7 +241,8 @@ class App(alerting.Alerting):
         # backing off; an ordinary drop after a good link resets it (_link).
         self.emit("link", state="up", broker="%s:%d" % (br["host"], br["port"]))
         self.ups += 1
-        self.mq.subscribe(self.t_ack)
+        # One SUBSCRIBE: acks first (vital), then commands and update chunks.
+        self.mq.subscribe((self.t_ack, self.t_cmd, self.t_ota))
         # Drain oldest first, right away: a reconnect is when the backlog matters most.
         for r in self.ob.recs:
             r["_due"] = now
@@ -307,6 +331,10 @@ class App(alerting.Alerting):
                 pos = self._pos(now) if since >= self.cfg["track_s"] * 1000 else None
                 if pos is not None or since >= self.cfg["heartbeat_s"] * 1000:
                     self._status(pos=pos)
+            st = self.ost
+            if st["trial"] or st.get("report") or self.ota_dl or "ota" in sys.modules:
+                import otastate
+                otastate.tick(self, now)
             self._check_battery(now)
             self._update_led(now)
             b.led_tick(ticks_ms())

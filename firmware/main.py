@@ -12,6 +12,71 @@ def _fix_path():
         sys.path.insert(0, f[:i])
 
 
+def _flash():
+    try:
+        import os
+        return os.getenv("PANIC_FLASH") or "flash"   # the unix port (board_sim.py)
+    except AttributeError:
+        return "."                                     # a board: the working directory
+
+
+def _slot():
+    """The loader (never updated over the air): before any module an update can replace is
+    imported, pick the slot to run from ota/state.json (docs/firmware.md "Over-the-air
+    updates"). A slot on trial counts its boots in ota/boots; a trial boot that follows a
+    crash or a watchdog reset, or a third trial boot, rolls back to the slot before it.
+    otastate.py reads and writes the same file for the app. Returns the state."""
+    import json
+    import os
+    d = _flash() + "/ota/"
+    st = None
+    for name in ("state.json", "state.tmp"):
+        try:
+            with open(d + name) as f:
+                st = json.load(f)
+            if isinstance(st, dict) and st.get("run") in ("factory", "a", "b"):
+                break
+        except Exception:  # noqa: BLE001 -- missing or torn: the other copy, else factory
+            pass
+        st = None
+    if st is None:
+        return {"run": "factory", "seq": 0, "trial": False}
+    if st.get("trial"):
+        try:
+            n = os.stat(d + "boots")[6]
+        except OSError:
+            n = 0
+        with open(d + "boots", "ab") as f:
+            f.write(b"x")
+        cause = None
+        try:
+            import machine
+            cause = machine.reset_cause()
+            why = {machine.WDT_RESET: "watchdog", machine.SOFT_RESET: "crash"}.get(cause)
+        except (ImportError, AttributeError):
+            why = None                  # the simulator: every start is a power-up
+        if not n:
+            why = None                  # the first trial boot follows the update's own reset
+        elif n >= 2:
+            why = why or "boot"
+        if why:
+            st = {"run": st.get("prev") or "factory", "prev": st["run"], "seq": st.get("pseq", 0),
+                  "fw": st.get("pfw"), "trial": False, "n": st.get("n"),
+                  "report": {"stage": "rolled_back", "err": why, "rel": st.get("seq")}}
+            with open(d + "state.tmp", "w") as f:
+                f.write(json.dumps(st))
+            try:
+                os.remove(d + "state.json")
+            except OSError:
+                pass
+            os.rename(d + "state.tmp", d + "state.json")
+            os.remove(d + "boots")
+            sys.stderr.write("ota: rolled back to %s (%s)\n" % (st["run"], why))
+    if st["run"] != "factory":
+        sys.path.insert(0, d + st["run"])
+    return st
+
+
 def _guard():
     """Before any compiled module: count a boot that followed a crash or watchdog reset
     (one byte each in flash: a torn append cannot corrupt the count), then let safemode.py
@@ -45,6 +110,11 @@ def _guard():
 def _main():
     b = None
     try:
+        try:
+            st = _slot()
+        except Exception as e:  # noqa: BLE001 -- a loader fault must not brick: factory
+            sys.print_exception(e, sys.stderr)
+            st = {"run": "factory", "seq": 0, "trial": False}
         g = _guard()
         if g is None:
             return 0
@@ -67,6 +137,7 @@ def _main():
         import app
         a = app.App(b, cfg)
         a.boot_hold_ms = g[0]
+        a.ost = st
         return a.run()
     except Exception as e:  # noqa: BLE001
         # stdout carries only JSON events; the unix port would print tracebacks there.

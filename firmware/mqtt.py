@@ -115,7 +115,11 @@ def publish_pkt(topic, payload, qos=1, retain=False, dup=False, pid=0):
 
 
 def subscribe_pkt(pid, topic, qos=1):
-    return pkt(_SUBSCRIBE, bytes((pid >> 8, pid & 0xFF)) + _str(topic) + bytes((qos,)))
+    """topic: one filter, or a tuple of them in one SUBSCRIBE (one SUBACK to wait for)."""
+    body = bytes((pid >> 8, pid & 0xFF))
+    for t in (topic,) if isinstance(topic, str) else topic:
+        body += _str(t) + bytes((qos,))
+    return pkt(_SUBSCRIBE, body)
 
 
 def puback_pkt(pid):
@@ -593,6 +597,12 @@ class Client:
                     # Refused (ACL): acks would never come, and every alert would be
                     # retransmitted forever on a link that looks healthy.
                     self.close("suback refused", ERR_AUTH)
+                    return False
+                for i in range(3, len(body)):
+                    if body[i] & 0x80:
+                        # Only the first filter (acks) is vital: a broker whose ACL does not
+                        # grant commands or updates yet must still carry alerts.
+                        self.log("subscription %d refused" % (i - 2))
         elif t == _CONNACK and self.state == WAIT_ACK:
             rc = body[1]
             if rc:

@@ -42,6 +42,9 @@ def setup(app):
     app.t_alert = root + "/alert"
     app.t_status = root + "/status"
     app.t_ack = root + "/ack"
+    app.t_cmd = root + "/cmd"          # signed commands (remote.py)
+    app.t_ota = root + "/ota"          # update chunks (ota.py)
+    app.t_result = root + "/result"    # command results and chunk requests
     app.al = alerts.Alerts(c["cancel_window_s"] * 1000, c["fail_ms"])
     app.gest = gesture.Gesture(c["trigger"], c["long_press_ms"], c["triple_window_ms"],
                                 c["cancel_hold_ms"], c["cancel_confirm_ms"])
