@@ -22,7 +22,7 @@ TEST_JOBS   ?= 3
 
 # chromium: the console's browser tests (Playwright drives /usr/bin/chromium; no browser download)
 # prometheus: promtool and the server check deploy/prometheus rules and the Grafana dashboard
-APT_PACKAGES := mosquitto mosquitto-clients openssl chromium prometheus gammu gammu-smsd
+APT_PACKAGES := mosquitto mosquitto-clients openssl chromium prometheus gammu gammu-smsd nats-server
 FIRMWARE_SRC := $(wildcard firmware/*.py)
 
 .PHONY: help setup system-packages lint test demo up down firmware flash clean lock audit
