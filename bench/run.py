@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 KELURAHAN = ["Klojen", "Rampal Celaket", "Samaan", "Kiduldalem", "Sukoharjo", "Kasin", "Kauman",
              "Oro-oro Dowo", "Bareng", "Gadingkasri", "Penanggungan"]
 PG_BASE = os.environ.get("PANIC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+CITY_BUTTONS = 4278             # Kota Malang's RTs: the city burst presses every button once
 FIELDS = ("figure", "measured", "baseline", "ratio", "target", "pass")
 
 
@@ -441,7 +442,7 @@ class Bench:
 
     # figures 1, 2, 3, 5 share one stack: the city (4,278 RT) + 2 raw-pipe logins
     def city(self, only: set[int]) -> None:
-        n_city = 300 if self.quick else 4278
+        n_city = 300 if self.quick else CITY_BUTTONS
         n_idle = 60 if self.quick else 675
         stack, creds = new_stack(self.tmp, "city", n_city + 3)
         self.stacks.append(stack)
@@ -756,7 +757,7 @@ class Bench:
         from gateway import config as gateway_config
         from tests.gateway.test_nats_support import Cluster
         with pg_schema() as (dsn, _schema):
-            n = 100 if self.quick else 1000
+            n = 100 if self.quick else CITY_BUTTONS
             stack = Stack(self.tmp / "nats", store="postgres", dsn=dsn, gateway={"open_incidents_per_device": 0})
             stack.init()
             stack.set_config("mqtt", engine="nats")
