@@ -1,8 +1,8 @@
 """The project's mosquitto: its config, its logins and ACLs, kept current with the registry.
 
 A device's MQTT username is its id. Logins and ACLs live in mosquitto's dynamic-security
-plugin (gateway/dynsec.py): a device may publish only its own alert and status, subscribe
-to and receive only its own ack, and connect only with its id as client id, so it can
+plugin (gateway/dynsec.py): a device may publish only its own alert, status and result, subscribe
+to and receive only its own ack, cmd and ota, and connect only with its id as client id, so it can
 neither join the gateways' shared subscription nor take over another client's session.
 The gateway's login and the broker admin's are never a device's.
 

@@ -98,6 +98,22 @@ class ApiConfig:
 
 
 @dataclass
+class FleetConfig:
+    """`[fleet]`: releases, staged rollouts and remote commands (docs/gateway.md "Fleet updates")."""
+    # The release manager's public key(s) (protocol/release.py reads them): a release is stored only
+    # when its signature verifies with one, and `device config` gives buttons the same set.
+    release_keys: str = ""
+    halt_pct: float = 10.0  # a rollout halts when more of its trial group failed than this share
+    halt_min: int = 3  # ... once at least this many devices have an outcome
+    trial_s: int = 600  # a device silent this long after downloading or on trial failed its trial
+    retry_s: int = 600  # a device that could not take a release now is asked again after this
+    parallel: int = 20  # devices sent a release at once
+    chunk_rate: int = 20  # OTA chunks per second to one device
+    chunk_rate_total: int = 200  # OTA chunks per second in all (1 KB each)
+    workers: bool = True  # false: this gateway runs no fleet worker (another one does)
+
+
+@dataclass
 class Config:
     path: Path
     topic_root: str = "panic/v1"
@@ -130,6 +146,7 @@ class Config:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     dispatch: DispatchConfig = field(default_factory=DispatchConfig)  # the ETA approximation's knobs
     # `[[escalation]]`: the ladder's steps; the one step to Polresta after escalate_after_s without it.
     escalation: tuple[ladder.Step, ...] = ()
@@ -181,7 +198,8 @@ def load(path: str | os.PathLike | None = None) -> Config:
     gw = dict(raw.get("gateway", {}))
     cfg = Config(path=path)
     for key, value in gw.items():
-        if key not in Config.__dataclass_fields__ or key in ("path", "mqtt", "nats", "broker", "store", "api", "sinks", "dispatch", "escalation"):
+        if key not in Config.__dataclass_fields__ or key in ("path", "mqtt", "nats", "broker", "store", "api", "fleet",
+                                                             "sinks", "dispatch", "escalation"):
             raise ConfigError(f"[gateway]: unknown key {key!r}")
         default = Config.__dataclass_fields__[key].default
         ok = isinstance(value, (int, float)) if isinstance(default, float) else type(value) is type(default)
@@ -203,6 +221,15 @@ def load(path: str | os.PathLike | None = None) -> Config:
     cfg.store = _section(StoreConfig, raw.get("store", {}), base, "store")
     cfg.api = _section(ApiConfig, raw.get("api", {}), base, "api")
     _check_proxies(cfg.api.trusted_proxies)
+    cfg.fleet = _section(FleetConfig, raw.get("fleet", {}), base, "fleet")
+    f = cfg.fleet
+    if not isinstance(f.halt_pct, (int, float)) or isinstance(f.halt_pct, bool):
+        raise ConfigError(f"[fleet] halt_pct: expected a number, got {f.halt_pct!r}")
+    f.halt_pct = float(f.halt_pct)
+    if not (0 <= f.halt_pct <= 100) or min(f.halt_min, f.trial_s, f.retry_s, f.parallel, f.chunk_rate,
+                                           f.chunk_rate_total) <= 0:
+        raise ConfigError("[fleet] halt_pct must be 0..100 and halt_min, trial_s, retry_s, parallel, chunk_rate, "
+                          "chunk_rate_total positive")
     try:
         cfg.dispatch = DispatchConfig.from_toml(raw.get("dispatch", {}))
     except DispatchError as exc:

@@ -92,16 +92,19 @@ def _acl(acltype: str, topic: str) -> dict:
 
 
 def gateway_acls(root: str, group: str) -> list[dict]:
-    reads = [f"{root}/+/alert", f"{root}/+/status", f"{root}/incidents/#", f"{root}/ops/#"]
-    subs = [*reads, f"$share/{group}/{root}/+/alert"]
-    sends = [f"{root}/+/ack", f"{root}/incidents/#", f"{root}/ops/#"]
+    reads = [f"{root}/+/alert", f"{root}/+/status", f"{root}/+/result", f"{root}/incidents/#", f"{root}/ops/#"]
+    subs = [*reads, f"$share/{group}/{root}/+/alert", f"$share/{group}/{root}/+/result"]
+    sends = [f"{root}/+/ack", f"{root}/+/cmd", f"{root}/+/ota", f"{root}/incidents/#", f"{root}/ops/#"]
     return ([_acl("subscribePattern", t) for t in subs] + [_acl("publishClientReceive", t) for t in reads]
             + [_acl("publishClientSend", t) for t in sends])
 
 
 def device_acls(root: str, dev: str) -> list[dict]:
-    return [_acl("publishClientSend", f"{root}/{dev}/alert"), _acl("publishClientSend", f"{root}/{dev}/status"),
-            _acl("subscribeLiteral", f"{root}/{dev}/ack"), _acl("publishClientReceive", f"{root}/{dev}/ack")]
+    """Its own topics only: it sends alerts, statuses and command results (with OTA chunk
+    requests), and reads its acks, commands and OTA chunks (docs/protocol.md "Fleet")."""
+    sends = [_acl("publishClientSend", f"{root}/{dev}/{leaf}") for leaf in ("alert", "status", "result")]
+    reads = [f"{root}/{dev}/{leaf}" for leaf in ("ack", "cmd", "ota")]
+    return sends + [a for t in reads for a in (_acl("subscribeLiteral", t), _acl("publishClientReceive", t))]
 
 
 def admin_acls() -> list[dict]:

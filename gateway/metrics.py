@@ -75,6 +75,13 @@ delivery_latency = Histogram("panic_delivery_latency_seconds", "Press to receive
 for _path in ("wifi", "backup_broker", "cellular", "sms"):
     deliveries.labels(_path)
     delivery_latency.labels(_path)
+fleet_results = Counter("panic_fleet_results", "Signed command results taken from devices, by op", ["op"])
+fleet_rejected = Counter("panic_fleet_rejected", "Messages on devices' result topics refused, by reason (mac: not "
+                         "signed with the device's secret)", ["reason"])
+fleet_commands = Counter("panic_fleet_commands", "Signed commands sent to devices, by op", ["op"])
+fleet_chunks = Counter("panic_fleet_chunks", "OTA chunk requests: sent, or dropped by a rate limit (device, total)",
+                       ["result"])
+fleet_halts = Counter("panic_fleet_halts", "Rollouts halted by the failure rule")
 
 
 class Labelled(dict):

@@ -4,7 +4,7 @@ the gateways and of every device, generated from the registry.
 Devices speak MQTT 3.1.1 to the MQTT listener every node has; NATS maps the topic
 `panic/v1/<dev>/alert` to the subject `panic.v1.<dev>.alert`, and an MQTT session keeps
 its state in JetStream (`$MQTT_*` streams). A device's permissions are the mosquitto ACL's
-(publish its own alert and status, receive only its own ack) plus the one internal subject
+(publish its own alert, status and result, receive only its own ack, cmd and ota) plus the one internal subject
 NATS's MQTT layer delivers QoS 1 subscriptions on (`$MQTT.sub.>`, subscribe only: the
 server names those subjects itself, so a client can reach no other device's messages
 through them). A device login is MQTT only (`allowed_connection_types`): it can never speak
@@ -74,8 +74,8 @@ def hosted_nodes(hosts: list[str]) -> list[Node]:
 
 def device_permissions(root: str, dev: str) -> dict:
     base = root.replace("/", ".")
-    return {"publish": {"allow": [f"{base}.{dev}.alert", f"{base}.{dev}.status"]},
-            "subscribe": {"allow": [f"{base}.{dev}.ack", "$MQTT.sub.>"]}}
+    return {"publish": {"allow": [f"{base}.{dev}.alert", f"{base}.{dev}.status", f"{base}.{dev}.result"]},
+            "subscribe": {"allow": [f"{base}.{dev}.ack", f"{base}.{dev}.cmd", f"{base}.{dev}.ota", "$MQTT.sub.>"]}}
 
 
 def _q(text: str) -> str:

@@ -10,6 +10,7 @@ from .config import Config
 from .console.hub import Hub
 from .console.settings import load as console_settings
 from .escalation import Escalator
+from .fleet import FleetWorker
 from .forward import Forwarder
 from .health import HealthMonitor
 from .ingest import Ingest
@@ -56,6 +57,14 @@ def run(cfg: Config) -> None:
                       for sink in sinkset)
 
     retention = ForwardRetention(store, cfg)
+    # Commands, results, OTA chunks and the rollout: a connection and a thread of their own,
+    # so no chunk ever queues ahead of an alert (gateway/fleet.py).
+    fleet: FleetWorker | None = None
+    if cfg.fleet.workers and cfg.mqtt.engine == "mosquitto":
+        fleet = FleetWorker(cfg, store, ingest.registry)
+        fleet.on_change = hub.poke
+    elif cfg.fleet.workers:
+        log.warning("no fleet worker on a NATS cluster yet: releases and commands need a mosquitto gateway")
 
     def health() -> dict:
         """From memory only: /healthz is unauthenticated, so it must not cost a query."""
@@ -75,6 +84,8 @@ def run(cfg: Config) -> None:
     ingest.start()
     escalator.start()
     retention.start()
+    if fleet is not None:
+        fleet.start()
     for f in forwarders:
         f.start()
 
@@ -100,6 +111,7 @@ def run(cfg: Config) -> None:
     app = build_app(store=store, cfg=cfg, console_settings=console_settings(cfg), hub=hub, health=health,
                     on_change=on_change, on_requeue=wake_forwarders)
     app.state.sms_ingest = ingest.ingest_external  # the SMS relay's way in (gateway/api_sms.py)
+    app.state.fleet = fleet  # the fleet API's way to send a command now (gateway/api_fleet.py)
     # log_config=None: uvicorn's loggers go through the gateway's handler (text or JSON lines)
     # instead of handlers of its own.
     # Proxy headers only from the configured proxies: uvicorn otherwise believes any client on
@@ -115,6 +127,8 @@ def run(cfg: Config) -> None:
     finally:
         escalator.stop()
         retention.stop()
+        if fleet is not None:
+            fleet.stop()
         for f in forwarders:
             f.stop()
         ingest.stop()

@@ -100,9 +100,9 @@ def outcome(fw: dict | None, seq: int, health: str, now_ms: int, rules: Rules) -
     dev = fw["dev"] if fw else ""
     if fw is None:
         return Outcome(dev, "waiting")
-    if (fw.get("seq") or 0) >= seq:
-        return Outcome(dev, "ok", "runs it" if fw.get("seq") == seq else "runs a newer release")
     if fw.get("rel") != seq:
+        if (fw.get("seq") or 0) >= seq:
+            return Outcome(dev, "ok", "runs it" if fw.get("seq") == seq else "runs a newer release")
         return Outcome(dev, "waiting")
     stage, err = fw.get("stage"), fw.get("err")
     if stage == "kept":

@@ -44,8 +44,8 @@ def _packet(head: int, body: bytes) -> bytes:
             return bytes(out) + body
 
 
-def connect_packet(client_id: str, username: str, password: str, keepalive: int) -> bytes:
-    flags = 0x02 | (0x80 if username else 0) | (0x40 if password else 0)  # clean session
+def connect_packet(client_id: str, username: str, password: str, keepalive: int, clean: bool = True) -> bytes:
+    flags = (0x02 if clean else 0) | (0x80 if username else 0) | (0x40 if password else 0)
     body = b"\x00\x04MQTT\x04" + bytes((flags,)) + struct.pack("!H", keepalive) + _str(client_id.encode())
     if username:
         body += _str(username.encode())
@@ -58,8 +58,10 @@ def subscribe_packet(topic: str, pid: int = 1, qos: int = 0) -> bytes:
     return _packet(0x82, struct.pack("!H", pid) + _str(topic.encode()) + bytes((qos,)))
 
 
-def publish_packet(topic: bytes, payload: bytes, pid: int) -> bytes:
-    """A QoS 1 PUBLISH (not retained)."""
+def publish_packet(topic: bytes, payload: bytes, pid: int, qos: int = 1) -> bytes:
+    """A QoS 1 (or QoS 0: no packet id) PUBLISH, not retained."""
+    if qos == 0:
+        return _packet(0x30, _str(topic) + payload)
     return _packet(0x32, _str(topic) + struct.pack("!H", pid) + payload)
 
 
@@ -112,6 +114,7 @@ class LeanLink:
     CONNECT (`_opening`) and what to do with each read's packets (`_packets`)."""
 
     KIND = "lean"  # the connection's name in logs
+    CLEAN = True  # False: the broker keeps the session (QoS 1 messages wait for a reconnect)
 
     def __init__(self, *, host: str, port: int, client_id: str, username: str, password: str,
                  keepalive: int = 15, name: str = "lean-link") -> None:
@@ -188,7 +191,7 @@ class LeanLink:
         # The broker closes a connection that sent nothing for 1.5 x keepalive.
         ping_every = max(1.0, self.keepalive * PING_FRACTION)
         sock.settimeout(ping_every)
-        self._send(sock, connect_packet(self.client_id, self.username, self.password, self.keepalive)
+        self._send(sock, connect_packet(self.client_id, self.username, self.password, self.keepalive, self.CLEAN)
                    + self._opening())
         buf = bytearray()
         while not self._stop.is_set():

@@ -34,8 +34,9 @@ def test_wave_is_deterministic_widens_and_differs_per_release():
 @pytest.mark.parametrize("rec,health,now,state,why", [
     (None, "online", 0, "waiting", ""),
     (fw(rel=12, stage="kept"), "online", 0, "waiting", ""),
-    (fw(seq=13, stage="kept"), "online", 0, "ok", "runs it"),
+    (fw(seq=13, rel=None, stage=None), "online", 0, "ok", "runs it"),
     (fw(seq=14, rel=14), "online", 0, "ok", "runs a newer release"),
+    (fw(seq=13, stage="trial"), "online", 0, "sent", "trial"),  # running it on trial is not yet an outcome
     (fw(stage="kept"), "online", 0, "ok", "kept"),
     (fw(stage="rolled_back", err="crash"), "online", 0, "failed", "rolled_back:crash"),
     (fw(stage="refused", err="sig"), "online", 0, "failed", "sig"),

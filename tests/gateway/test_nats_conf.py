@@ -38,8 +38,10 @@ def test_every_node_config_is_accepted_by_nats_server(tmp_path):
 def test_device_permissions_are_its_own_subjects_only():
     perms = natsconf.device_permissions("panic/v1", "klj-kauman-rw05-rt03")
     assert perms == {"publish": {"allow": ["panic.v1.klj-kauman-rw05-rt03.alert",
-                                           "panic.v1.klj-kauman-rw05-rt03.status"]},
-                     "subscribe": {"allow": ["panic.v1.klj-kauman-rw05-rt03.ack", "$MQTT.sub.>"]}}
+                                           "panic.v1.klj-kauman-rw05-rt03.status",
+                                           "panic.v1.klj-kauman-rw05-rt03.result"]},
+                     "subscribe": {"allow": ["panic.v1.klj-kauman-rw05-rt03.ack", "panic.v1.klj-kauman-rw05-rt03.cmd",
+                                             "panic.v1.klj-kauman-rw05-rt03.ota", "$MQTT.sub.>"]}}
 
 
 def test_logins_follow_the_registry(tmp_path):

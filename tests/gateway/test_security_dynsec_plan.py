@@ -45,6 +45,8 @@ def test_a_device_role_names_only_its_own_topics_and_binds_its_client_id():
     assert login.clientid == "dev-a"
     assert {(a["acltype"], a["topic"]) for a in roles["device:dev-a"]} == {
         ("publishClientSend", "panic/v1/dev-a/alert"), ("publishClientSend", "panic/v1/dev-a/status"),
-        ("subscribeLiteral", "panic/v1/dev-a/ack"), ("publishClientReceive", "panic/v1/dev-a/ack")}
+        ("publishClientSend", "panic/v1/dev-a/result"),
+        *((kind, f"panic/v1/dev-a/{leaf}") for leaf in ("ack", "cmd", "ota")
+          for kind in ("subscribeLiteral", "publishClientReceive"))}
     state, _ = dynsec.plan({}, logins, roles)
     assert "pw-a" not in str(state) and dynsec.verifies(state["clients"][-1], "pw-a")
