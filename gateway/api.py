@@ -59,7 +59,7 @@ def incident(request: Request) -> JSONResponse:
 
 @needs(via=VIA_TOKEN)
 def forwards(request: Request) -> JSONResponse:
-    return JSONResponse({"sinks": request.app.state.store.forward_stats()})
+    return JSONResponse({"sinks": [s._asdict() for s in request.app.state.store.forward_stats()]})
 
 
 async def _body(request: Request) -> tuple[str | None, str | None]:

@@ -84,7 +84,8 @@ def sla_report(request: Request) -> JSONResponse:
 @needs(via=VIA_TOKEN)
 def dead(request: Request) -> JSONResponse:
     limit = min(int_param(request, "limit", 500, lo=0), 5000)
-    return JSONResponse({"dead": request.app.state.store.dead_forwards(request.query_params.get("sink"), limit)})
+    rows = request.app.state.store.dead_forwards(request.query_params.get("sink"), limit)
+    return JSONResponse({"dead": [r._asdict() for r in rows]})
 
 
 # Requeueing a dead letter sends it again to a city system: the desk's call, not a viewer's.

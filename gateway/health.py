@@ -249,8 +249,8 @@ class HealthMonitor:
         for health, n in self.store.health_counts().items():
             metrics.devices_by_health.labels(health).set(n)
         for s in self.store.forward_stats():
-            for state in ("pending", "dead"):
-                metrics.forwards_backlog.labels(s["sink"], state).set(s[state])
+            metrics.forwards_backlog.labels(s.sink, "pending").set(s.pending)
+            metrics.forwards_backlog.labels(s.sink, "dead").set(s.dead)
         return changes
 
     def _changed(self, dev: str, change: dict) -> None:

@@ -12,6 +12,7 @@ import threading
 
 from .config import Config
 from .store import Store
+from .store.forwards import SinkQueue
 from .timeutil import now_ms
 
 log = logging.getLogger("panic.retention")
@@ -27,7 +28,7 @@ class ForwardRetention:
         self.keep_dead_ms = cfg.forward_dead_retention_days * DAY_MS or None
         self.every_s = every_s
         self.pruned = 0
-        self._stats: list[dict] = []
+        self._stats: list[SinkQueue] = []
         self._stats_ms: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="forward-retention", daemon=True)
@@ -51,7 +52,7 @@ class ForwardRetention:
 
     def snapshot(self) -> dict:
         """The queue as last counted: {"sinks": [...], "at_ms": when (None before the first count), "pruned": n}."""
-        return {"sinks": self._stats, "at_ms": self._stats_ms, "pruned": self.pruned}
+        return {"sinks": [s._asdict() for s in self._stats], "at_ms": self._stats_ms, "pruned": self.pruned}
 
     def _run(self) -> None:
         while not self._stop.is_set():

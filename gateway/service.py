@@ -30,7 +30,7 @@ def run(cfg: Config) -> None:
     sink_ctx = SinkContext(cfg, store=store)
     sinkset = build_sinks(cfg.sinks, sink_ctx)
     store.route = sinkset.route
-    orphaned = sinkset.unconfigured(row["sink"] for row in store.forward_stats() if row["pending"])
+    orphaned = sinkset.unconfigured(row.sink for row in store.forward_stats() if row.pending)
     if orphaned:
         log.warning("pending forwards for sinks not in the config, left undelivered: %s "
                     "(a sink removed or renamed; restore its entry to deliver them)", ", ".join(orphaned))

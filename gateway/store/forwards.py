@@ -4,10 +4,31 @@ retried with backoff, dead-lettered after a deadline. Entries are written by the
 from __future__ import annotations
 
 import json
+from typing import Any, NamedTuple
 
 from .core import StoreCore
 
 PRUNE_BATCH = 2000
+
+
+class SinkQueue(NamedTuple):
+    """One sink's entries by state."""
+    sink: str
+    pending: int
+    delivered: int
+    dead: int
+
+
+class DeadForward(NamedTuple):
+    """An entry given up on after its deadline, with the event it carried."""
+    id: int
+    sink: str
+    subject: str  # the incident id, or the device id of a device event
+    idem_key: str
+    created_ms: int
+    attempts: int
+    last_error: str | None
+    payload: dict[str, Any]  # the event as queued
 
 
 class ForwardsMixin(StoreCore):
@@ -56,13 +77,13 @@ class ForwardsMixin(StoreCore):
                             "dead = ?, lease_until = 0, lease_owner = NULL WHERE id = ?",
                        (next_ms, error[:500], int(dead), fid))
 
-    def forward_stats(self) -> list[dict]:
+    def forward_stats(self) -> list[SinkQueue]:
         rows = self._rows("SELECT sink, SUM(CASE WHEN delivered_ms IS NULL AND dead = 0 THEN 1 ELSE 0 END), "
                           "SUM(CASE WHEN delivered_ms IS NOT NULL THEN 1 ELSE 0 END), SUM(dead) "
                           "FROM forwards GROUP BY sink ORDER BY sink")
-        return [dict(sink=s, pending=int(p or 0), delivered=int(d or 0), dead=int(x or 0)) for s, p, d, x in rows]
+        return [SinkQueue(s, int(p or 0), int(d or 0), int(x or 0)) for s, p, d, x in rows]
 
-    def dead_forwards(self, sink: str | None = None, limit: int = 500) -> list[dict]:
+    def dead_forwards(self, sink: str | None = None, limit: int = 500) -> list[DeadForward]:
         sql = ("SELECT id, sink, incident_id, idem_key, created_ms, attempts, last_error, payload "
                "FROM forwards WHERE dead = 1")
         args: list = []
@@ -71,8 +92,7 @@ class ForwardsMixin(StoreCore):
             args.append(sink)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)
-        return [dict(id=i, sink=s, subject=subj, idem_key=k, created_ms=c, attempts=a, last_error=e,
-                     payload=json.loads(p)) for i, s, subj, k, c, a, e, p in self._rows(sql, args)]
+        return [DeadForward(i, s, subj, k, c, a, e, json.loads(p)) for i, s, subj, k, c, a, e, p in self._rows(sql, args)]
 
     def retry_forward(self, fid: int, now_ms: int) -> bool:
         """Put a dead letter back in its queue (an operator fixed the sink)."""

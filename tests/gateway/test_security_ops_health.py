@@ -83,7 +83,7 @@ def queue_events(store: Store, seqs: range, at_ms: int) -> list[int]:
 
 def remaining(store: Store) -> dict[str, int]:
     [row] = store.forward_stats()
-    return {k: row[k] for k in ("pending", "delivered", "dead")}
+    return {"pending": row.pending, "delivered": row.delivered, "dead": row.dead}
 
 
 def test_prune_deletes_delivered_forwards_past_retention_and_keeps_the_rest(store):

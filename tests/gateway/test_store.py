@@ -56,7 +56,7 @@ def test_ingest_duplicates_and_cancel(store):
     unknown = store.ingest([alert(3, kind="cancel", ref=f"{DEV}:9:9")])[0]
     assert unknown.stage == "rejected" and unknown.reason == "unknown ref"
     # Only incident events reach incident sinks; the escalation sink wants escalations only.
-    assert {s["sink"]: s["pending"] for s in store.forward_stats()} == {"mqtt": 2}
+    assert {s.sink: s.pending for s in store.forward_stats()} == {"mqtt": 2}
 
 
 def test_forward_claims_keep_each_incidents_order(store):
@@ -84,7 +84,7 @@ def test_escalation_and_false_alarm_policy(store):
     escalated = store.escalate_due(now, 2000)
     assert [i.id for i in escalated] == [a.id]
     assert store.escalate_due(now + 1, 2000) == []  # once
-    assert {s["sink"]: s["pending"] for s in store.forward_stats()}["webhook:esc"] == 1
+    assert {s.sink: s.pending for s in store.forward_stats()}["webhook:esc"] == 1
     for inc in (a, b):
         store.transition(inc.id, "false_alarm", "operator:a", now, role="operator")
     d = store.get_device(DEV)
