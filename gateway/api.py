@@ -53,7 +53,7 @@ def incident(request: Request) -> JSONResponse:
     # Out of the caller's view reads exactly like no such incident: its existence is not told.
     if inc is None or not sees(request.user.view, inc.unit):
         raise HTTPException(404, "no such incident")
-    return JSONResponse({**_shown(inc, request), "events": store.events(inc.id),
+    return JSONResponse({**_shown(inc, request), "events": [e._asdict() for e in store.events(inc.id)],
                          "deliveries": store.deliveries(inc.id), "track": store.track(inc.id)})
 
 

@@ -29,6 +29,14 @@ class ReportRow(NamedTuple):
     kelurahan: str
 
 
+class IncidentEvent(NamedTuple):
+    """One step of an incident's timeline."""
+    stage: str
+    at_ms: int
+    actor: str
+    note: str | None
+
+
 def _scoped(where: str, args: list, units: frozenset[str] | None) -> tuple[str, list]:
     """`where` narrowed to incidents dispatched to `units` (None: no narrowing; empty: none)."""
     if units is None:
@@ -191,10 +199,10 @@ class IncidentsMixin(DeliveriesMixin):
     def open_for_unit(self, unit: str) -> list[Incident]:
         return self._incidents(f"unit = ? AND state NOT IN ({_FINALS})", [unit], "received_ms DESC", 50)
 
-    def events(self, inc_id: str) -> list[dict]:
+    def events(self, inc_id: str) -> list[IncidentEvent]:
         rows = self._rows("SELECT stage, at_ms, actor, note FROM events WHERE incident_id = ? ORDER BY id",
                           (inc_id,))
-        return [dict(stage=s, at_ms=t, actor=a, note=n) for s, t, a, n in rows]
+        return [IncidentEvent(*r) for r in rows]
 
     def event_cursor(self) -> int:
         """The latest event id: event ids only grow."""

@@ -176,7 +176,7 @@ def test_both_edges_take_actions_alike_and_tell_the_button(web):
     assert [(i.id, i.state) for i in web.changed] == [(inc, "acknowledged"), (inc, "dispatched"),
                                                        (inc, "dispatched"), (inc, "on_scene")]
     events = web.store.events(inc)
-    assert [e["actor"] for e in events[1:]] == ["operator:script-operator", "operator:operator",
+    assert [e.actor for e in events[1:]] == ["operator:script-operator", "operator:operator",
                                                 "operator:operator", "responder:responder"]
     web.changed.clear()
 

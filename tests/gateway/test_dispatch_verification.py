@@ -36,7 +36,7 @@ def test_a_button_cancel_is_a_request_the_desk_confirms_after_calling_back(store
     assert out.stage == "received" and out.incident.state == "new" and out.incident.cancel_requested_ms
     again = store.ingest([alert(2, kind="cancel", ref=f"{DEV}:1:1")])[0]
     assert again.duplicate and again.stage == "received"
-    assert [e["stage"] for e in store.events(inc.id)] == ["new", "cancel_requested"]
+    assert [e.stage for e in store.events(inc.id)] == ["new", "cancel_requested"]
     t = inc.received_ms
     # Not before a call-back found the holder safe; a viewer or responder never.
     with pytest.raises(TransitionError, match="call the holder back"):
@@ -53,7 +53,7 @@ def test_a_button_cancel_is_a_request_the_desk_confirms_after_calling_back(store
     assert (got.verified_ms, got.verify_outcome) == (t + 9000, "safe")
     closed = store.transition(inc.id, "confirm_cancel", "operator:a", t + 10_000, role="operator")
     assert closed.state == "cancelled" and closed.cancelled_ms == t + 10_000 and not closed.false_alarm
-    assert [e["stage"] for e in store.events(inc.id)] == ["new", "cancel_requested", "verify", "verify",
+    assert [e.stage for e in store.events(inc.id)] == ["new", "cancel_requested", "verify", "verify",
                                                            "cancelled"]
     # A cancel after the close is answered with the close.
     late = store.ingest([alert(3, kind="cancel", ref=f"{DEV}:1:1")])[0]

@@ -155,7 +155,7 @@ def test_transition_applies_the_lifecycle_with_the_role(store):
     got = store.transition(inc.id, "dispatch", "operator:a", inc.received_ms + 10, role="operator", unit="u1")
     assert got.state == "dispatched" and got.acknowledged_ms == inc.received_ms + 10 and got.unit == "u1"
     same = store.transition(inc.id, "en_route", "responder:u1", inc.received_ms + 20, role="responder")
-    assert same.state == "dispatched" and [e["stage"] for e in store.events(inc.id)][-1] == "en_route"
+    assert same.state == "dispatched" and [e.stage for e in store.events(inc.id)][-1] == "en_route"
     assert store.open_for_unit("u1")[0].id == inc.id
     store.transition(inc.id, "resolve", "responder:u1", inc.received_ms + 30, role="responder")
     with pytest.raises(TransitionError, match="incident is resolved"):
@@ -169,7 +169,7 @@ def test_without_a_route_nothing_is_queued(store):
     inc = store.ingest([alert(1)])[0].incident
     store.transition(inc.id, "acknowledge", "operator:a", inc.received_ms + 10, role="operator")
     assert store.forward_stats() == []
-    assert [e["stage"] for e in store.events(inc.id)] == ["new", "acknowledged"]
+    assert [e.stage for e in store.events(inc.id)] == ["new", "acknowledged"]
 
 
 def test_console_reads(store):

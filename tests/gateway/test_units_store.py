@@ -65,4 +65,4 @@ def test_ladder_steps_once_each_in_order(store):
     assert store.escalate_step(t + 61_000, 0, first) == []  # once
     up = store.escalate_step(t + 180_000, 1, top)
     assert [i.escalated for i in up] == [2]
-    assert [e["stage"] for e in store.events(inc.id)] == ["new", "escalated", "escalated_112"]
+    assert [e.stage for e in store.events(inc.id)] == ["new", "escalated", "escalated_112"]

@@ -35,8 +35,8 @@ async def incident_page(request: Request) -> Response:
     falses = (await run_in_threadpool(queries.false_alarms, store, [inc.dev], now_ms())).get(inc.dev, 0)
     timeline, prev = [], inc.press_ms
     for e in events:
-        timeline.append({**e, "since_press": e["at_ms"] - inc.press_ms, "step": e["at_ms"] - prev})
-        prev = e["at_ms"]
+        timeline.append({**e._asdict(), "since_press": e.at_ms - inc.press_ms, "step": e.at_ms - prev})
+        prev = e.at_ms
     units = await run_in_threadpool(store.units)
     boot = {"incident": inc.to_json(), "tile_url": settings.tile_url,
             "tile_attribution": settings.tile_attribution, "words": tr(request).table(),
