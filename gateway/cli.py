@@ -410,6 +410,17 @@ def flash_files(cfg: config.Config, fw: dict, out: Path) -> list[Path]:
         ca = out / name
         shutil.copyfile(broker.tls_files(cfg)[0], ca)
         written.append(ca)
+    if cfg.fleet.release_keys:
+        # The keys the button trusts for over-the-air releases (docs/firmware.md): set only here,
+        # at provisioning, and by a kept release that rotates them; never by a command.
+        from .fleet import ReleaseRefused, trusted_keys
+        try:
+            keys = trusted_keys(cfg)
+        except ReleaseRefused as exc:
+            raise config.ConfigError(str(exc)) from None
+        path = out / "release_keys.json"
+        path.write_text(json.dumps(keys) + "\n")
+        written.append(path)
     return written
 
 
@@ -605,6 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_unit_commands(sub, command)
     from .sms.cli import add_commands as add_sms_commands  # the SMS path's daemon files and hook
     add_sms_commands(sub, command)
+    from .fleet_cli import add_commands as add_fleet_commands  # releases, rollout, remote commands
+    add_fleet_commands(sub, command)
     return p
 
 

@@ -17,7 +17,6 @@ nothing of it is recorded.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import queue
 import socket
@@ -29,10 +28,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from protocol import fleet as wire
+from protocol import release as pbr
 from protocol.v1 import topic_device
 
 from . import metrics
-from .config import Config
+from .config import Config, broker_file
 from .domain import rollout
 from .models import Device
 from .store import Store
@@ -94,7 +94,83 @@ def ota_args(store: Store, seq: int) -> dict:
     rel = store.get_release(seq)
     if rel is None:
         raise CommandError(f"no release {seq}")
-    return {"m": json.loads(rel.manifest), "sig": base64.b64encode(rel.signature).decode()}
+    # The manifest as text, byte for byte as signed: the device checks the signature over it
+    # before parsing it (protocol/release.py ota_args).
+    return {"m": rel.manifest, "sig": base64.b64encode(rel.signature).decode()}
+
+
+# --- releases and the read model (the CLI, the API and the console share them) -------------
+class ReleaseRefused(ValueError):
+    """A release file not stored: unreadable, not signed by a trusted key, or tampered."""
+
+
+def trusted_keys(cfg: Config) -> dict[str, str]:
+    """[fleet] release_keys: a *.pub.json file, a folder of them, or several paths with commas;
+    relative to the config's folder."""
+    if not cfg.fleet.release_keys.strip():
+        raise ReleaseRefused("no trusted release keys: set [fleet] release_keys to the release manager's "
+                             "*.pub.json (python -m protocol.release keygen)")
+    paths = []
+    for part in cfg.fleet.release_keys.split(","):
+        p = broker_file(cfg, part.strip())
+        if p is None:
+            continue
+        paths += sorted(p.glob("*.pub.json")) if p.is_dir() else [p]
+    try:
+        keys = pbr.load_keys(paths)
+    except (OSError, ValueError) as exc:
+        raise ReleaseRefused(f"[fleet] release_keys: {exc}") from None
+    if not keys:
+        raise ReleaseRefused(f"[fleet] release_keys: no key in {cfg.fleet.release_keys}")
+    return keys
+
+
+def store_release(cfg: Config, store: Store, data: bytes, by: str) -> pbr.Release:
+    """Verify a .pbr with the trusted keys, as the device will, and keep it. The same release
+    stored again is fine; another release under a seq already used is refused."""
+    try:
+        rel = pbr.parse(data)
+        pbr.verify(rel, trusted_keys(cfg))
+    except pbr.ReleaseError as exc:
+        raise ReleaseRefused(f"release refused ({exc.reason}): {exc}") from None
+    m = rel.manifest
+    if not store.add_release(seq=rel.seq, fw=m["fw"], manifest=rel.manifest_bytes, signature=rel.sig,
+                             bundle=rel.bundle, sha256=m["sha256"], by=by, at_ms=now_ms()):
+        old = store.get_release(rel.seq)
+        if old is None or old.manifest.encode() != rel.manifest_bytes:
+            raise ReleaseRefused(f"release seq {rel.seq} is already stored with another manifest: "
+                                 "a new release needs a new seq")
+    return rel
+
+
+def status(store: Store, cfg: Config, now: int | None = None) -> dict:
+    """The fleet as the CLI, the API and the console show it: the current rollout with where
+    its wave stands, and every device's version, slot, place in the rollout and last result."""
+    now = now or now_ms()
+    r = store.current_rollout()
+    recs = store.firmware()
+    rel = store.get_release(r.seq) if r else None
+    in_wave: dict[str, rollout.Outcome] = {}
+    out_r = None
+    if r is not None:
+        active = [d for d, rec in recs.items() if rec["status"] == "active"]
+        for d in rollout.wave(active, r.seq, r.pct):
+            o = rollout.outcome(recs[d] if recs[d]["known"] else None, r.seq, recs[d]["health"], now, rules(cfg))
+            o.dev = d
+            in_wave[d] = o
+        t = rollout.tally(list(in_wave.values()))
+        out_r = {"seq": r.seq, "fw": rel.fw if rel else None, "pct": r.pct, "state": r.state, "why": r.why,
+                 "by": r.by, "started_ms": r.started_ms, "updated_ms": r.updated_ms, "wave": t.wave,
+                 "devices": len(active), "counts": dict(sorted(t.by_state.items()))}
+    devices = []
+    for d, rec in recs.items():
+        place = in_wave.get(d)
+        devices.append({"dev": d, "fw": rec["fw"], "slot": rec["slot"], "seq": rec["seq"], "health": rec["health"],
+                        "status": rec["status"], "rollout": place.state if place else None, "rollout_why": place.why if place else "",
+                        "stage": rec["stage"], "last_op": rec["last_op"],
+                        "last_ok": None if rec["last_ok"] is None else bool(rec["last_ok"]),
+                        "last_err": rec["last_err"], "updated_ms": rec["updated_ms"]})
+    return {"rollout": out_r, "devices": devices}
 
 
 class Bucket:

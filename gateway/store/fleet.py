@@ -121,7 +121,9 @@ class FleetMixin(StoreCore):
             self._exec(cur, "INSERT INTO fleet_commands (dev, n, op, args, by_name, sent_ms) VALUES (?, ?, ?, ?, ?, ?)",
                        (dev, n, op, json.dumps(args, separators=(",", ":")), by, at_ms))
             if op == "ota":
-                self._upsert_fw(cur, dev, {"rel": int(args["m"]["seq"]), "stage": "sent", "err": None, "ota_n": n},
+                m = args["m"]
+                seq = json.loads(m)["seq"] if isinstance(m, str) else m["seq"]
+                self._upsert_fw(cur, dev, {"rel": int(seq), "stage": "sent", "err": None, "ota_n": n},
                                 at_ms)
         return n
 

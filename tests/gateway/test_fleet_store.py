@@ -58,7 +58,7 @@ def test_command_numbers_grow_per_device_and_results_complete_the_log(store):
 
 def test_ota_results_move_the_firmware_record(store):
     add_release(store)
-    m = {"v": 1, "fw": "1.3.0", "seq": 13}
+    m = '{"v":1,"fw":"1.3.0","seq":13}'  # the manifest text as signed
     n = store.add_command(DEV, "ota", {"m": m, "sig": "x"}, by="rollout", at_ms=1)
     fw = store.firmware()[DEV]
     assert (fw["rel"], fw["stage"], fw["ota_n"], fw["seq"]) == (13, "sent", n, None)

@@ -73,7 +73,7 @@ class Button(RawDevice):
             if cmd["op"] != "ota":
                 self.result(cmd["n"], cmd["op"])
                 return
-            mf = cmd["args"]["m"]
+            mf = json.loads(cmd["args"]["m"])
             self.want = (mf["seq"], mf["size"], cmd)
             self.result(cmd["n"], "ota", stage="accepted", rel=mf["seq"])
             self.get(mf["seq"], 0)
@@ -88,11 +88,12 @@ class Button(RawDevice):
                 self.get(rel, got)
                 return
             bundle = b"".join(self.chunks[o] for o in sorted(self.chunks))
-            assert hashlib.sha256(bundle).hexdigest() == cmd["args"]["m"]["sha256"]
+            mf = json.loads(cmd["args"]["m"])
+            assert hashlib.sha256(bundle).hexdigest() == mf["sha256"]
             self.want = None
             self.result(cmd["n"], "ota", stage="downloaded", rel=rel)
             old = self.fw
-            self.fw, self.slot = cmd["args"]["m"]["fw"], "a"
+            self.fw, self.slot = mf["fw"], "a"
             self.result(cmd["n"], "ota", stage="trial", rel=rel)
             if self.mode == "keep":
                 self.result(cmd["n"], "ota", stage="kept", rel=rel)
@@ -246,7 +247,7 @@ def test_a_rollout_completes(stack, store):
         assert {(r["stage"], r["seq"], r["fw"], r["slot"]) for r in recs.values()} == {("kept", 13, "1.13.0", "a")}
         for b in fleet:
             [cmd] = b.commands
-            assert cmd["op"] == "ota" and cmd["by"] == "rollout:admin" and cmd["args"]["m"]["seq"] == 13
+            assert cmd["op"] == "ota" and cmd["by"] == "rollout:admin" and json.loads(cmd["args"]["m"])["seq"] == 13
             assert store.commands(b.dev)[0]["result"]["stage"] == "kept"
     finally:
         for b in fleet:
