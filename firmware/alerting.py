@@ -5,6 +5,7 @@
 # say where it stands. A mixin of App (app.py), in a module of its own so that each of
 # the two compiles from source on a 96 KB heap; the rules themselves are in alerts.py and
 # gesture.py.
+import gc
 import json
 
 import battery
@@ -18,7 +19,7 @@ import proto
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import alerts
-    import ota
+    import otadl
     import board
     from gps import GPS
     from hmac256 import HMAC
@@ -50,7 +51,10 @@ class Alerting:
     t_result: str
     ost: dict
     ota_rel: "int | None"
-    ota: "ota.Job | None"
+    ota: "otadl.Job | None"
+    pend: "list | None"
+    locate_until: int
+    bad_cmd: int
     led: "str | None"
     buzz: "str | None"
     low_batt: bool
@@ -91,6 +95,8 @@ class Alerting:
             self.emit("led", pattern=p)
 
     def _set_buzz(self, p):
+        if p != "off" and self.cfg is not None and self.cfg["silent"]:
+            return      # the silent profile: LED only, nothing a bystander could hear
         if p != self.buzz:
             self.buzz = p
             self.b.buzzer(p)
@@ -177,6 +183,11 @@ class Alerting:
             if self.ota is not None and payload is not None:
                 self.ota.chunk(payload)
             return
+        if topic == self.t_cmd:
+            gc.collect()      # compiling remote.py wants a few KB in one piece
+            import remote     # for this one command: it unloads itself
+            remote.command(self, payload)
+            return
         if topic != self.t_ack:
             self.log("unexpected topic " + topic)
             return
@@ -209,6 +220,11 @@ class Alerting:
             if rec.get("_pid"):
                 self.mq.forget(rec["_pid"])
             self.ob.done(aid)
+        p = self.pend
+        if p is not None and p[0] == "selftest" and p[2] == aid:
+            self.pend = None
+            self.result(p[1], "selftest", st != "rejected", d.get("reason") if st == "rejected"
+                        else None, id=aid, stage=st)
         bz = self.al.ack(rec, aid, st)
         if bz is not None:
             self._set_buzz(bz)
@@ -258,9 +274,31 @@ class Alerting:
             self._set_buzz("off")
         p = self.al.led(now, self.ob.recs, self.gest.armed is not None,
                         self.mq.state == mqtt.UP, self.low_batt, self.t0)
+        if now < self.locate_until and p in ("idle", "offline", "low_battery"):
+            p = "locate"      # an alert's own pattern always wins
         if p == "failed" and self.buzz == "sending":
             self._set_buzz("failed")
         self._set_led(p)
+
+    def locate(self, ms):
+        """The locate command: LED (and, unless silent, buzzer) pattern for ms."""
+        now = self.clk.ms()
+        self.locate_until = now + ms
+        self.buzz = None      # a second locate plays again
+        self._set_buzz("locate")
+        self._update_led(now)
+
+    def _pend_tick(self, now):
+        # A command whose result waits: a reboot for its result's PUBACK, a selftest for
+        # its test alert's ack (_acked).
+        p = self.pend
+        if p[0] == "reboot":
+            if p[2] not in self.mq.inflight or now >= p[3]:
+                self.pend = None
+                self.reset("command")
+        elif now >= p[3]:
+            self.pend = None
+            self.result(p[1], p[0], False, "timeout")
 
     def _check_battery(self, now):
         # The board averages its ADC; read it once a second, not on every 20 ms turn.

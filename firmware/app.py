@@ -42,6 +42,11 @@ class App(alerting.Alerting):
         self.cell = None       # cellular.Cellular when a modem is fitted (startup.py)
         self.via = "wifi"      # the link the MQTT client uses: "wifi" or "cellular"
         self._stable = False
+        # Remote commands (remote.py): one waiting for its result, the end of a locate,
+        # commands refused unanswered (forged, garbled, another device's).
+        self.pend = None
+        self.locate_until = 0
+        self.bad_cmd = 0
         # Updates (otastate.py, ota.py): the slot running (main.py's loader replaces this
         # with ota/state.json), the release of the last ota command, the download job
         # (ota.Job, loaded only while a download runs), per-boot report flags.
@@ -151,6 +156,8 @@ class App(alerting.Alerting):
             diag.update(self.cell.diag())
         if pos is not None:
             diag["pos"] = pos
+        if self.bad_cmd:
+            diag["bad_cmd"] = self.bad_cmd
         body = proto.status_body(self.dev, state, self.boot, (now - self.t0) // 1000,
                                  b.battery(), b.rssi(), len(self.ob), diag)
         self.t_hb = now
@@ -335,6 +342,8 @@ class App(alerting.Alerting):
             if st["trial"] or st.get("report") or self.ota_dl or "ota" in sys.modules:
                 import otastate
                 otastate.tick(self, now)
+            if self.pend is not None:
+                self._pend_tick(now)
             self._check_battery(now)
             self._update_led(now)
             b.led_tick(ticks_ms())

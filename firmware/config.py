@@ -3,6 +3,8 @@
 import json
 import os
 
+import cfgset
+
 DEFAULTS = {
     "topic_root": "panic/v1",
     "wifi": [],
@@ -133,22 +135,13 @@ def validate(c):
         return None, "sleep_heartbeat_s must be >= 1800"
     if out["keepalive_s"] < 0 or out["keepalive_s"] > 65535:
         return None, "keepalive_s out of range"
-    if out["track_s"] and not 5 <= out["track_s"] <= 3600:
-        # The gateway keeps at most one status a second per button, and a track point a
-        # minute apart still shows where a moving holder went.
-        return None, "track_s must be 0 or 5..3600"
-    if not isinstance(out["silent"], bool):
-        return None, "silent must be true or false"
     if not 60 <= out["ota_trial_s"] <= 3600:
         return None, "ota_trial_s must be 60..3600"
     if not 500 <= out["ota_chunk_ms"] <= 60000:
         return None, "ota_chunk_ms must be 500..60000"
-    if not 0 <= out["battery_min_ota"] <= 100:
-        return None, "battery_min_ota must be 0..100"
-    if out["trigger"] not in ("long", "triple"):
-        return None, "trigger must be 'long' or 'triple'"
-    if out["cancel_hold_ms"] <= out["long_press_ms"] and out["trigger"] == "long":
-        return None, "cancel_hold_ms must be longer than long_press_ms"
+    err = cfgset.check(out)     # the keys a remote `set` may change
+    if err:
+        return None, err
     b = out["brokers"]
     if not isinstance(b, list) or not b:
         return None, "brokers must be a non-empty list"
@@ -164,12 +157,6 @@ def validate(c):
             # TLS without a CA would skip certificate checks: anyone on the path could
             # pose as the broker and swallow alerts.
             return None, "broker %s: tls needs a ca file" % x["host"]
-    w = out["wifi"]
-    if not isinstance(w, list):
-        return None, "wifi must be a list"
-    for x in w:
-        if not isinstance(x, dict) or not isinstance(x.get("ssid"), str):
-            return None, "each wifi entry needs an ssid"
     g = out["gps"]
     if g is not None:
         if not isinstance(g, dict):

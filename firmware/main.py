@@ -129,6 +129,7 @@ def _main():
         cfg = config.load(b.flash + "/config.json")
         del config
         del sys.modules["config"]
+        sys.modules.pop("cfgset", None)   # its rules, too (remote.py loads them again)
         import gc
         gc.collect()
         # The biggest modules next, while the heap is emptiest: compiling them from

@@ -14,6 +14,7 @@ LED = {
     "cancel_confirm": (50, 50),             # very fast: press once more to cancel
     "safe_mode": (200, 200, 200, 1400),     # double blink: no app, no watchdog (USB)
     "factory_reset": (50, 50, 50, 850),     # armed: a press now clears the outbox
+    "locate": (300, 100, 300, 300),         # "here I am" (a remote locate command)
 }
 
 BUZZER = {
@@ -28,4 +29,5 @@ BUZZER = {
     "cancel_confirm": (100, 100, 100),      # two beeps: "press again to cancel"
     "safe_mode": (100,),
     "factory_reset": (100, 100, 100, 100, 100),
+    "locate": (150, 850) * 30,              # a chirp a second for 30 s (never when silent)
 }

@@ -1,0 +1,181 @@
+# Signed remote commands (docs/firmware.md "Remote commands", docs/protocol.md "Fleet"):
+# check a command from <dev>/cmd, refuse a replay, run it, answer on <dev>/result.
+# Loaded for one command and dropped again (commands are rare, the heap is not big);
+# the state that outlives a command is on the app (pend, locate_until) or in flash (cmdseq).
+import json
+import os
+import sys
+
+from hmac256 import equal
+
+from cfgset import SETTABLE, check as check_settable
+OPS = ("locate", "selftest", "set", "reboot", "ota")
+MAX_CMD = 1180          # protocol/fleet.py MAX_COMMAND: fits mqtt.MAX_IN beside the topic
+_N_MAX = 9007199254740992
+LOCATE_MS = 30000
+SELFTEST_MS = 60000     # the test alert's "received" ack, or the result says "timeout"
+REBOOT_MS = 5000        # the result's PUBACK, at most this long, before the reset
+# Applied to the running app at once; any other settable key (wifi) at the next boot.
+_LIVE = ("heartbeat_s", "trigger", "long_press_ms", "silent", "track_s", "battery_min_ota")
+
+
+def check(mac, dev, payload):
+    """(None, cmd) or (reason, None), reasons as protocol/fleet.py parse_command: size,
+    format, mac, json, version, dev, field, op. Never raises: hostile until checked."""
+    if payload is None or len(payload) > MAX_CMD:
+        return "size", None
+    i = payload.rfind(b"\n")
+    if i < 0:
+        return "format", None
+    body = payload[:i]
+    sig = payload[i + 1:]
+    if len(sig) != 64 or not equal(mac.hexdigest(body), sig):
+        return "mac", None
+    try:
+        d = json.loads(body)
+    except Exception:  # noqa: BLE001
+        return "json", None
+    if not isinstance(d, dict) or type(d.get("v")) is not int or d["v"] != 1:
+        return "version", None
+    if d.get("dev") != dev:
+        return "dev", None
+    n = d.get("n")
+    if type(n) is not int or not 1 <= n <= _N_MAX or not isinstance(d.get("args", {}), dict):
+        return "field", None
+    if d.get("op") not in OPS:
+        return "op", None
+    return None, d
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def last_n(flash):
+    """The highest command number executed; 0 before the first. The temp copy counts when
+    a power cut fell between removing the old file and renaming the new (FAT)."""
+    best = 0
+    for p in ("/cmdseq", "/cmdseq.tmp"):
+        s = _read(flash + p)
+        try:
+            best = max(best, int(s)) if s else best
+        except ValueError:
+            pass
+    return best
+
+
+def _write(p, data):
+    # config.write_atomic's way (a temp file renamed over; config.load and last_n read the
+    # temp copy of a save cut between remove and rename), without config.py's 17 KB.
+    with open(p + ".tmp", "w") as f:
+        f.write(data)
+    try:
+        os.rename(p + ".tmp", p)
+    except OSError:
+        os.remove(p)
+        os.rename(p + ".tmp", p)
+
+
+def save_n(flash, n):
+    _write(flash + "/cmdseq", "%d" % n)
+
+
+def command(app, payload):
+    try:
+        _command(app, payload)
+    finally:
+        sys.modules.pop("cfgset", None)
+        sys.modules.pop("remote", None)
+
+
+def _command(app, payload):
+    why, d = check(app.mac, app.dev, payload)
+    if d is None:
+        # Not answered: a forged or garbled command gets no oracle and no effect.
+        app.bad_cmd += 1
+        app.emit("bad_cmd", reason=why, count=app.bad_cmd)
+        return
+    n = d["n"]
+    op = d["op"]
+    if n <= last_n(app.b.flash):
+        app.bad_cmd += 1
+        app.emit("bad_cmd", reason="replay", n=n, count=app.bad_cmd)
+        app.result(n, op, False, "replay")
+        return
+    # Before it runs: a crash or reset halfway must not let the broker's redelivery run it twice.
+    save_n(app.b.flash, n)
+    args = d.get("args") or {}
+    app.emit("cmd", n=n, op=op, by=d.get("by"))
+    if op == "locate":
+        app.locate(LOCATE_MS)
+        app.result(n, op, True)
+    elif op == "selftest":
+        aid = app.trigger("test")
+        if aid is None:
+            app.result(n, op, False, "config")
+        else:
+            app.pend = ["selftest", n, aid, app.clk.ms() + SELFTEST_MS]
+    elif op == "set":
+        err, extra = _set(app, args)
+        app.result(n, op, err is None, err, **extra)
+    elif op == "reboot":
+        pid = app.result(n, op, True)
+        app.pend = ["reboot", n, pid, app.clk.ms() + REBOOT_MS]
+    else:
+        _ota(app, n, args)
+
+
+def _ota(app, n, args):
+    try:
+        import ota
+    except ImportError:
+        app.result(n, "ota", False, "unsupported")
+        return
+    err = ota.start(app, n, args)
+    app.result(n, "ota", err is None, err)
+
+
+def _set(app, args):
+    """(None, extra) when written, else (reason, extra). All keys or none."""
+    for k in args:
+        if k not in SETTABLE:
+            # Broker hosts, secrets, pins, release keys: only whoever holds the device.
+            return "key", {"key": k[:32]}
+    path = app.b.flash + "/config.json"
+    try:
+        with open(path) as f:
+            raw = f.read()
+        new = json.loads(raw)
+    except Exception:  # noqa: BLE001 -- the running config came from it, so: only a torn flash
+        return "config", {}
+    for k in args:
+        new[k] = args[k]
+    # The running config has every default filled in: the new values judged beside it.
+    c = app.cfg
+    out = {}
+    for k in c:
+        out[k] = c[k]
+    for k in args:
+        out[k] = args[k]
+    msg = check_settable(out)
+    if msg:
+        return "value", {"msg": msg[:80]}
+    _write(path, json.dumps(new))
+    reboot = False
+    for k in args:
+        if k in _LIVE:
+            c[k] = out[k]
+        else:
+            reboot = True
+    g = app.gest
+    g.mode = c["trigger"]
+    g.long_ms = c["long_press_ms"]
+    if c["silent"]:
+        app.b.buzzer("off")
+        app.buzz = "off"
+    app.emit("config_set", keys=sorted(args), reboot=reboot)
+    return None, {"reboot": True} if reboot else {}
