@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
+from protocol.fleet import SETTABLE
+
 from .actions import MAX_NOTE, MAX_UNIT
 from .api_units import MAX_CALL_SIGN
 from .domain.health import LINK_ERROR_WORDS, LINK_ERRORS, RESET_CAUSES
@@ -67,6 +69,15 @@ SCHEMAS: dict[str, Schema] = {
                      latency_ms={"type": "object", "additionalProperties": INT_OR_NULL},
                      path={"type": "string", "enum": list(PATHS),
                            "description": "how the first copy of the alert arrived (docs/protocol.md, Paths)"}),
+    "FleetDevice": _obj(["dev", "fw", "slot", "health", "rollout"], dev=STR, fw=STR_OR_NULL, slot=STR_OR_NULL,
+                        seq=INT_OR_NULL, health=STR, status=STR,
+                        rollout={"type": ["string", "null"], "description": "waiting, sent, ok, failed, later, skipped; "
+                                                                            "null: not in the rollout's wave"},
+                        rollout_why=STR, stage=STR_OR_NULL, last_op=STR_OR_NULL,
+                        last_ok={"type": ["boolean", "null"]}, last_err=STR_OR_NULL, updated_ms=INT_OR_NULL),
+    "FleetCommand": _obj(["dev", "n", "op", "args", "by", "sent_ms"], dev=STR, n=INT, op=STR, args=ANY_OBJ, by=STR,
+                         sent_ms=INT, result={"type": ["object", "null"]}, ok={"type": ["boolean", "null"]},
+                         err=STR_OR_NULL, result_ms=INT_OR_NULL),
     "TrackPoint": _obj(["at_ms", "lat6", "lon6", "acc"], at_ms=INT, lat6=INT, lon6=INT, acc=INT),
     "Delivery": _obj(["alert_id", "path", "received_ms", "latency_ms"], alert_id=STR, incident_id=STR, dev=STR,
                      path={"type": "string", "enum": list(PATHS)}, received_ms=INT,
@@ -200,6 +211,28 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
     ("post", "/api/units/{call_sign}/status"): op(
         "Set a unit's status (its responder, or the desk)", _ref("Unit"), role="responder",
         params=[CALL_SIGN], errors=[400], body=_json_body(_obj(["status"], status=STR))),
+    ("get", "/api/fleet"): op(
+        "The rollout and every device's firmware: version, slot, place in the rollout, last result",
+        _obj(["rollout", "devices"], rollout={"type": ["object", "null"]},
+             devices={"type": "array", "items": _ref("FleetDevice")}), role="operator"),
+    ("post", "/api/fleet/rollout"): op(
+        "Widen the current rollout (a release is stored with `panic-gateway fleet release FILE`)",
+        _obj(["seq", "pct", "state"], seq=INT, pct={"type": "number"}, state=STR), role="admin",
+        errors=[400, 409], body=_json_body(_obj(["to"], to={"type": "string", "description": "e.g. 100%"},
+                                                resume={"type": "boolean",
+                                                        "description": "go on with a halted rollout"}))),
+    ("post", "/api/fleet/halt"): op(
+        "Halt the current rollout", _obj(["seq", "state", "why"], seq=INT, state=STR, why=STR), role="admin",
+        errors=[400, 409], body=_json_body(_obj(why={"type": "string", "maxLength": 200}), required=False)),
+    ("get", "/api/devices/{id}/commands"): op(
+        "A device's commands and their signed results, newest first (the audit log)",
+        _list_of("commands", _ref("FleetCommand"), dev=STR), role="operator", errors=[400, 404],
+        params=[_path("id", "a device id"), _query_int("limit", "at most this many (≤ 1000)", lo=0)]),
+    ("post", "/api/devices/{id}/commands"): op(
+        "Send a device a signed command (audited under the caller)", _obj(["dev", "n", "op"], dev=STR, n=INT, op=STR),
+        role="admin", status=202, errors=[400, 404, 409], params=[_path("id", "a device id")],
+        body=_json_body(_obj(["op"], op={"type": "string", "enum": ["locate", "selftest", "reboot", "set"]},
+                             args={"type": "object", "description": "set: keys of " + ", ".join(SETTABLE)}))),
     ("get", "/api/units/{call_sign}/track"): op(
         "A unit's recent positions", _list_of("positions", ANY_OBJ, call_sign=STR), role="responder",
         params=[CALL_SIGN, _query_int("since", "at or after this Unix ms")], errors=[400]),

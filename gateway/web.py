@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from . import api, api_ops, api_sms, api_units, openapi
+from . import api, api_fleet, api_ops, api_sms, api_units, openapi
 from .auth import CredentialsBackend, Principal, auth_error
 from .body_limit import BodyLimit
 from .config import Config
@@ -73,7 +73,7 @@ def build_app(*, store: Store, cfg: Config, console_settings: ConsoleSettings, h
                                  skip_prefixes=("/healthz", "/metrics", f"{BASE}/static/"))
     app = Starlette(
         routes=[Route("/api/openapi.json", openapi.openapi_json),
-                *api_ops.ROUTES, *api_units.ROUTES, *api_sms.ROUTES, *api.ROUTES,  # ops first: /api/incidents/{id}.cap before /api/incidents/{id}
+                *api_ops.ROUTES, *api_units.ROUTES, *api_sms.ROUTES, *api_fleet.ROUTES, *api.ROUTES,  # ops first: /api/incidents/{id}.cap before /api/incidents/{id}
                 Mount(BASE, routes=console.ROUTES), Route("/", root)],
         # The body cap first: nothing behind it reads more than it allows.
         middleware=[Middleware(BodyLimit),
