@@ -590,7 +590,7 @@ class Run:
         from gateway.store import open_store
         store = open_store(gwconfig.load(self.stack.config))
         try:
-            return {i["id"]: store.deliveries(i["id"]) for i in incidents if i["dev"] in self.devs}
+            return {i["id"]: [d._asdict() for d in store.deliveries(i["id"])] for i in incidents if i["dev"] in self.devs}
         finally:
             store.close()
 

@@ -5,12 +5,23 @@ new path adds a delivery row, never a second incident; a copy over a known path 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
 from ..models import Outcome
 from .devices import DevicesMixin
 
-DELIVERY_COLS = ("alert_id", "path", "incident_id", "dev", "received_ms", "latency_ms")
+
+class Delivery(NamedTuple):
+    """One (alert id, path) received: when, and how long after the press."""
+    alert_id: str
+    path: str
+    incident_id: str | None
+    dev: str
+    received_ms: int
+    latency_ms: int
+
+
+DELIVERY_COLS = ", ".join(Delivery._fields)
 
 
 class DeliveriesMixin(DevicesMixin):
@@ -28,11 +39,11 @@ class DeliveriesMixin(DevicesMixin):
             (a.id, a.path, inc_id, a.dev, a.received_ms, a.received_ms - a.press_ms)).rowcount > 0
         return out
 
-    def deliveries(self, incident_id: str) -> list[dict[str, Any]]:
+    def deliveries(self, incident_id: str) -> list[Delivery]:
         """Every delivery of the incident's alerts, first arrival first."""
-        rows = self._read(f"SELECT {', '.join(DELIVERY_COLS)} FROM deliveries WHERE incident_id = ? "
+        rows = self._read(f"SELECT {DELIVERY_COLS} FROM deliveries WHERE incident_id = ? "
                           "ORDER BY received_ms, path", (incident_id,))
-        return [dict(zip(DELIVERY_COLS, r, strict=True)) for r in rows]
+        return [Delivery(*r) for r in rows]
 
     def last_deliveries(self, devs: list[str] | None = None) -> dict[str, dict[str, int]]:
         """Each device's latest delivery per path (received ms): the last proof of each path."""

@@ -31,9 +31,9 @@ def test_one_incident_a_row_per_path_and_the_first_path_kept(store):
     [o4] = store.ingest([over(first, "sms", now + 20_000)])
     assert o4.new_path
     rows = store.deliveries(o.incident.id)
-    assert [(r["path"], r["received_ms"], r["latency_ms"]) for r in rows] == [
+    assert [(r.path, r.received_ms, r.latency_ms) for r in rows] == [
         ("backup_broker", now, 50), ("wifi", now + 700, 750), ("sms", now + 20_000, 20_050)]
-    assert {r["alert_id"] for r in rows} == {first.id} and {r["dev"] for r in rows} == {DEV}
+    assert {r.alert_id for r in rows} == {first.id} and {r.dev for r in rows} == {DEV}
     assert store.get_incident(o.incident.id).path == "backup_broker"
     assert store.list_incidents()[0].path == "backup_broker"
     assert store.last_deliveries([DEV]) == {DEV: {"backup_broker": now, "wifi": now + 700, "sms": now + 20_000}}
@@ -54,7 +54,7 @@ def test_a_refused_reused_id_is_no_delivery(store):
     store.ingest([dataclasses.replace(first, body=json.dumps({"t": first.t}))])
     [o] = store.ingest([over(alert(3, now=now + 60_000), "cellular", now + 60_000)])
     assert o.reason == "id_reuse" and not o.new_path
-    assert [r["path"] for r in store.deliveries(store.list_incidents()[0].id)] == ["wifi"]
+    assert [r.path for r in store.deliveries(store.list_incidents()[0].id)] == ["wifi"]
 
 
 def test_cancel_delivery_is_on_its_incident(store):
@@ -62,7 +62,7 @@ def test_cancel_delivery_is_on_its_incident(store):
     [o] = store.ingest([alert(4, now=now)])
     [c] = store.ingest([over(alert(5, kind="cancel", ref=f"{DEV}:1:4", now=now + 10), "cellular", now + 10)])
     assert c.new_path
-    assert [(r["alert_id"], r["path"]) for r in store.deliveries(o.incident.id)] == [
+    assert [(r.alert_id, r.path) for r in store.deliveries(o.incident.id)] == [
         (f"{DEV}:1:4", "wifi"), (f"{DEV}:1:5", "cellular")]
 
 

@@ -101,7 +101,7 @@ def test_the_same_alert_over_mqtt_then_sms_is_one_incident_with_an_sms_delivery_
     assert inc["path"] == "wifi", "the incident keeps the path of its first delivery"
     store = open_store(config.load(stack.config))
     try:
-        assert sorted(d["path"] for d in store.deliveries(inc["id"])) == ["sms", "wifi"]
+        assert sorted(d.path for d in store.deliveries(inc["id"])) == ["sms", "wifi"]
     finally:
         store.close()
 
@@ -126,7 +126,7 @@ def test_after_an_sms_the_same_press_over_mqtt_is_one_incident_and_a_new_press_u
     assert len(first) == 1 and first[0]["path"] == "sms"
     store = open_store(config.load(stack.config))
     try:
-        assert sorted(d["path"] for d in store.deliveries(first[0]["id"])) == ["sms", "wifi"]
+        assert sorted(d.path for d in store.deliveries(first[0]["id"])) == ["sms", "wifi"]
     finally:
         store.close()
 

@@ -1,7 +1,8 @@
-"""The backup broker (issue #14's second MQTT path), with real parts: two mosquittos from the
-configs `panic-gateway init --backup-broker-port` writes, the gateway consuming from both,
-the real firmware under `micropython` with both brokers in its config, and raw MQTT devices
-speaking exact bytes to one broker or the other."""
+"""The backup broker: a second MQTT path, so a button still reaches the gateway while one
+broker is down. With real parts: two mosquittos from the configs `panic-gateway init
+--backup-broker-port` writes, the gateway consuming from both, the real firmware under
+`micropython` with both brokers in its config, and raw MQTT devices speaking exact bytes to
+one broker or the other."""
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ def stack(tmp_path):
 def deliveries(s: Stack, inc_id: str) -> list[dict]:
     store = open_store(config.load(s.config))
     try:
-        return store.deliveries(inc_id)
+        return [d._asdict() for d in store.deliveries(inc_id)]  # as the API shows them
     finally:
         store.close()
 
