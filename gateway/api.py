@@ -54,7 +54,8 @@ def incident(request: Request) -> JSONResponse:
     if inc is None or not sees(request.user.view, inc.unit):
         raise HTTPException(404, "no such incident")
     return JSONResponse({**_shown(inc, request), "events": [e._asdict() for e in store.events(inc.id)],
-                         "deliveries": [d._asdict() for d in store.deliveries(inc.id)], "track": store.track(inc.id)})
+                         "deliveries": [d._asdict() for d in store.deliveries(inc.id)],
+                         "track": [p._asdict() for p in store.track(inc.id)]})
 
 
 @needs(via=VIA_TOKEN)

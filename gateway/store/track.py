@@ -7,13 +7,22 @@ MAX_POINTS per incident, so a button cannot fill the database.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
 from ..domain.lifecycle import FINAL
 from .health import HealthMixin
 
 MAX_POINTS = 1440  # 12 hours at one point every 30 s
-TRACK_COLS = ("at_ms", "lat6", "lon6", "acc")
+
+
+class TrackPoint(NamedTuple):
+    at_ms: int  # the fix's time
+    lat6: int
+    lon6: int
+    acc: int
+
+
+TRACK_COLS = ", ".join(TrackPoint._fields)
 
 
 class TrackMixin(HealthMixin):
@@ -28,8 +37,8 @@ class TrackMixin(HealthMixin):
                      "ON CONFLICT (incident_id, at_ms) DO NOTHING",
                 (at_ms, lat6, lon6, acc, dev, *FINAL, MAX_POINTS)).rowcount
 
-    def track(self, incident_id: str) -> list[dict[str, Any]]:
+    def track(self, incident_id: str) -> list[TrackPoint]:
         """The incident's track, oldest point first."""
-        rows = self._read(f"SELECT {', '.join(TRACK_COLS)} FROM incident_track WHERE incident_id = ? "
-                          "ORDER BY at_ms", (incident_id,))
-        return [dict(zip(TRACK_COLS, r, strict=True)) for r in rows]
+        rows = self._read(f"SELECT {TRACK_COLS} FROM incident_track WHERE incident_id = ? ORDER BY at_ms",
+                          (incident_id,))
+        return [TrackPoint(*r) for r in rows]

@@ -45,7 +45,7 @@ def test_points_go_to_open_incidents_only_once_and_within_the_bound(store, monke
     inc = store.ingest([alert(1)])[0].incident.id
     for at in (10, 20, 20, 30):  # the same fix twice is one point
         store.add_track_point(DEV, at_ms=at, lat6=at, lon6=2, acc=3)
-    assert [p["at_ms"] for p in store.track(inc)] == [10, 20, 30]
+    assert [p.at_ms for p in store.track(inc)] == [10, 20, 30]
     monkeypatch.setattr(track_store, "MAX_POINTS", 4)
     assert store.add_track_point(DEV, at_ms=40, lat6=1, lon6=2, acc=3) == 1
     assert store.add_track_point(DEV, at_ms=50, lat6=1, lon6=2, acc=3) == 0  # full: a flood stops here

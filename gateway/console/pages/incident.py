@@ -31,7 +31,7 @@ async def incident_page(request: Request) -> Response:
     inc.device = redact(user.view, inc.device)
     events = await run_in_threadpool(store.events, inc.id)
     deliveries = await run_in_threadpool(store.deliveries, inc.id)
-    track = await run_in_threadpool(store.track, inc.id)
+    track = [p._asdict() for p in await run_in_threadpool(store.track, inc.id)]
     falses = (await run_in_threadpool(queries.false_alarms, store, [inc.dev], now_ms())).get(inc.dev, 0)
     timeline, prev = [], inc.press_ms
     for e in events:
