@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..store import Store
 from . import accounts, render
-from .pages import dashboard, devices, incident, login, queue, responder, units
+from .pages import dashboard, devices, fleet, incident, login, queue, responder, units
 from .security import LoginLimiter, Sessions, login_redirect
 from .settings import ConsoleSettings
 
@@ -36,6 +36,7 @@ ROUTES: list[BaseRoute] = [
     Route("/dashboard", dashboard.dashboard_page),
     Route("/geo.json", devices.geo_json),
     Route("/units", units.units_page),
+    Route("/fleet", fleet.fleet_page),
     Route("/units.json", units.units_json),
     Route("/units/{call_sign}/position", units.position_post, methods=["POST"]),
     Route("/units/{call_sign}/status", units.status_post, methods=["POST"]),

@@ -242,6 +242,42 @@ WORDS: dict[str, tuple[str, str]] = {
                          "menutup kejadian.",
                          "The holder pressed cancel at {t}. Call back before closing: only the command side "
                          "closes an incident."),
+    # Armada (the fleet page)
+    "nav_fleet": ("Armada", "Fleet"),
+    "fleet_halted": ("Pembaruan rilis {seq} (firmware {fw}) DIHENTIKAN", "Rollout of release {seq} (firmware {fw}) HALTED"),
+    "fleet_halted_note": ("Perangkat yang gagal kembali ke versi sebelumnya dengan sendirinya. Periksa perangkat yang "
+                          "gagal di bawah; lanjutkan hanya dengan `panic-gateway fleet release --to ... --resume`.",
+                          "Failed buttons went back to their previous version by themselves. Look at the failed "
+                          "devices below; go on only with `panic-gateway fleet release --to ... --resume`."),
+    "fleet_rollout": ("Rilis {seq} (firmware {fw}) untuk {pct} % armada: {wave} dari {n} perangkat",
+                      "Release {seq} (firmware {fw}) to {pct} % of the fleet: {wave} of {n} devices"),
+    "fleet_by": ("oleh {by}", "by {by}"),
+    "fleet_no_rollout": ("Belum ada pembaruan firmware.", "No firmware rollout yet."),
+    "fleet_version": ("Versi", "Version"),
+    "fleet_slot": ("Slot", "Slot"),
+    "fleet_place": ("Pembaruan", "Rollout"),
+    "fleet_last": ("Hasil perintah terakhir", "Last command result"),
+    "fleet_updated": ("Diperbarui", "Updated"),
+    "fleet_stage": ("tahap", "stage"),
+    "fleet_empty": ("Belum ada perangkat.", "No devices yet."),
+    "fleet_note": ("Rilis dan perintah jarak jauh dikirim oleh admin (panic-gateway fleet); setiap perintah dicatat "
+                   "dengan pengirimnya.", "Releases and remote commands are sent by admins (panic-gateway fleet); "
+                   "every command is logged with who sent it."),
+    "rollout_active": ("BERJALAN", "ACTIVE"),
+    "rollout_halted": ("DIHENTIKAN", "HALTED"),
+    "rollout_done": ("SELESAI", "DONE"),
+    "place_waiting": ("menunggu", "waiting"),
+    "place_sent": ("berjalan", "in progress"),
+    "place_ok": ("terpasang", "installed"),
+    "place_failed": ("gagal", "failed"),
+    "place_later": ("ditunda", "later"),
+    "place_skipped": ("dilewati", "skipped"),
+    "place_none": ("di luar gelombang", "not in the wave"),
+    "slot_factory": ("pabrik", "factory"),
+    "slot_a": ("A", "A"),
+    "slot_b": ("B", "B"),
+    "result_ok": ("berhasil", "ok"),
+    "result_failed": ("gagal", "failed"),
 }
 
 
