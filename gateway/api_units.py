@@ -98,7 +98,7 @@ async def unit_track(request: Request) -> JSONResponse:
     unit_reports.may_speak_for(request.user, call_sign)
     since = int_param(request, "since", 0)
     track = await run_in_threadpool(request.app.state.store.unit_track, call_sign, since)
-    return JSONResponse({"call_sign": call_sign, "positions": track})
+    return JSONResponse({"call_sign": call_sign, "positions": [p._asdict() for p in track]})
 
 
 @needs(via=VIA_TOKEN, role=DESK)
@@ -120,7 +120,8 @@ async def incident_track(request: Request) -> JSONResponse:
     inc_id = request.path_params["id"]
     if await run_in_threadpool(store.get_incident, inc_id) is None:
         raise HTTPException(404, "no such incident")
-    return JSONResponse({"incident": inc_id, "positions": await run_in_threadpool(store.incident_track, inc_id)})
+    track = await run_in_threadpool(store.incident_track, inc_id)
+    return JSONResponse({"incident": inc_id, "positions": [p._asdict() for p in track]})
 
 
 ROUTES: list[BaseRoute] = [

@@ -10,7 +10,7 @@ dispatch; they are just not followed.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..domain.dispatch import UnitView, check_kind, check_sector, check_status
 from ..models import Incident
@@ -47,6 +47,24 @@ class Unit:
         d = asdict(self)
         d["fix_age_s"] = None if self.fix_ms is None else max(0, now_ms - self.fix_ms) // 1000
         return d
+
+
+class ServedPosition(NamedTuple):
+    """A fix a unit reported while it served the incident asked about."""
+    call_sign: str
+    lat6: int
+    lon6: int
+    acc: int
+    at_ms: int
+
+
+class UnitFix(NamedTuple):
+    """A fix of the unit asked about, with the incident it was serving then (None: none)."""
+    lat6: int
+    lon6: int
+    acc: int
+    at_ms: int
+    incident_id: str | None
 
 
 class UnitsMixin(IncidentsMixin):
@@ -106,16 +124,16 @@ class UnitsMixin(IncidentsMixin):
                        (lat6, lon6, acc, at_ms, call_sign, at_ms))
         return self.unit(call_sign)
 
-    def incident_track(self, inc_id: str) -> list[dict[str, Any]]:
+    def incident_track(self, inc_id: str) -> list[ServedPosition]:
         """Every position reported by a unit while it served this incident, oldest first."""
         rows = self._read("SELECT call_sign, lat6, lon6, acc, at_ms FROM unit_positions WHERE incident_id = ? "
                           "ORDER BY at_ms, id", (inc_id,))
-        return [dict(call_sign=c, lat6=la, lon6=lo, acc=a, at_ms=t) for c, la, lo, a, t in rows]
+        return [ServedPosition(*r) for r in rows]
 
-    def unit_track(self, call_sign: str, since_ms: int) -> list[dict[str, Any]]:
+    def unit_track(self, call_sign: str, since_ms: int) -> list[UnitFix]:
         rows = self._read("SELECT lat6, lon6, acc, at_ms, incident_id FROM unit_positions "
                           "WHERE call_sign = ? AND at_ms >= ? ORDER BY at_ms, id LIMIT 5000", (call_sign, since_ms))
-        return [dict(lat6=la, lon6=lo, acc=a, at_ms=t, incident_id=i) for la, lo, a, t, i in rows]
+        return [UnitFix(*r) for r in rows]
 
     # --- following the incidents ---------------------------------------------------------
     def _apply(self, cur, inc: Incident, action: str, actor: str, at_ms: int, **kw: Any) -> Incident:

@@ -48,7 +48,7 @@ def test_registry_positions_and_following(store):
     store.transition(inc.id, "resolve", "responder:y", t + 6, role="responder")
     b = store.unit("BLM-1")
     assert b is not None and (b.status, b.incident_id) == ("available", None)
-    assert [p["lat6"] for p in store.incident_track(inc.id)] == [-7981000]
+    assert [p.lat6 for p in store.incident_track(inc.id)] == [-7981000]
     assert len(store.unit_track("KLJ-1", 0)) == 3
     assert store.set_unit_status("KLJ-1", "off_duty", t + 7).status == "off_duty"
     assert store.set_unit_status("NOPE", "off_duty", t + 7) is None

@@ -113,7 +113,7 @@ async def track_json(request: Request) -> Response:
     inc = await run_in_threadpool(store.get_incident, request.path_params["id"])
     if inc is None or not sees(user.view, inc.unit, kecamatan=(inc.device or {}).get("kecamatan", "")):
         raise HTTPException(404, "not_found")
-    track = await run_in_threadpool(store.incident_track, inc.id)
+    track = [p._asdict() for p in await run_in_threadpool(store.incident_track, inc.id)]
     listed = None if user.view.units is None else tuple(user.view.units)
     board = await run_in_threadpool(_board, request, None)
     units = [u for u in board["units"] if listed is None or u["call_sign"] in listed]
