@@ -268,6 +268,7 @@ class FleetWorker:
         self._waiting_max = cfg.fleet.chunk_rate_total * 5
         self._stop = threading.Event()
         self._rollout_due = 0.0
+        self._logged: dict[str, float] = {}
         self._thread = threading.Thread(target=self._run, name="fleet", daemon=True)
         self.on_change: Callable[[], None] = lambda: None  # the console's live views
 
@@ -327,9 +328,13 @@ class FleetWorker:
         why, d = wire.parse_result(payload, device.secret, dev)
         if d is None:
             _rejected[why or "format"].inc()
-            # The reason only: a forged message's bytes are the forger's, not worth a log line each.
-            log.warning("result from %s refused: %s%s", dev, why,
-                        " (not signed with the device's secret)" if why == "mac" else "")
+            # The reason only, at most once a minute per device: a forger's bytes and its flood
+            # stay out of the log; the counter has every one.
+            last = self._logged.get(dev, 0.0)
+            if time.monotonic() - last >= 60:
+                self._logged[dev] = time.monotonic()
+                log.warning("result from %s refused: %s%s", dev, why,
+                            " (not signed with the device's secret)" if why == "mac" else "")
             return
         if d["op"] == "get":
             self._get(_Get(dev, d["rel"], d["off"]))
@@ -419,8 +424,8 @@ class FleetWorker:
             if not rollout.may_send(o, rec, recs[d]["health"], True, now, self.rules):
                 continue
             device = self.registry(d)
-            if device is None:
-                continue
+            if device is None or not self.store.claim_ota(d, r.seq, rec["updated_ms"] if rec else None, now):
+                continue  # another gateway took it in the meantime
             args = args or ota_args(self.store, r.seq)
             topic, payload, n = new_command(self.store, device, "ota", args, f"rollout:{r.by}", self.root)
             if self.link.publish(topic, payload, qos=1):

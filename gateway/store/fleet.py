@@ -112,6 +112,17 @@ class FleetMixin(StoreCore):
             return self._exec(cur, "UPDATE fleet_rollouts SET state = ?, why = ?, updated_ms = ? "
                                    "WHERE seq = ? AND state = ?", (state, why, at_ms, seq, only_from)).rowcount == 1
 
+    def claim_ota(self, dev: str, seq: int, seen_updated_ms: int | None, at_ms: int) -> bool:
+        """Take the device for sending it release `seq`, only if its firmware record is still
+        the one the caller judged (compare and set on `updated_ms`): of several gateways
+        stepping one rollout at once, one sends each device its command."""
+        with self._tx() as cur:
+            if seen_updated_ms is None:
+                return self._exec(cur, "INSERT INTO device_firmware (dev, rel, stage, updated_ms) VALUES (?, ?, 'sent', ?) "
+                                       "ON CONFLICT (dev) DO NOTHING", (dev, seq, at_ms)).rowcount == 1
+            return self._exec(cur, "UPDATE device_firmware SET rel = ?, stage = 'sent', err = NULL, updated_ms = ? "
+                                   "WHERE dev = ? AND updated_ms = ?", (seq, at_ms, dev, seen_updated_ms)).rowcount == 1
+
     # --- commands: the audit log ----------------------------------------------------
     def add_command(self, dev: str, op: str, args: dict, *, by: str, at_ms: int) -> int:
         """Allocate the device's next command number and log the command; returns the number."""

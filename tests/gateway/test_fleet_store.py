@@ -100,3 +100,12 @@ def test_racing_gateways_never_share_a_command_number(store):
     for t in threads:
         t.join()
     assert sorted(got) == list(range(1, 81))
+
+
+def test_one_gateway_claims_each_device_for_a_release(store):
+    assert store.claim_ota(DEV, 13, None, at_ms=5)
+    assert not store.claim_ota(DEV, 13, None, at_ms=6)  # a second gateway judged the same empty record
+    assert not store.claim_ota(DEV, 13, 4, at_ms=7)  # judged an older record
+    assert store.claim_ota(DEV, 13, 5, at_ms=8)  # a retry after what it saw
+    fw = store.firmware()[DEV]
+    assert (fw["rel"], fw["stage"], fw["updated_ms"]) == (13, "sent", 8)
