@@ -78,10 +78,10 @@ def cmd_bhabin_set(args) -> int:
 def cmd_bhabin_list(args) -> int:
     rows = open_store(config.load(args.config)).bhabinkamtibmas()
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps([r._asdict() for r in rows]))
         return 0
     for r in rows:
-        print(f"{r['kelurahan']:20}{r['name']:32}{r['phone']}")
+        print(f"{r.kelurahan:20}{r.name:32}{r.phone}")
     return 0
 
 

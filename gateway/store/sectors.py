@@ -14,7 +14,7 @@ its cancel's answer; the incident closes only by the desk's `confirm_cancel`.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..domain import verification
 from ..domain.ladder import Step, note
@@ -25,6 +25,13 @@ from .units import UnitsMixin
 
 _COLS = ", ".join(INCIDENT_COLS)
 NOTIFY_EVENT = "bhabinkamtibmas"
+
+
+class Bhabinkamtibmas(NamedTuple):
+    """A kelurahan's community officer, told of every new incident there."""
+    kelurahan: str
+    name: str
+    phone: str
 
 
 class SectorsMixin(UnitsMixin):
@@ -60,9 +67,9 @@ class SectorsMixin(UnitsMixin):
         with self._tx() as cur:
             return self._exec(cur, "DELETE FROM bhabinkamtibmas WHERE kelurahan = ?", (kelurahan,)).rowcount > 0
 
-    def bhabinkamtibmas(self) -> list[dict[str, Any]]:
+    def bhabinkamtibmas(self) -> list[Bhabinkamtibmas]:
         rows = self._read("SELECT kelurahan, name, phone FROM bhabinkamtibmas ORDER BY kelurahan")
-        return [dict(kelurahan=k, name=n, phone=p) for k, n, p in rows]
+        return [Bhabinkamtibmas(*r) for r in rows]
 
     def _ingest_one(self, cur, a: Alert) -> Outcome:
         out = super()._ingest_one(cur, a)
