@@ -33,6 +33,7 @@ EPOCH_2000 = 946684800        # the ESP32 port counts time.time() from 2000-01-0
 WDT_EXIT = 70                 # exit codes: how the board went down, for the test to restart it
 SOFT_EXIT = 71
 SLEEP_EXIT = 72
+BROWNOUT_EXIT = 73
 
 SETTINGS = {
     "ticks0": 0,              # ticks_ms() at boot
@@ -53,6 +54,13 @@ SETTINGS = {
     "batt_uv": 1900000,       # battery ADC reading (behind a 1:2 divider)
     "wake": None,             # after a deep sleep: "ext0" (button) or "timer"
     "tls_date_check": True,   # mbedTLS checks certificate dates against the RTC
+    # Power fails during a file write: {"files": [names], "write": i, "keep": k, "erased": b}.
+    # In the i-th write call (from 0, this boot) to one of those files only k of its bytes
+    # reach the flash (k < 0 counts from the end, "half", or "all": the power fails just
+    # after the write, before it returns); with "erased" the rest reads back as an erased
+    # 0xff page. The board then goes down as at a brown-out: nothing more runs, no state is
+    # kept, the RTC forgets the time. Each write is reported ({"what": "fwrite"}).
+    "brownout": None,
 }
 S = dict(SETTINGS)
 
@@ -158,6 +166,63 @@ def leave(code, cause):
         pass
     emit(what="reset", cause=cause)
     sys.exit(code)
+
+
+# ---- brown-out during a file write ----
+_writes = 0                   # write calls to the watched files this boot
+
+
+class _TornFile:
+    def __init__(self, f, name):
+        self.f = f
+        self.name = name
+
+    def write(self, b):
+        global _writes
+        bo = S["brownout"]
+        i = _writes
+        _writes += 1
+        if bo.get("write") != i:
+            n = self.f.write(b)
+            emit(what="fwrite", file=self.name, i=i, n=n, of=len(b))
+            return n
+        k = bo.get("keep", "all")
+        k = len(b) if k == "all" else len(b) // 2 if k == "half" else k % len(b) if k < 0 else k
+        self.f.write(b[:k])
+        if k < len(b) and bo.get("erased"):
+            self.f.write(b"\xff" * (len(b) - k))
+        self.f.close()
+        emit(what="fwrite", file=self.name, i=i, n=k, of=len(b))
+        # The supply sags below the brown-out threshold: nothing after this byte runs and no
+        # state is saved (the ESP32 port reports the next boot as a power-up).
+        emit(what="reset", cause="brownout")
+        sys.exit(BROWNOUT_EXIT)
+
+    def __getattr__(self, k):
+        return getattr(self.f, k)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.f.close()
+
+
+def _watch_writes():
+    import builtins
+    real = builtins.open
+    names = S["brownout"].get("files") or ()
+
+    def open_(p, mode="r", *a):
+        f = real(p, mode, *a)
+        if p.rsplit("/", 1)[-1] in names and ("w" in mode or "a" in mode):
+            return _TornFile(f, p.rsplit("/", 1)[-1])
+        return f
+    builtins.open = open_
+
+
+if S["brownout"]:
+    _watch_writes()
 
 
 # ---- watchdog ----

