@@ -15,23 +15,32 @@ from .auth import VIA_TOKEN, needs
 from .cap import to_cap
 from .domain.health import link_problem_words
 from .domain.visibility import redact, redact_registry, sees
+from .health import health_json
 from .http_params import int_param
+from .store.health import DeviceHealth
 from .timeutil import now_ms
 
 
-def _with_link_problem(h: dict, *, suspended: bool) -> dict:
+def _with_link_problem(row: DeviceHealth | None, *, suspended: bool) -> dict:
+    h = health_json(row)
     return {**h, "link_problem": link_problem_words(h, suspended=suspended)}
+
+
+def _matches(row: DeviceHealth | None, want: str) -> bool:
+    """Whether the device is in health `want` or has the condition (a true field) `want`."""
+    h = health_json(row)
+    return h["health"] == want or bool(h.get(want))
 
 
 @needs(via=VIA_TOKEN)
 def devices(request: Request) -> JSONResponse:
     store = request.app.state.store
-    health = store.device_health()
+    table = store.device_health()
     want = request.query_params.get("health")
     out = []
     for d in store.list_devices():
-        h = health.get(d.id, {"health": "unknown"})
-        if want and h["health"] != want and not h.get(want):
+        h = table.get(d.id)
+        if want and not _matches(h, want):
             continue
         out.append({**redact_registry(request.user.view, d.public()),
                     "health": _with_link_problem(h, suspended=d.status == "suspended")})
@@ -46,11 +55,11 @@ def device(request: Request) -> JSONResponse:
     if d is None:
         raise HTTPException(404, "no such device")
     window = cfg.false_alarm_window_s * 1000
-    h = store.device_health(dev).get(dev, {"health": "unknown"})
+    h = store.device_health(dev).get(dev)
     return JSONResponse({**redact_registry(request.user.view, d.public()),
                          "health": _with_link_problem(h, suspended=d.status == "suspended"),
                          "false_alarms": store.false_alarms(dev, now_ms() - window),
-                         "events": store.device_events(dev)})
+                         "events": [e._asdict() for e in store.device_events(dev)]})
 
 
 @needs(via=VIA_TOKEN)

@@ -13,13 +13,12 @@ import sys
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
 
 from . import broker, certs, config, dynsec, logs, natsconf, report
 from .auth import ROLES, new_token, token_hash
 from .domain import paths
 from .domain import tokens as token_rules
-from .health import describe
+from .health import describe, health_json
 from .ids import new_password, new_secret, valid_device_id
 from .models import Device
 from .sinks.webhook import new_secret as new_webhook_secret
@@ -278,16 +277,15 @@ def cmd_device_set_sim(args) -> int:
 
 def cmd_device_list(args) -> int:
     store = open_store(config.load(args.config))
-    health = store.device_health()
-    devices: list[dict[str, Any]] = [dict(d.public(), health=health.get(d.id, {"health": "unknown"}))
-                                     for d in store.list_devices()]
+    table = store.device_health()
+    devices = [(d, table.get(d.id)) for d in store.list_devices()]
     if args.json:
-        print(json.dumps(devices))
+        print(json.dumps([dict(d.public(), health=health_json(h)) for d, h in devices]))
     else:
-        for d in devices:
-            print(f"{d['id']:40} {d['status']:10} {describe(d['health']):24} {d['kelurahan']:16} "
-                  f"RW{d['rw']:02d} RT{d['rt']:02d}{'  SIM ' + d['sim'] if d['sim'] else ''}"
-                  f"{'  FLAG: ' + d['flag'] if d['flag'] else ''}")
+        for d, h in devices:
+            print(f"{d.id:40} {d.status:10} {describe(h):24} {d.kelurahan:16} "
+                  f"RW{d.rw:02d} RT{d.rt:02d}{'  SIM ' + d.sim if d.sim else ''}"
+                  f"{'  FLAG: ' + d.flag if d.flag else ''}")
     return 0
 
 
@@ -298,9 +296,9 @@ def cmd_device_show(args) -> int:
     if d is None:
         return _fail(f"no device {args.id}")
     window = cfg.false_alarm_window_s * 1000
-    print(json.dumps({**d.public(), "health": store.device_health(d.id).get(d.id, {"health": "unknown"}),
+    print(json.dumps({**d.public(), "health": health_json(store.device_health(d.id).get(d.id)),
                       "false_alarms": store.false_alarms(d.id, now_ms() - window),
-                      "events": store.device_events(d.id, 10)}, indent=2))
+                      "events": [e._asdict() for e in store.device_events(d.id, 10)]}, indent=2))
     return 0
 
 

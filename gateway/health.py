@@ -25,6 +25,7 @@ from .domain.health import CELL_REGS, LINK_ERRORS, RESET_CAUSES
 from .ids import valid_device_id
 from .models import Device
 from .store import Store
+from .store.health import DeviceHealth, HealthChange
 from .timeutil import now_ms
 from .validate import parse_body
 
@@ -197,10 +198,10 @@ class HealthMonitor:
                     log.exception("health sweep failed")
                 next_sweep = time.monotonic() + self.sweep_s
 
-    def handle(self, topic: str, payload: bytes, retained: bool = False) -> dict | None:
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> HealthChange | None:
         return self.handle_batch([(topic, payload, retained)])[0]
 
-    def handle_batch(self, msgs: list[tuple[str, bytes, bool]], *, defer: bool = False) -> list[dict | None]:
+    def handle_batch(self, msgs: list[tuple[str, bytes, bool]], *, defer: bool = False) -> list[HealthChange | None]:
         """Record several statuses (topic, payload, retained) in one store transaction, in
         their order; the health event of each (None: rejected or nothing changed). `defer`:
         heartbeats that change no health wait for the next sweep's write (store.record_statuses)."""
@@ -217,7 +218,7 @@ class HealthMonitor:
                 self._rejected["unknown_device"].inc()
                 continue
             parsed.append((i, dev, status, retained))
-        out: list[dict | None] = [None] * len(msgs)
+        out: list[HealthChange | None] = [None] * len(msgs)
         if not parsed:
             return out
         now = now_ms()
@@ -233,19 +234,19 @@ class HealthMonitor:
                 at = pos["t"] if pos["t"] is not None and abs(pos["t"] - now) < TRACK_CLOCK_SLACK_MS else now
                 self.store.add_track_point(dev, at_ms=at, lat6=pos["lat6"], lon6=pos["lon6"], acc=pos["acc"])
             if change:
-                self._changed(dev, change)
+                self._changed(change)
             out[i] = change
         return out
 
     def _late(self) -> None:
         for change in self.store.late_health_changes():
-            self._changed(change.get("id", "?"), change)
+            self._changed(change)
 
-    def sweep(self) -> list[dict]:
+    def sweep(self) -> list[HealthChange]:
         changes = self.store.sweep_silent(now_ms())  # writes the held heartbeats first
         self._late()
         for change in changes:
-            self._changed(change.get("id", "?"), change)
+            self._changed(change)
         for health, n in self.store.health_counts().items():
             metrics.devices_by_health.labels(health).set(n)
         for s in self.store.forward_stats():
@@ -253,15 +254,26 @@ class HealthMonitor:
             metrics.forwards_backlog.labels(s.sink, "dead").set(s.dead)
         return changes
 
-    def _changed(self, dev: str, change: dict) -> None:
-        metrics.device_events.labels("health", change["health"]).inc()
-        flags = [k for k in ("low_battery", "backlog") if change.get(k)]
-        log.info("device %s health %s -> %s%s", dev, change.get("was"), change["health"],
+    def _changed(self, change: HealthChange) -> None:
+        metrics.device_events.labels("health", change.health).inc()
+        flags = change.now.conditions()
+        log.info("device %s health %s -> %s%s", change.dev, change.was, change.health,
                  f" ({', '.join(flags)})" if flags else "")
         self.on_event()
 
 
-def describe(h: dict) -> str:
+# A device registered after the health was read has no row yet: what the API and CLI show.
+UNHEARD = {"health": "unknown"}
+
+
+def health_json(h: DeviceHealth | None) -> dict:
+    """A device's health as the API and the CLI show it."""
+    return h._asdict() if h is not None else dict(UNHEARD)
+
+
+def describe(h: DeviceHealth | None) -> str:
     """One line for the CLI: health and its flags."""
-    flags = [k for k in ("low_battery", "backlog") if h.get(k)]
-    return h["health"] + (f" [{','.join(flags)}]" if flags else "")
+    if h is None:
+        return UNHEARD["health"]
+    flags = h.conditions()
+    return h.health + (f" [{','.join(flags)}]" if flags else "")

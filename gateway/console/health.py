@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..domain.health import label, link_problem
 from ..store import Store
+from ..store.health import DeviceHealth
 from . import queries
 
 
@@ -18,23 +19,24 @@ def rows(store: Store, now_ms: int) -> tuple[list[dict], str]:
     out = []
     for d in devices:
         h = table.get(d.id)
-        seen = [t for t in ((h or {}).get("last_status_ms"), last.get(d.id)) if t]
+        rec = h._asdict() if h is not None else None  # the domain's rules read health records as dicts
+        suspended = d.status == "suspended"
+        seen = [t for t in (h and h.last_status_ms, last.get(d.id)) if t]
         out.append({**d.public(), "last_alert_ms": last.get(d.id), "false_alarms": falses.get(d.id, 0),
-                    "state": label(h, suspended=d.status == "suspended"),
-                    "batt": h and h.get("batt"), "rssi": h and h.get("rssi"),
-                    "last_seen_ms": max(seen, default=None), "low_battery": bool(h and h.get("low_battery")),
-                    "fw": h and h.get("fw"), "backlog": bool(h and h.get("backlog")),
-                    "reset_cause": h and h.get("reset_cause"), "reconnects": h and h.get("reconnects"),
-                    "link_err": h and h.get("link_err"), "link_err_ms": h and h.get("link_err_ms"),
-                    "link_problem": link_problem(h, suspended=d.status == "suspended"),
-                    "paths": proofs.get(d.id, {}), "last_status_ms": h and h.get("last_status_ms"),
+                    "state": label(rec, suspended=suspended),
+                    "batt": h and h.batt, "rssi": h and h.rssi,
+                    "last_seen_ms": max(seen, default=None), "low_battery": bool(h and h.low_battery),
+                    "fw": h and h.fw, "backlog": bool(h and h.backlog),
+                    "reset_cause": h and h.reset_cause, "reconnects": h and h.reconnects,
+                    "link_err": h and h.link_err, "link_err_ms": h and h.link_err_ms,
+                    "link_problem": link_problem(rec, suspended=suspended),
+                    "paths": proofs.get(d.id, {}), "last_status_ms": h and h.last_status_ms,
                     "cell": _cell(h)})
     return out, "health"
 
 
-def _cell(h: dict | None) -> dict | None:
+def _cell(h: DeviceHealth | None) -> dict | None:
     """The modem's last report (registration, signal, last supervised test), when one came."""
-    if not h or h.get("cell_ms") is None:
+    if h is None or h.cell_ms is None:
         return None
-    return {"reg": h.get("cell_reg"), "csq": h.get("cell_csq"), "test_ms": h.get("cell_test_ms"),
-            "at_ms": h.get("cell_ms")}
+    return {"reg": h.cell_reg, "csq": h.cell_csq, "test_ms": h.cell_test_ms, "at_ms": h.cell_ms}

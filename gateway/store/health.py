@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 from operator import itemgetter
+from typing import Any, NamedTuple
 
 from ..domain import health as rules
 from .core import StoreCore
@@ -19,6 +20,62 @@ HEALTH_COLS = ["dev", "state", "health", "low_battery", "backlog", "fw", "boot",
                "link_err", "link_err_ms", "cell_reg", "cell_csq", "cell_test_ms", "cell_ms"]
 _COL_INDEX = {k: i for i, k in enumerate(HEALTH_COLS)}
 _row_of = itemgetter(*HEALTH_COLS)  # a health dict -> its row tuple
+
+
+class DeviceHealth(NamedTuple):
+    """A device's health as stored (HEALTH_COLS but the id); never heard from: `unknown`."""
+    state: str
+    health: str
+    low_battery: bool
+    backlog: bool
+    fw: str | None
+    boot: int | None
+    up: int | None
+    batt: int | None
+    rssi: int | None
+    outbox: int | None
+    heartbeat_s: int | None
+    last_status_ms: int | None
+    silent_at_ms: int | None
+    changed_ms: int | None
+    reset_cause: str | None
+    reconnects: int | None
+    link_err: str | None
+    link_err_ms: int | None
+    cell_reg: str | None
+    cell_csq: int | None
+    cell_test_ms: int | None
+    cell_ms: int | None
+
+    @classmethod
+    def of(cls, h: dict) -> DeviceHealth:
+        """From a health record (domain/health.py's dicts); the conditions as booleans."""
+        row = {k: h[k] for k in cls._fields}
+        row["low_battery"], row["backlog"] = bool(h["low_battery"]), bool(h["backlog"])
+        return cls(**row)
+
+    def conditions(self) -> list[str]:
+        """The conditions (domain/health.py CONDITIONS) the device is in."""
+        return [k for k in rules.CONDITIONS if getattr(self, k)]
+
+
+class HealthChange(NamedTuple):
+    """A device whose health or a condition changed: its health before, and the record now."""
+    dev: str
+    was: str
+    now: DeviceHealth
+
+    @property
+    def health(self) -> str:
+        return self.now.health
+
+
+class DeviceEvent(NamedTuple):
+    """A device event as queued for the sinks (core.py's _device_event)."""
+    event: str
+    at_ms: int
+    actor: str
+    device: dict[str, Any]  # the device id and what happened to it
 
 
 @lru_cache(maxsize=256)
@@ -38,7 +95,7 @@ class HealthMixin(StoreCore):
     # dev -> (row, guard (health, last_status_ms, changed_ms) of the committed row, status,
     # received ms): heartbeats held for the next flush_heartbeats.
     _heartbeats: dict[str, tuple] | None = None
-    _late: list[dict] = []  # noqa: RUF012  # replaced, never mutated, on the class (see late_health_changes)
+    _late: list[HealthChange] = []  # noqa: RUF012  # replaced, never mutated, on the class (see late_health_changes)
 
     @contextmanager
     def _relaxed(self) -> Iterator[None]:
@@ -56,7 +113,7 @@ class HealthMixin(StoreCore):
                          (dev,)).fetchone()
         return dict(zip(HEALTH_COLS, row, strict=True))
 
-    def _health_change(self, cur, old: dict, new: dict, now_ms: int) -> dict | None:
+    def _health_change(self, cur, old: dict, new: dict, now_ms: int) -> HealthChange | None:
         changed = rules.changed(old, new)
         if changed:
             new["changed_ms"] = now_ms
@@ -69,10 +126,10 @@ class HealthMixin(StoreCore):
         detail["low_battery"], detail["backlog"] = bool(new["low_battery"]), bool(new["backlog"])
         detail["was"] = old["health"]
         self._device_event(cur, new["dev"], "health", now_ms, detail)
-        return {"id": new["dev"], **detail}
+        return HealthChange(new["dev"], old["health"], DeviceHealth.of(new))
 
     def record_status(self, dev: str, status: dict, now_ms: int, *, retained: bool, heartbeat_s: int,
-                      silent_factor: float, low_battery_pct: int, backlog_min: int) -> dict | None:
+                      silent_factor: float, low_battery_pct: int, backlog_min: int) -> HealthChange | None:
         """Merge one status message into the device's health; return the health event when
         its health, low-battery or backlog condition changed, else None."""
         return self.record_statuses([(dev, status, retained)], now_ms, heartbeat_s=heartbeat_s,
@@ -81,7 +138,7 @@ class HealthMixin(StoreCore):
 
     def record_statuses(self, items: Sequence[tuple[str, dict, bool]], now_ms: int, *, heartbeat_s: int,
                         silent_factor: float, low_battery_pct: int, backlog_min: int,
-                        defer: bool = False) -> list[dict | None]:
+                        defer: bool = False) -> list[HealthChange | None]:
         """record_status for several (dev, status, retained) in one transaction, in order; one
         health event (or None) per item. Any status that changes a device's health is committed
         (durably) before this returns.
@@ -93,7 +150,7 @@ class HealthMixin(StoreCore):
         a crash loses at most those, and the next heartbeat brings them back."""
         kw = {"heartbeat_s": heartbeat_s, "silent_factor": silent_factor, "low_battery_pct": low_battery_pct,
               "backlog_min": backlog_min}
-        out: list[dict | None] = [None] * len(items)
+        out: list[HealthChange | None] = [None] * len(items)
         written: dict[str, tuple] = {}
         # The store's lock (re-entrant) also guards the held rows; uncontended it costs little.
         with self._lock:
@@ -163,7 +220,7 @@ class HealthMixin(StoreCore):
         return n
 
     def _merge_locked(self, cur, dev: str, status: dict, retained: bool, now_ms: int,
-                      kw: dict, held: bool = False) -> tuple[dict | None, tuple]:
+                      kw: dict, held: bool = False) -> tuple[HealthChange | None, tuple]:
         """The full path: lock and read the row, merge, write; (event or None, row as written).
         `held`: a heartbeat written late, which a status stored since supersedes."""
         old = self._health_row(cur, dev, now_ms)
@@ -206,13 +263,13 @@ class HealthMixin(StoreCore):
                     # silent): the heartbeat is news after all.
                     self._late = [*self._late, change]
 
-    def late_health_changes(self) -> list[dict]:
+    def late_health_changes(self) -> list[HealthChange]:
         """Health events found while writing held heartbeats (another writer had changed the
         row), not yet returned by record_statuses or flush_heartbeats; cleared."""
         late, self._late = self._late, []
         return late
 
-    def sweep_silent(self, now_ms: int) -> list[dict]:
+    def sweep_silent(self, now_ms: int) -> list[HealthChange]:
         """Mark online or sleeping devices whose next status is overdue as silent."""
         out = []
         with self._tx() as cur:
@@ -232,7 +289,7 @@ class HealthMixin(StoreCore):
                     out.append(change)
         return out
 
-    def device_health(self, dev: str | None = None) -> dict[str, dict]:
+    def device_health(self, dev: str | None = None) -> dict[str, DeviceHealth]:
         """Health per registered device id; devices never heard from are `unknown`."""
         sql = (f"SELECT d.id, {', '.join('h.' + c for c in HEALTH_COLS[1:])} FROM devices d "
                "LEFT JOIN device_health h ON h.dev = d.id")
@@ -241,12 +298,8 @@ class HealthMixin(StoreCore):
             sql += " WHERE d.id = ?"
             args = (dev,)
         out = {}
-        for row in self._rows(sql, args):
-            h = dict(zip(HEALTH_COLS, row, strict=True))
-            h["health"] = h["health"] or "unknown"
-            h["state"] = h["state"] or "unknown"
-            h["low_battery"], h["backlog"] = bool(h["low_battery"]), bool(h["backlog"])
-            out[h.pop("dev")] = h
+        for d, state, health, low_battery, backlog, *rest in self._rows(sql, args):
+            out[d] = DeviceHealth(state or "unknown", health or "unknown", bool(low_battery), bool(backlog), *rest)
         return out
 
     def health_counts(self) -> dict[str, int]:
@@ -273,6 +326,7 @@ class HealthMixin(StoreCore):
             counts["backlog"] += int(backlog or 0)
         return out
 
-    def device_events(self, dev: str, limit: int = 50) -> list[dict]:
+    def device_events(self, dev: str, limit: int = 50) -> list[DeviceEvent]:
+        """Newest first."""
         rows = self._rows("SELECT body FROM device_events WHERE dev = ? ORDER BY id DESC LIMIT ?", (dev, limit))
-        return [json.loads(r[0]) for r in rows]
+        return [DeviceEvent(b["event"], b["at_ms"], b["actor"], b["device"]) for b in (json.loads(r[0]) for r in rows)]

@@ -92,9 +92,8 @@ def test_store_keeps_diagnostics_across_the_will(store):
     store.record_status(DEV, {"state": "online", "reset": "wdt", "reconnects": 2, "link_err": "tls"}, 1000, **kw)
     store.record_status(DEV, {"state": "offline"}, 2000, **kw)
     h = store.device_health(DEV)[DEV]
-    assert (h["health"], h["reset_cause"], h["reconnects"], h["link_err"], h["link_err_ms"]) == \
-        ("offline", "wdt", 2, "tls", 1000)
-    assert link_problem_words(h) == "TLS failed"
+    assert (h.health, h.reset_cause, h.reconnects, h.link_err, h.link_err_ms) == ("offline", "wdt", 2, "tls", 1000)
+    assert link_problem_words(h._asdict()) == "TLS failed"
 
 
 def _health(stack: Stack, dev: str = DEV) -> dict:

@@ -135,6 +135,7 @@ def test_one_button_flooding_its_status_does_not_hold_up_another_buttons_alert(t
 def _up(s, dev: str) -> int | None:
     store = open_store(config.load(s.config))
     try:
-        return store.device_health(dev).get(dev, {}).get("up")
+        h = store.device_health(dev).get(dev)
+        return h.up if h is not None else None
     finally:
         store.close()

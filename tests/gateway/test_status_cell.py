@@ -46,6 +46,6 @@ def test_store_keeps_the_last_cell_report(store):
     store.record_status(DEV, {"state": "online", "cell": {"reg": "denied", "csq": 99, "test": None}}, 3000, **kw)
     h = store.device_health(DEV)[DEV]
     # A report without a new test keeps the last test's time: the proof stays until replaced.
-    assert (h["cell_reg"], h["cell_csq"], h["cell_test_ms"], h["cell_ms"]) == ("denied", 99, 1764269000_000, 3000)
+    assert (h.cell_reg, h.cell_csq, h.cell_test_ms, h.cell_ms) == ("denied", 99, 1764269000_000, 3000)
     store.record_status(DEV, {"state": "offline"}, 4000, **kw)  # the will keeps it too
-    assert store.device_health(DEV)[DEV]["cell_reg"] == "denied"
+    assert store.device_health(DEV)[DEV].cell_reg == "denied"

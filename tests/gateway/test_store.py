@@ -90,21 +90,21 @@ def test_escalation_and_false_alarm_policy(store):
     d = store.get_device(DEV)
     assert d.status == "suspended" and d.flag.startswith("suspended: 2 false alarms")
     assert store.false_alarms(DEV, now - 1000) == 2
-    assert store.device_events(DEV)[0]["event"] == "policy"
+    assert store.device_events(DEV)[0].event == "policy"
 
 
 def test_health_record_and_sweep(store):
     now = time.time_ns() // 1_000_000
     kw = dict(retained=False, heartbeat_s=60, silent_factor=2.5, low_battery_pct=20, backlog_min=1)
     change = store.record_status(DEV, {"state": "online", "batt": 15, "outbox": 0}, now, **kw)
-    assert change["health"] == "online" and change["low_battery"] and change["was"] == "unknown"
+    assert change.health == "online" and change.now.low_battery and change.was == "unknown"
     assert store.record_status(DEV, {"state": "online", "batt": 14, "outbox": 0}, now + 1, **kw) is None
     assert store.sweep_silent(now + 149_000) == []
-    assert [c["health"] for c in store.sweep_silent(now + 151_000)] == ["silent"]
+    assert [c.health for c in store.sweep_silent(now + 151_000)] == ["silent"]
     assert store.health_counts()["silent"] == 1
     off = store.record_status(DEV, {"state": "offline"}, now + 152_000, **kw)
-    assert off["health"] == "offline" and off["batt"] == 14  # the will keeps the last battery reading
-    assert [e["device"]["health"] for e in store.device_events(DEV)] == ["offline", "silent", "online"]
+    assert off.health == "offline" and off.now.batt == 14  # the will keeps the last battery reading
+    assert [e.device["health"] for e in store.device_events(DEV)] == ["offline", "silent", "online"]
 
 
 def _race(n: int, fn) -> list:
