@@ -14,6 +14,7 @@ import threading
 from . import metrics
 from .sinks import DeliveryError, Forward, Sink
 from .store import Store
+from .store.forwards import ClaimedForward
 from .timeutil import now_ms
 
 log = logging.getLogger("panic.forward")
@@ -69,23 +70,23 @@ class Forwarder:
         rows = self.store.claim_forwards(self.name, self.owner, now_ms(), self.lease_ms)
         done: list[int] = []
         try:
-            for n, (fid, idem_key, payload, created_ms, attempts) in enumerate(rows):
+            for n, row in enumerate(rows):
                 if self._stop:
-                    self.store.release_forwards([r[0] for r in rows[n:]])
+                    self.store.release_forwards([r.id for r in rows[n:]])
                     return POLL_S
                 try:
-                    self.sink.deliver(Forward(idem_key, payload, created_ms, attempts))
+                    self.sink.deliver(Forward(row.idem_key, row.payload, row.created_ms, row.attempts))
                 except DeliveryError as exc:
                     if not exc.permanent:
                         return self._failed(rows, n, exc)
                     # Refused for good: says nothing about the sink's health, so go on with the next.
-                    self.store.forward_failed(fid, now_ms(), str(exc), dead=True)
+                    self.store.forward_failed(row.id, now_ms(), str(exc), dead=True)
                     metrics.forwards.labels(self.name, "refused").inc()
-                    log.warning("forward %s to %s refused: %s; dead-lettered", idem_key, self.name, exc)
+                    log.warning("forward %s to %s refused: %s; dead-lettered", row.idem_key, self.name, exc)
                     continue
                 except Exception as exc:
                     return self._failed(rows, n, exc)
-                done.append(fid)
+                done.append(row.id)
                 metrics.forwards.labels(self.name, "ok").inc()
         finally:
             # One transaction for the batch: a mark lost to a crash only means a redelivery,
@@ -93,17 +94,17 @@ class Forwarder:
             self.store.forwards_done(done, now_ms())
         return 0 if rows else POLL_S
 
-    def _failed(self, rows: list[tuple], n: int, exc: Exception) -> float:
+    def _failed(self, rows: list[ClaimedForward], n: int, exc: Exception) -> float:
         """Entry n failed: back it off (or dead-letter it when too old), hand the rest back."""
-        fid, idem_key, _payload, created_ms, attempts = rows[n]
+        row = rows[n]
         now = now_ms()
-        dead = now - created_ms > self.dead_after_ms
-        delay = min(self.backoff_ms * 2 ** min(attempts, 30), self.backoff_max_ms)
-        self.store.forward_failed(fid, now + delay, str(exc), dead=dead)
+        dead = now - row.created_ms > self.dead_after_ms
+        delay = min(self.backoff_ms * 2 ** min(row.attempts, 30), self.backoff_max_ms)
+        self.store.forward_failed(row.id, now + delay, str(exc), dead=dead)
         # The sink is most likely down: hand the rest back rather than fail each in turn.
-        self.store.release_forwards([r[0] for r in rows[n + 1:]])
+        self.store.release_forwards([r.id for r in rows[n + 1:]])
         metrics.forwards.labels(self.name, "dead" if dead else "retry").inc()
-        log.warning("forward %s to %s failed (attempt %d): %s%s", idem_key, self.name,
-                    attempts + 1, exc, "; dead-lettered" if dead else "")
+        log.warning("forward %s to %s failed (attempt %d): %s%s", row.idem_key, self.name,
+                    row.attempts + 1, exc, "; dead-lettered" if dead else "")
         return min(delay / 1000, POLL_S)
 

@@ -19,6 +19,15 @@ class SinkQueue(NamedTuple):
     dead: int
 
 
+class ClaimedForward(NamedTuple):
+    """An entry leased to one forwarder."""
+    id: int
+    idem_key: str
+    payload: str  # the event as queued, JSON text
+    created_ms: int
+    attempts: int
+
+
 class DeadForward(NamedTuple):
     """An entry given up on after its deadline, with the event it carried."""
     id: int
@@ -38,8 +47,9 @@ class ForwardsMixin(StoreCore):
         return bool(self._read("SELECT 1 FROM forwards WHERE sink = ? AND delivered_ms IS NULL AND dead = 0 "
                                "AND next_ms <= ? LIMIT 1", (sink, now_ms)))
 
-    def claim_forwards(self, sink: str, owner: str, now_ms: int, lease_ms: int, limit: int = 50) -> list[tuple]:
-        """Lease due entries to one forwarder: (id, idem_key, payload, created_ms, attempts).
+    def claim_forwards(self, sink: str, owner: str, now_ms: int, lease_ms: int,
+                       limit: int = 50) -> list[ClaimedForward]:
+        """Lease due entries to one forwarder, oldest first.
 
         Several gateways drain one queue: a leased entry is not handed out again until its
         lease runs out (a forwarder killed mid-delivery), SKIP LOCKED keeps two claims from
@@ -54,7 +64,7 @@ class ForwardsMixin(StoreCore):
                "RETURNING id, idem_key, payload, created_ms, attempts")
         with self._tx() as cur:
             rows = self._exec(cur, sql, (now_ms + lease_ms, owner, sink, now_ms, now_ms, owner, limit)).fetchall()
-        return sorted(rows)
+        return sorted(ClaimedForward(*r) for r in rows)
 
     def release_forwards(self, fids: list[int]) -> None:
         if not fids:

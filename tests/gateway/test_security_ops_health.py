@@ -78,7 +78,7 @@ def queue_events(store: Store, seqs: range, at_ms: int) -> list[int]:
     store.ingest([Alert(id=f"{DEV}:1:{n}", dev=DEV, boot=1, seq=n, kind="panic", t=at_ms, age=0, lat6=0, lon6=0,
                         acc=25, src="fixed", batt=None, rssi=None, ref=None, received_ms=at_ms, body="{}")
                   for n in seqs])
-    return [r[0] for r in store.claim_forwards("hook", "gw", at_ms + 1, 60_000, limit=1000)]
+    return [r.id for r in store.claim_forwards("hook", "gw", at_ms + 1, 60_000, limit=1000)]
 
 
 def remaining(store: Store) -> dict[str, int]:

@@ -66,15 +66,15 @@ def test_forward_claims_keep_each_incidents_order(store):
     now = time.time_ns() // 1_000_000 + 1000
     first = store.claim_forwards("mqtt", "gw-a", now, 60_000)
     # One entry per incident at a time: the acknowledgement waits for the incident's "new".
-    assert [r[1] for r in first] == [f"{inc.id}:new", f"{other.id}:new"]
+    assert [r.idem_key for r in first] == [f"{inc.id}:new", f"{other.id}:new"]
     assert store.claim_forwards("mqtt", "gw-b", now, 60_000) == []  # leased to gw-a
-    store.forwards_done([first[0][0]], now)
+    store.forwards_done([first[0].id], now)
     nxt = store.claim_forwards("mqtt", "gw-b", now, 60_000)
-    assert [r[1] for r in nxt] == [f"{inc.id}:acknowledged"]
+    assert [r.idem_key for r in nxt] == [f"{inc.id}:acknowledged"]
     # gw-a died holding other's entry: once the lease runs out another gateway takes it.
-    assert [r[1] for r in store.claim_forwards("mqtt", "gw-c", now + 1000, 60_000)] == []
+    assert store.claim_forwards("mqtt", "gw-c", now + 1000, 60_000) == []
     later = store.claim_forwards("mqtt", "gw-c", now + 61_000, 60_000)
-    assert f"{other.id}:new" in [r[1] for r in later]
+    assert f"{other.id}:new" in [r.idem_key for r in later]
 
 
 def test_escalation_and_false_alarm_policy(store):
@@ -136,7 +136,7 @@ def test_two_gateways_racing_on_postgres(pg_dsn):  # noqa: F811
         # Two forwarders claiming at once never get the same entry.
         now = time.time_ns() // 1_000_000 + 1000
         claims = _race(2, lambda i: (a, b)[i].claim_forwards("mqtt", f"gw-{i}", now, 60_000, limit=30))
-        ids = [r[0] for c in claims for r in c]
+        ids = [r.id for c in claims for r in c]
         assert len(ids) == len(set(ids)) == 40
         # Two escalation sweeps at once: each incident escalated once.
         escalated = _race(2, lambda i: (a, b)[i].escalate_due(now + 5000, 1000))
