@@ -102,3 +102,19 @@ def test_a_release_that_crashes_at_import_is_rolled_back_and_halts_the_rollout(r
     assert {(d["fw"], d["rollout"]) for d in st["devices"]} == {("1.0.0", "failed")}
     for b in buttons:
         assert b.restarts >= 2
+
+
+def test_remote_commands_through_the_cli_are_run_and_audited(rig):
+    stack, store, buttons = rig
+    dev = buttons[0].fw.dev
+    for args in (("locate",), ("set", "heartbeat_s=30", "silent=true")):
+        p = stack.cli("fleet", "command", dev, *args, "--by", "it:budi", check=False)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["ok"] is True
+    # Not settable: refused by the gateway before a number is spent (the button refuses it too).
+    p = stack.cli("fleet", "command", dev, "set", "brokers=[]", "--by", "it:budi", check=False)
+    assert p.returncode == 2 and "not settable" in p.stderr
+    log = store.commands(dev)
+    assert [(c["n"], c["op"], c["ok"]) for c in log] == [(2, "set", True), (1, "locate", True)]
+    assert all(c["by"] == "it:budi" and c["result"]["fw"] == "1.0.0" for c in log)
+    assert json.loads((buttons[0].fw.flash / "config.json").read_text())["heartbeat_s"] == 30
