@@ -145,3 +145,25 @@ def test_device_config_writes_the_trusted_keys(stack, keys, tmp_path):
     assert json.loads((out / "release_keys.json").read_text()) == json.loads(keys[1].read_text())
 
 
+
+
+@pytest.mark.parametrize("values,words", [
+    ({"halt_pct": 120}, "halt_pct must be 0..100"), ({"halt_pct": "ten"}, "halt_pct: expected a number"),
+    ({"parallel": 0}, "positive"), ({"chunk_rate": "fast"}, "expected an integer"), ({"typo": 1}, "unknown keys"),
+])
+def test_bad_fleet_settings_are_refused(tmp_path, values, words):
+    path = tmp_path / "gateway.toml"
+    config.write({"fleet": values}, path)
+    with pytest.raises(config.ConfigError, match=words):
+        config.load(path)
+
+
+def test_release_keys_that_do_not_load_are_a_clear_error(tmp_path):
+    path = tmp_path / "gateway.toml"
+    (tmp_path / "k.pub.json").write_text('{"0000000000000000": "AAAA"}')
+    config.write({"fleet": {"release_keys": "k.pub.json"}}, path)
+    with pytest.raises(fleet_service.ReleaseRefused, match="does not match its modulus"):
+        fleet_service.trusted_keys(config.load(path))
+    config.write({}, path)
+    with pytest.raises(fleet_service.ReleaseRefused, match="set \\[fleet\\] release_keys"):
+        fleet_service.trusted_keys(config.load(path))
