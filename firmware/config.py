@@ -135,8 +135,8 @@ def validate(c):
         return None, "sleep_heartbeat_s must be >= 1800"
     if out["keepalive_s"] < 0 or out["keepalive_s"] > 65535:
         return None, "keepalive_s out of range"
-    if not 60 <= out["ota_trial_s"] <= 3600:
-        return None, "ota_trial_s must be 60..3600"
+    if not 10 <= out["ota_trial_s"] <= 3600:
+        return None, "ota_trial_s must be 10..3600"
     if not 500 <= out["ota_chunk_ms"] <= 60000:
         return None, "ota_chunk_ms must be 500..60000"
     err = cfgset.check(out)     # the keys a remote `set` may change

@@ -4,6 +4,7 @@
 # gateway. Small, so the app can carry it; the download itself is ota.py, loaded only while
 # one runs. main.py reads and rolls back the same file with its own few lines: the loader
 # runs before any module that an update can replace may be imported.
+import gc
 import json
 import os
 import sys
@@ -95,8 +96,8 @@ def drop(app):
     if app.ota is not None:
         app.ota.close()
     app.ota = None
-    sys.modules.pop("ota", None)
-    sys.modules.pop("rsa", None)
+    for m in ("otadl", "ota", "rsa"):
+        sys.modules.pop(m, None)
 
 
 def tick(app, now):
@@ -126,7 +127,7 @@ def tick(app, now):
             app.ota_rpid = None
             write(app.b.flash, st)
     if not app.ota_dl:
-        if "ota" in sys.modules:
+        if "ota" in sys.modules or "otadl" in sys.modules:
             drop(app)
         return
     if app.ob.recs:
@@ -137,6 +138,7 @@ def tick(app, now):
     if not up:
         return
     if app.ota is None:
-        import ota
-        app.ota = ota.Job(app)
+        gc.collect()      # the downloader's code wants its KB in one piece
+        import otadl
+        app.ota = otadl.Job(app)
     app.ota.step(now)

@@ -10,6 +10,7 @@ from mp_util import check, eq, done, _here
 import mqtt  # the biggest first: compiling it from source is the peak
 import otastate
 import ota
+import otadl
 from hmac256 import HMAC
 
 with open(_here + "/../../protocol/vectors.json") as f:
@@ -150,7 +151,7 @@ def download(job, corrupt=False):
         now += 1
 
 
-job = ota.Job(app)
+job = otadl.Job(app)
 app.ota = job
 download(job, corrupt=True)
 for _ in range(10):
@@ -183,7 +184,7 @@ app2.ost = otastate.read(fl)
 app2.ost["seq"] = 3
 app2.ost["run"] = "a"
 eq(ota.start(app2, 6, args), None, "accepted again (from slot a)")
-job = ota.Job(app2)
+job = otadl.Job(app2)
 eq(job.slot, "b", "the free slot")
 app = app2
 for _ in range(2):
