@@ -143,10 +143,17 @@ class FleetMixin(StoreCore):
         record. False when no such command was sent (a stray number)."""
         n, op = int(result["n"]), str(result.get("op"))
         ok, err = bool(result.get("ok")), result.get("err")
+        # A command delivered twice (its PUBACK lost) is run once and then refused as a
+        # replay: that answer must not overwrite the result of the run.
+        replay = int(not ok and err == "replay")
         with self._tx() as cur:
             found = self._exec(cur, "UPDATE fleet_commands SET result = ?, ok = ?, err = ?, result_ms = ? "
-                                    "WHERE dev = ? AND n = ?",
-                               (json.dumps(result, separators=(",", ":")), int(ok), err, at_ms, dev, n)).rowcount == 1
+                                    "WHERE dev = ? AND n = ? AND (result IS NULL OR ? = 0)",
+                               (json.dumps(result, separators=(",", ":")), int(ok), err, at_ms, dev, n,
+                                replay)).rowcount == 1
+            if replay:
+                return found or self._exec(cur, "SELECT 1 FROM fleet_commands WHERE dev = ? AND n = ?",
+                                           (dev, n)).fetchone() is not None
             fw: dict[str, Any] = {"last_op": op, "last_ok": int(ok), "last_err": err}
             for k in ("fw", "slot"):
                 if isinstance(result.get(k), str):

@@ -109,3 +109,15 @@ def test_one_gateway_claims_each_device_for_a_release(store):
     assert store.claim_ota(DEV, 13, 5, at_ms=8)  # a retry after what it saw
     fw = store.firmware()[DEV]
     assert (fw["rel"], fw["stage"], fw["updated_ms"]) == (13, "sent", 8)
+
+
+def test_a_replay_refusal_does_not_overwrite_the_run(store):
+    n = store.add_command(DEV, "reboot", {}, by="op:siti", at_ms=1)
+    res = {"v": 1, "dev": DEV, "n": n, "op": "reboot", "ok": True, "err": None, "fw": "1.2.0", "slot": "factory"}
+    assert store.record_result(DEV, res, 2)
+    assert store.record_result(DEV, {**res, "ok": False, "err": "replay"}, 3)  # the broker delivered it twice
+    c = store.command(DEV, n)
+    assert (c["ok"], c["err"], c["result_ms"]) == (True, None, 2)
+    m = store.add_command(DEV, "locate", {}, by="op:siti", at_ms=4)
+    assert store.record_result(DEV, {**res, "n": m, "op": "locate", "ok": False, "err": "replay"}, 5)
+    assert store.command(DEV, m)["err"] == "replay"  # never run here: the refusal is its result
