@@ -116,3 +116,16 @@ def test_screenshot(seeded, tmp_path):
         page.screenshot(path=str(out / "console-fleet.png"))
         browser.close()
     assert (out / "console-fleet.png").stat().st_size > 10_000
+
+
+def test_every_word_of_the_page_is_in_both_languages():
+    import re
+
+    from gateway.console.i18n import WORDS
+    from protocol.fleet import SLOTS
+    text = (ROOT / "gateway/console/templates/fleet.html").read_text()
+    keys = set(re.findall(r"t\('([a-z_]+)'", text))
+    keys |= {f"rollout_{s}" for s in rollout.STATES} | {f"slot_{s}" for s in SLOTS}
+    keys |= {f"place_{s}" for s in ("waiting", "sent", "ok", "failed", "later", "skipped", "none")}
+    missing = sorted(k for k in keys if k not in WORDS or not all(WORDS[k]))
+    assert not missing
