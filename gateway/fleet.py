@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from protocol import fleet as wire
 from protocol import release as pbr
-from protocol.v1 import topic_device
+from protocol.v1 import INT_LIMIT, topic_device
 
 from . import metrics
 from .config import Config, broker_file
@@ -82,8 +82,9 @@ def new_command(store: Store, device: Device, op: str, args: dict, by: str, root
     if device.status != "active":
         raise CommandError(f"{device.id} is {device.status}: it has no broker login to receive commands")
     at = now_ms()
-    # Checked before a number is spent: a command too big for the device is never logged.
-    wire.command_body(dev=device.id, n=1, op=op, args=args, by=by, t=at)
+    # Checked before a number is spent (with the longest number): a command too big for the
+    # device is never logged.
+    wire.command_body(dev=device.id, n=INT_LIMIT, op=op, args=args, by=by, t=at)
     n = store.add_command(device.id, op, args, by=by, at_ms=at)
     _commands[op].inc()
     return wire.cmd_topic(device.id, root), wire.command(device.secret, dev=device.id, n=n, op=op, args=args, by=by,
