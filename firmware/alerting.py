@@ -20,6 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import alerts
     import otadl
+    import portal
     import board
     from gps import GPS
     from hmac256 import HMAC
@@ -53,6 +54,8 @@ class Alerting:
     ota_rel: "int | None"
     ota: "otadl.Job | None"
     pend: "list | None"
+    portal: "portal.Portal | None"
+    setup_why: "str | None"
     locate_until: int
     bad_cmd: int
     led: "str | None"

@@ -47,6 +47,7 @@ class App(alerting.Alerting):
         self.pend = None
         self.locate_until = 0
         self.bad_cmd = 0
+        self.portal = None     # portal.Portal while in setup mode (startup.py)
         # Updates (otastate.py, ota.py): the slot running (main.py's loader replaces this
         # with ota/state.json), the release of the last ota command, the download job
         # (ota.Job, loaded only while a download runs), per-boot report flags.
@@ -78,6 +79,9 @@ class App(alerting.Alerting):
         del startup
         sys.modules.pop("startup", None)
         gc.collect()
+        if ok and self.setup_why:
+            import portal
+            portal.start(self, self.setup_why)
         if ok and self.cfg["modem"]:
             # After startup's code is gone: compiling these is the next peak.
             if self.b.modem_uart() is None:
@@ -307,6 +311,8 @@ class App(alerting.Alerting):
                 t = min(t, max(0, r["_due"] - now))
         if self.cell is not None:
             t = min(t, self.cell.m.idle_ms(now))
+        if self.portal is not None and self.portal.busy():
+            t = min(t, 20)     # a page half sent, or a WiFi test under way
         return min(t, self.b.tick_ms)
 
     def run(self):
@@ -344,6 +350,8 @@ class App(alerting.Alerting):
                 otastate.tick(self, now)
             if self.pend is not None:
                 self._pend_tick(now)
+            if self.portal is not None:
+                self.portal.tick(now)
             self._check_battery(now)
             self._update_led(now)
             b.led_tick(ticks_ms())

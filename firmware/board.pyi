@@ -55,6 +55,15 @@ class Board(Protocol):
         """Start (after the modem's CONNECT) or stop PPP over the modem's UART."""
     def modem_ppp_up(self) -> bool:
         """True when PPP has an address: sockets then reach the brokers over cellular."""
+    def ap(self, on: bool) -> tuple[str, int] | None:
+        """Setup mode's access point on, returning the (host, port) its page listens on, or
+        off (returns None). None when on: this board cannot serve a setup page."""
+    def wifi_try(self, ssid: str, psk: str) -> None:
+        """Start trying one network ("Uji koneksi"); returns at once, wifi_result() tells."""
+    def wifi_result(self) -> str | None:
+        """None while a wifi_try runs, then "ok", "password", "not_found", "timeout", "error"."""
+    def set_wifi(self, networks: list) -> None:
+        """Use this list of {"ssid", "psk"} from now on (setup mode saved a network)."""
     def crashed(self, e: BaseException) -> None:
         """The app raised: on a board, reset (the outbox survives in flash)."""
 

@@ -116,6 +116,7 @@ class Board:
         self.m_key = None
         self.ppp = None
         self.ppp_on = False
+        self.t_try = None        # ticks of a setup-mode WiFi test under way
         # Woken by the button from deep sleep: the press began at reset (ticks ~0), before
         # the IRQ existed. Recorded first, so the wake press counts (a triple press from
         # sleep, a long press that started the board).
@@ -347,7 +348,60 @@ class Board:
     def debounce_ms(self):
         return self.cfg["debounce_ms"] if self.cfg else 30
 
+    # -- setup mode (docs/firmware.md "Setup mode") --
+    def ap(self, on):
+        a = network.WLAN(network.AP_IF)
+        if not on:
+            a.active(False)
+            return None
+        a.active(True)
+        # Open, like ESPHome's and Tasmota's: the RT head's phone joins without a password.
+        # The page shows no secret; see "Setup mode" for what someone in range could do.
+        dev = self.cfg["dev"] if self.cfg else "baru"
+        a.config(essid="Tombol-" + dev[:25], authmode=0)     # network.AUTH_OPEN
+        return ("0.0.0.0", 80)
+
+    def wifi_try(self, ssid, psk):
+        # The station tries this one network; _wifi() leaves it alone until wifi_result().
+        self.t_try = ticks_ms()
+        w = self.wlan
+        w.active(True)
+        try:
+            w.disconnect()
+            w.connect(ssid, psk)
+        except OSError:
+            pass
+
+    def wifi_result(self):
+        if self.t_try is None:
+            return "error"
+        st = self.wlan.status()
+        if st == network.STAT_GOT_IP:
+            r = "ok"
+        elif st == network.STAT_WRONG_PASSWORD:
+            r = "password"
+        elif st == network.STAT_NO_AP_FOUND:
+            r = "not_found"
+        elif ticks_diff(ticks_ms(), self.t_try) >= _WIFI_TRY_MS:
+            r = "timeout"
+        else:
+            return None
+        self.t_try = None
+        if r != "ok":
+            self.wlan.disconnect()
+        self.w_start = None
+        self.w_due = ticks_ms()      # the stored networks again at once
+        return r
+
+    def set_wifi(self, networks):
+        self.wifi = networks
+        self.wi = 0
+        self.w_start = None
+        self.w_due = ticks_ms()
+
     def _wifi(self, now):
+        if self.t_try is not None:
+            return
         w = self.wlan
         if w.isconnected():
             self.w_start = None

@@ -24,10 +24,18 @@ class Board:
         self._line = bytearray()
         self._out = sys.stdout
         self.emu = None
+        # The WiFi stand-in: with <flash>/sim_wifi.json ({ssid: psk} of the networks in
+        # range) the button is online only while one of its configured networks is there.
+        # Without the file the network is simply up (or down by the `wifi` command).
+        self.nets = []
+        self._assoc = True
+        self._t_scan = None
+        self._try = None
 
     # -- hooks used by the app --
     def setup(self, app):
-        pass
+        self.nets = app.cfg["wifi"]
+        self._scan(ticks_ms())
 
     def register(self, poller):
         poller.register(self._in, select.POLLIN)
@@ -55,7 +63,49 @@ class Board:
         return -55 if self.wifi else None
 
     def net_up(self):
-        return self.wifi
+        return self.wifi and self._assoc
+
+    def _air(self):
+        try:
+            with open(self.flash + "/sim_wifi.json") as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def _scan(self, now):
+        # Once a second, like a board retrying its stored networks: for ever.
+        if self._t_scan is not None and time.ticks_diff(now, self._t_scan) < 1000:
+            return
+        self._t_scan = now
+        air = self._air()
+        self._assoc = air is None or any(air.get(n.get("ssid")) == n.get("psk", "") for n in self.nets)
+
+    # -- setup mode (docs/firmware.md): the page on 127.0.0.1:$PANIC_SETUP_PORT --
+    def ap(self, on):
+        p = os.getenv("PANIC_SETUP_PORT")
+        if not on or not p:
+            return None
+        return ("127.0.0.1", int(p))
+
+    def wifi_try(self, ssid, psk):
+        self._try = (ssid, psk, ticks_ms())
+
+    def wifi_result(self):
+        t = self._try
+        if t is None:
+            return "error"
+        if time.ticks_diff(ticks_ms(), t[2]) < 800:
+            return None           # a real association takes a few seconds
+        self._try = None
+        air = self._air() or {}
+        if t[0] not in air:
+            return "not_found"
+        return "ok" if air[t[0]] == t[1] else "password"
+
+    def set_wifi(self, networks):
+        self.nets = networks
+        self._t_scan = None
+        self._scan(ticks_ms())
 
     def synced(self):
         return True
@@ -114,6 +164,7 @@ class Board:
 
     # -- stdin commands --
     def service(self, app):
+        self._scan(ticks_ms())
         # Byte by byte: the unix port's stream reads loop until their buffer is full, so
         # only a 1-byte read after a successful poll is guaranteed not to block.
         while True:

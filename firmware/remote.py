@@ -2,6 +2,7 @@
 # check a command from <dev>/cmd, refuse a replay, run it, answer on <dev>/result.
 # Loaded for one command and dropped again (commands are rare, the heap is not big);
 # the state that outlives a command is on the app (pend, locate_until) or in flash (cmdseq).
+import gc
 import json
 import os
 import sys
@@ -108,8 +109,16 @@ def _command(app, payload):
         return
     # Before it runs: a crash or reset halfway must not let the broker's redelivery run it twice.
     save_n(app.b.flash, n)
-    args = d.get("args") or {}
     app.emit("cmd", n=n, op=op, by=d.get("by"))
+    try:
+        _run(app, n, op, d.get("args") or {})
+    except Exception as e:  # noqa: BLE001 -- a command must never take the button down
+        gc.collect()
+        app.log("command %d (%s) failed: %s" % (n, op, e))
+        app.result(n, op, False, "memory" if isinstance(e, MemoryError) else "error")
+
+
+def _run(app, n, op, args):
     if op == "locate":
         app.locate(LOCATE_MS)
         app.result(n, op, True)
@@ -154,23 +163,26 @@ def _set(app, args):
         return "config", {}
     for k in args:
         new[k] = args[k]
-    # The running config has every default filled in: the new values judged beside it.
+    # Judged in the running config (every default filled in), put back unless it passes;
+    # no copy of it: the heap is short, the loop single-threaded.
     c = app.cfg
-    out = {}
-    for k in c:
-        out[k] = c[k]
+    old = {}
     for k in args:
-        out[k] = args[k]
-    msg = check_settable(out)
-    if msg:
-        return "value", {"msg": msg[:80]}
-    _write(path, json.dumps(new))
+        old[k] = c[k]
+        c[k] = args[k]
+    msg = check_settable(c)
+    if not msg:
+        try:
+            _write(path, json.dumps(new))
+        except Exception:  # noqa: BLE001 -- undone below; the flash keeps the old file
+            msg = "config.json not written"
     reboot = False
     for k in args:
-        if k in _LIVE:
-            c[k] = out[k]
-        else:
-            reboot = True
+        if msg or k not in _LIVE:
+            c[k] = old[k]       # refused, or applied at the next boot
+            reboot = not msg
+    if msg:
+        return "value", {"msg": msg[:80]}
     g = app.gest
     g.mode = c["trigger"]
     g.long_ms = c["long_press_ms"]

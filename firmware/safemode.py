@@ -26,7 +26,7 @@ _HOLD_MS = 10000
 
 def _settings():
     # config.json may be the broken part: every value falls back to a default.
-    s = {"button": 27, "led": 2, "buzzer": 4, "hold": _HOLD_MS, "wdt": 8000}
+    s = {"button": 27, "led": 2, "buzzer": 4, "hold": _HOLD_MS, "wdt": 8000, "silent": False}
     try:
         with open("config.json") as f:
             c = json.load(f)
@@ -38,6 +38,7 @@ def _settings():
         h = c.get("safe_hold_ms")
         if isinstance(h, int) and h >= 1000:
             s["hold"] = h
+        s["silent"] = c.get("silent") is True
         w = c.get("wdt_ms")
         if isinstance(w, int) and 4000 <= w <= 60000:
             s["wdt"] = w
@@ -63,6 +64,7 @@ class _Out:
         self.led = Pin(s["led"], Pin.OUT, value=0)
         self.pwm = machine.PWM(Pin(s["buzzer"]), freq=2700, duty_u16=0)
         self.t0 = ticks_ms()
+        self.silent = s["silent"]
 
     def show(self, name):
         """LED on or off for this moment of the pattern; call every few ms."""
@@ -77,7 +79,8 @@ class _Out:
         self.led.value(on)
 
     def beep(self, name):
-        seq = BUZZER[name]
+        # The silent profile holds here too: a crash loop must not give its holder away.
+        seq = () if self.silent else BUZZER[name]
         for i in range(len(seq)):
             self.pwm.duty_u16(0 if i & 1 else 32768)
             time.sleep_ms(seq[i])
@@ -130,6 +133,7 @@ def _wait_level(btn, level, ms, out, name):
 def _factory_reset(s, btn, out):
     # Held on for another safe_hold_ms: armed, and it says so (beeps, fast LED).
     if _wait_level(btn, 1, s["hold"], out, "safe_mode") is not None:
+        _setup_press(btn, out)
         return                # released: plain safe mode
     _emit("factory_reset", state="armed")
     out.beep("factory_reset")
@@ -148,6 +152,23 @@ def _factory_reset(s, btn, out):
             pass
     _emit("factory_reset", state="done")
     out.beep("cancelled")
+
+
+def _setup_press(btn, out):
+    # Released into safe mode, then one short press within CONFIRM_MS: setup mode at the
+    # next boot (docs/firmware.md "Setup mode"). Safe mode runs no app, so this press can
+    # never be a panic; the flag file is used up by that boot (startup.py), so a power cut
+    # in setup mode ends it.
+    if _wait_level(btn, 0, CONFIRM_MS, out, "safe_mode") is None:
+        return
+    if _wait_level(btn, 1, _SHORT_MS, out, "safe_mode") is None:
+        return                # a long hold is not this gesture
+    with open("setup", "w") as f:
+        f.write("1")
+    _emit("setup_mode", state="next_boot")
+    out.beep("sending")
+    forget_crashes()
+    machine.reset()
 
 
 def run(why):

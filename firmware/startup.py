@@ -12,6 +12,23 @@ import proto
 from hmac256 import HMAC
 
 
+def _setup_mode(app):
+    # Setup mode (docs/firmware.md): asked for by hand (safemode.py leaves the flag file
+    # `setup` after the gesture) or nothing to connect to yet (no WiFi configured). Never
+    # because stored networks fail: those are retried for ever, as a router after a power
+    # cut comes back later than the button.
+    why = None
+    app.setup_why = None
+    try:
+        import os
+        os.remove(app.b.flash + "/setup")    # one-shot: a power cut in setup mode ends it
+        why = "button"
+    except OSError:
+        if not app.cfg["wifi"]:
+            why = "no_wifi"
+    app.setup_why = why      # app.py loads portal.py once this module is gone
+
+
 def setup(app):
     """Returns True with a valid config, else False (config_error shown)."""
     b = app.b
@@ -73,6 +90,7 @@ def setup(app):
         app.al.raised(last, now)
     b.setup(app)
     b.register(app.poller)
+    _setup_mode(app)
     if app.boot_hold_ms:
         # Held while the board powered up and released before safe mode: a press
         # like any other (a panic when long enough).

@@ -56,8 +56,9 @@ class FirmwareDevice:
 
     def __init__(self, flash_dir: Path, config: dict | None = None, heap: str = DEFAULT_HEAP,
                  on_event: Callable[[FirmwareDevice, dict], None] | None = None,
-                 main: Path = FIRMWARE_MAIN, modem: dict | None = None) -> None:
-        """modem: modem_settings(...) to fit the emulated modem (else the button has none)."""
+                 main: Path = FIRMWARE_MAIN, modem: dict | None = None, env: dict[str, str] | None = None) -> None:
+        """modem: modem_settings(...) to fit the emulated modem (else the button has none);
+        env: more environment for the firmware (PANIC_SETUP_PORT: setup mode's page port)."""
         self.main = Path(main)
         self.flash = Path(flash_dir)
         self.flash.mkdir(parents=True, exist_ok=True)
@@ -69,6 +70,7 @@ class FirmwareDevice:
             self.modem_file.write_text(json.dumps(modem))
         self.dev = json.loads((self.flash / "config.json").read_text())["dev"]
         self.heap = heap
+        self.env = dict(env or {})
         self.on_event = on_event
         self.events: queue.Queue[dict] = queue.Queue()
         self.history: list[dict] = []
@@ -81,6 +83,8 @@ class FirmwareDevice:
         self.events = queue.Queue()  # a restart after a power cut starts a fresh stream
         env = dict(os.environ, PANIC_FLASH=str(self.flash))
         env.pop("PANIC_MODEM", None)
+        env.pop("PANIC_SETUP_PORT", None)
+        env.update(self.env)
         if self.modem_file is not None:
             env["PANIC_MODEM"] = str(self.modem_file)
         self.proc = subprocess.Popen(

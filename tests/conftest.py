@@ -122,10 +122,11 @@ def make_device(stack, tmp_path):
     """Register a button with the gateway's CLI and run the real firmware for it."""
     started: list[FirmwareDevice] = []
 
-    def make(dev: str = "klj-kauman-rw05-rt03", lat_lon=KAUMAN, start: bool = True, **config) -> FirmwareDevice:
+    def make(dev: str = "klj-kauman-rw05-rt03", lat_lon=KAUMAN, start: bool = True, heap: str | None = None,
+             **config) -> FirmwareDevice:
         creds = stack.add_device(dev, *lat_lon, kelurahan="Kauman", rw=5, rt=3)
         cfg = dict(creds["config"], **config)
-        fw = FirmwareDevice(tmp_path / "flash" / dev, cfg)
+        fw = FirmwareDevice(tmp_path / "flash" / dev, cfg, **({"heap": heap} if heap else {}))
         fw.creds = creds  # type: ignore[attr-defined]  # tests read the credentials off the device
         started.append(fw)
         return fw.start() if start else fw

