@@ -163,7 +163,7 @@ class Portal:
             # Phones probe a fixed address to find a captive portal: send them to the page.
             return [(_HEAD % ("302 Found", "Location: /\r\n")).encode()]
         if req[0] != b"POST":
-            return self._page(self.said if self.test is None else "testing", "")
+            return self._page(self.said if self.test is None else "testing", self.last)
         f = form(body)
         ssid = f.get("ssid", "").strip()
         psk = f.get("psk", "")
