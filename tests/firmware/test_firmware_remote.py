@@ -216,6 +216,27 @@ def test_silent_from_boot_no_buzzer_event_at_all(make_device):
     assert fw.seen("led", pattern="received") or fw.seen("led"), "the LED still tells the holder"
 
 
+def test_the_gateways_command_is_run_answered_and_audited(stack, make_device):
+    """The whole chain: `panic-gateway fleet command` signs with the store's next n, the
+    button runs it and answers, the gateway's fleet worker verifies the answer and the audit
+    log says who sent what and how it ended."""
+    fw = make_device(DEV, heap=SOURCE_HEAP)
+    fw.wait_for(lambda e: e["ev"] == "link" and e["state"] == "up", 15)
+    time.sleep(0.3)
+    r = stack.cli("fleet", "command", DEV, "locate", "--by", "op:siti", "--wait", "15")
+    assert json.loads(r.stdout)["ok"] is True
+    r = stack.cli("fleet", "command", DEV, "set", "silent=true", "heartbeat_s=300", "--by", "admin:budi",
+                  "--wait", "15")
+    assert json.loads(r.stdout)["ok"] is True
+    r = stack.cli("fleet", "command", DEV, "set", "brokers=[]", "--by", "admin:budi", check=False)
+    assert r.returncode == 2, "the gateway refuses a forbidden key before signing (the button would too)"
+    log = json.loads(stack.cli("fleet", "log", DEV, "--json").stdout)
+    assert [(c["op"], c["by"], c["ok"], c["err"]) for c in reversed(log)] == [
+        ("locate", "op:siti", True, None), ("set", "admin:budi", True, None)]
+    assert [e["n"] for e in fw.seen("cmd")] == [c["n"] for c in reversed(log)], "each run once"
+    assert json.loads((fw.flash / "config.json").read_text())["silent"] is True
+
+
 @pytest.fixture(scope="module")
 def mpy_build(tmp_path_factory) -> Path:
     """The firmware as flashed (`make firmware`): main.py, every other module as .mpy."""

@@ -176,8 +176,8 @@ def test_the_setup_gesture_on_the_esp32_stand_in(stack, tmp_path):
         fw.wait_for(lambda e: e["ev"] == "setup_mode" and e["state"] == "next_boot", 10)
         assert fw.exit_code() != 0, "safe mode ends in a reset"
         fw.start(wait_ready=0)
-        on = fw.wait_for(lambda e: e["ev"] == "setup" and e["state"] == "on" or
-                         e["ev"] == "log" and "setup mode" in e.get("msg", ""), 20)
+        on = fw.wait_for(lambda e: (e["ev"] == "setup" and e["state"] == "on") or
+                         (e["ev"] == "log" and "setup mode" in e.get("msg", "")), 20)
         assert on.get("why") == "button" or "no page" in on.get("msg", ""), on
         assert not (fw.flash / "setup").exists(), "used up by the boot it asked for"
         assert not fw.seen("alert"), "the gesture is never a panic"

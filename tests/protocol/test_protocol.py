@@ -3,6 +3,8 @@ shares with the firmware's config."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,12 @@ def _firmware_config():
     spec = importlib.util.spec_from_file_location("fw_config", FIRMWARE / "config.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    sys.path.insert(0, str(FIRMWARE))   # its own imports (cfgset.py) are flat files beside it
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(FIRMWARE))
+        sys.modules.pop("cfgset", None)
     return mod
 
 
@@ -25,6 +32,16 @@ def test_device_defaults_are_the_firmwares():
     fw = _firmware_config().DEFAULTS
     for key, value in protocol.DEVICE_DEFAULTS.items():
         assert fw[key] == value, key
+
+
+def test_the_config_template_holds_known_keys_at_their_defaults():
+    mod = _firmware_config()
+    template = json.loads((FIRMWARE / "config.template.json").read_text())
+    for key, value in template.items():
+        assert key in mod.DEFAULTS or key in mod._REQUIRED, f"{key}: not a config key"
+        if key in protocol.DEVICE_DEFAULTS:
+            assert value == protocol.DEVICE_DEFAULTS[key], key
+    assert template["silent"] is False, "the silent profile is shown, off"
 
 
 def _fields(**over):
