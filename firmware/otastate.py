@@ -141,4 +141,5 @@ def tick(app, now):
         gc.collect()      # the downloader's code wants its KB in one piece
         import otadl
         app.ota = otadl.Job(app)
+        sys.modules.pop("ota", None)     # the command's checks are done
     app.ota.step(now)
