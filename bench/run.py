@@ -782,9 +782,13 @@ class Bench:
         nodes = {f"nats {name}": p.pid for name, p in cluster.procs.items()}
         load = Load(cluster.nodes[0].mqtt_port, loop=asyncio.get_running_loop())
         allc = [Creds.from_import(c) for c in creds]
-        secs = await load.connect_all(allc, concurrency=50)
+        # Every MQTT session with a QoS 1 subscription is a durable JetStream consumer that
+        # the R3 cluster must agree on: at 50 handshakes at once its API timed out on 2 cores
+        # and NATS closed the connections; a few at a time all get in.
+        secs = await load.connect_all(allc, concurrency=8)
         conns = [load.conns[c.dev] for c in allc]
-        log(f"figure 8: {len(conns)} devices connected to n1's MQTT listener in {secs:.1f} s; burst within 1 s")
+        log(f"figure 8: {len(conns)} devices connected to n1's MQTT listener in {secs:.1f} s "
+            f"({load.connect_failures} refused tries); burst within 1 s")
         await asyncio.sleep(1.0)
         cpu = CpuMeter({"gateway": stack.gateways[0].pid, **nodes, "bench (load client)": os.getpid()})
         b = await burst(load, conns, 1.0, 120)
