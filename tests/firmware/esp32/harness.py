@@ -54,6 +54,7 @@ SETTINGS = {
     "batt_uv": 1900000,       # battery ADC reading (behind a 1:2 divider)
     "wake": None,             # after a deep sleep: "ext0" (button) or "timer"
     "tls_date_check": True,   # mbedTLS checks certificate dates against the RTC
+    "heap_sample_ms": 500,    # the live heap is sampled (after a collection) this often
     # Power fails during a file write: {"files": [names], "write": i, "keep": k, "erased": b}.
     # In the i-th write call (from 0, this boot) to one of those files only k of its bytes
     # reach the flash (k < 0 counts from the end, "half", or "all": the power fails just
@@ -138,26 +139,30 @@ def host_wall_ms():
     return _time.time_ns() // 1000000 - EPOCH_2000 * 1000 + _skew
 
 
-# Peak of the live heap (after a collection), sampled while the loop yields.
+# Peak of the live heap (after a collection), sampled while the loop yields, and the
+# modules loaded at that peak (their bytecode is the part a frozen image keeps in flash).
 peak = 0
+peak_mods = []
 _t_peak = 0
 
 
 def _sample_heap():
-    global peak, _t_peak
+    global peak, peak_mods, _t_peak
     now = host_ms()
-    if now - _t_peak >= 500:
+    if now - _t_peak >= S["heap_sample_ms"]:
         _t_peak = now
         gc.collect()
         a = gc.mem_alloc()
         if a > peak:
             peak = a
+            peak_mods = None      # the old list's bytes are not part of the next sample
+            peak_mods = list(sys.modules)
 
 
 def leave(code, cause):
     """The board resets: keep what survives a reset, tell the test, exit."""
     gc.collect()
-    emit(what="heap", peak=peak, alloc=gc.mem_alloc())
+    emit(what="heap", peak=peak, alloc=gc.mem_alloc(), mods=peak_mods)
     try:
         with open(_state_path, "w") as f:
             json.dump({"cause": cause, "rtc_ms": rtc_ms(),
