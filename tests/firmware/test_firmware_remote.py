@@ -153,12 +153,14 @@ def test_forged_and_foreign_commands_are_refused_unanswered_and_not_run(button, 
     other = stack.add_device(OTHER, -7982700, 112627100, kelurahan="Kauman", rw=5, rt=4)
     cmd.send(10, "reboot", secret="0" * 64)                                  # a forged MAC
     cmd.send(11, "reboot", secret=other["secret"], dev=OTHER)                # another button's command
-    cmd.send(12, "reboot", dev=OTHER)                                        # for another button, our key
+    cmd.send(12, "reboot", dev=OTHER)                  # for another button, signed with ours: a gateway fault
     tampered = cmd.payload(13, "locate").replace(b'"locate"', b'"reboot"')   # changed after signing
     cmd.publish(tampered)
     cmd.publish(b"reboot")
     wait_until(lambda: len(fw.seen("bad_cmd")) >= 5, 10, what="five refusals")
     assert [e["reason"] for e in fw.seen("bad_cmd")] == ["mac", "mac", "dev", "mac", "format"]
+    r = cmd.result()
+    assert (r["n"], r["ok"], r["err"]) == (12, False, "dev"), "only the one signed with its own key is answered"
     cmd.none_within(1.5)
     assert not fw.seen("cmd") and not fw.seen("reset") and fw.running
     # Refusals do not use up command numbers: the next genuine one runs.
