@@ -36,8 +36,8 @@ BUNDLE_MAGIC = b"PBF1"
 KEY_BITS = 3072
 E = 65537
 # The loader is never replaced over the air (a broken one could not roll back); the rest is
-# not firmware.
-NOT_SHIPPED = ("main.py", "boot.py", "config.template.json")
+# not firmware (manifest.py: the frozen image's list, a build input).
+NOT_SHIPPED = ("main.py", "boot.py", "config.template.json", "manifest.py", "manifest.mpy")
 KEYS_FILE = "release_keys.json"
 # A slot must fit the flash beside the factory firmware and the other slot (4 MB boards:
 # ~2 MB filesystem); the device checks its own free space as well.
@@ -143,9 +143,11 @@ def bundle(files: dict[str, bytes]) -> bytes:
 
 
 def bundle_dir(folder: Path, extra: dict[str, bytes] | None = None) -> bytes:
-    """The firmware modules of a folder (.mpy from `make firmware`, or .py), main.py left out."""
+    """The firmware modules of a folder (.mpy from `make firmware`, or .py) and the files they
+    read beside themselves (setup.html: portal.py opens it from its own folder, which is the
+    slot's after an update); main.py left out."""
     files = {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())
-             if p.suffix in (".py", ".mpy") and p.name not in NOT_SHIPPED}
+             if p.suffix in (".py", ".mpy", ".html") and p.name not in NOT_SHIPPED}
     if not files:
         raise ValueError(f"{folder}: no firmware modules")
     files.update(extra or {})

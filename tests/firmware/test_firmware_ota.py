@@ -41,7 +41,11 @@ def compile_firmware(out: Path, fw: str = "1.1.0", replace: dict[str, str] | Non
     """The firmware as `make firmware` builds it (main.py as source, the rest .mpy), with
     proto.FW set to `fw` and any module's source replaced."""
     out.mkdir(parents=True, exist_ok=True)
+    for page in FIRMWARE.glob("*.html"):
+        (out / page.name).write_bytes(page.read_bytes())
     for src in FIRMWARE.glob("*.py"):
+        if src.name == "manifest.py":
+            continue
         text = src.read_text()
         if src.name == "proto.py":
             text = text.replace('FW = "1.0.0"', f'FW = "{fw}"')
@@ -283,6 +287,7 @@ def test_interrupted_every_tenth_chunk_and_by_power_cuts_at_each_stage_then_kept
         files = R.parse_bundle(rel.bundle)
         for name, data in files.items():
             assert (fw.flash / "ota" / "a" / name).read_bytes() == data
+        assert "setup.html" in files and "main.py" not in files and "manifest.mpy" not in files
     finally:
         fw.stop()
 

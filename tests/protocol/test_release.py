@@ -68,13 +68,15 @@ def test_cli_keygen_build_show_and_rotation(tmp_path):
     fw.mkdir()
     (fw / "main.py").write_text("loader")
     (fw / "app.py").write_text("x = 1\n")
+    (fw / "setup.html").write_text("<p>halaman</p>")     # read from the module's own folder
+    (fw / "manifest.py").write_text("module('app.py')")  # the frozen image's list: not shipped
     out = tmp_path / "r.pbr"
     r = _cli("build", fw, "--key", tmp_path / "rm1.pem", "--seq", 5, "--fw", "1.2.0",
              "--rotate", tmp_path / "rm2.pub.json", "--out", out, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rel = R.parse(out.read_bytes())
     files = R.parse_bundle(rel.bundle)
-    assert set(files) == {"app.py", R.KEYS_FILE}
+    assert set(files) == {"app.py", "setup.html", R.KEYS_FILE}
     assert rel.manifest["keys"] == list(json.loads((tmp_path / "rm2.pub.json").read_text()))
     ok = _cli("show", out, "--keys", tmp_path / "rm1.pub.json", cwd=tmp_path)
     assert ok.returncode == 0 and "signature and hash: ok" in ok.stdout
