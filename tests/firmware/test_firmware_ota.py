@@ -408,10 +408,18 @@ def test_a_press_during_the_download_goes_first_and_the_download_resumes(
 
 
 # --- the ESP32 stand-in: real resets, reset causes and the watchdog -------------------------
-def test_a_bundle_that_crashes_at_import_is_rolled_back_by_itself(stack, creds, releases, tmp_path):
+HANG = "import time\nwhile True:\n    time.sleep_ms(100)   # stuck at import: only the watchdog ends it\n"
+
+
+@pytest.mark.parametrize(("app_py", "exit_code", "err"), [
+    ('raise RuntimeError("broken release")\n', 71, "crash"),   # main.py: traceback, reset
+    (HANG, 70, "watchdog"),                                    # the watchdog resets it
+], ids=["crash", "hang"])
+def test_a_bundle_that_crashes_or_hangs_at_import_is_rolled_back_by_itself(
+        stack, creds, releases, tmp_path, app_py, exit_code, err):
     from tests.firmware.esp32.host import Esp32Device
-    broken = make_release(tmp_path, seq=11, replace={"app.py": 'raise RuntimeError("broken release")\n'})
-    cfg = dict(creds["config"], wifi=[{"ssid": "RT03-home", "psk": "x"}], wdt_ms=8000)
+    broken = make_release(tmp_path, seq=11, replace={"app.py": app_py})
+    cfg = dict(creds["config"], wifi=[{"ssid": "RT03-home", "psk": "x"}], wdt_ms=4000)
     fw = Esp32Device(tmp_path / "flash", cfg, hw={}, heap_k=128)
     releases.fw = fw
     (fw.flash / "release_keys.json").write_text(json.dumps(trusted_keys()))
@@ -423,11 +431,12 @@ def test_a_bundle_that_crashes_at_import_is_rolled_back_by_itself(stack, creds, 
         ota_event(fw, "downloaded", 120)
         assert fw.exit_code(20) == 71            # machine.reset() into the trial
         fw.start(wait_ready=0)
-        assert fw.exit_code(20) == 71            # the new app crashes at import: reset
+        assert fw.exit_code(30) == exit_code     # the new app fails at import
         assert start(fw) == "1.0.0"              # the loader rolled back before the app
         r = releases.wait(stage="rolled_back", timeout=30)
-        assert (r["err"], r["rel"], r["slot"], r["fw"]) == ("crash", 11, "factory", "1.0.0")
-        assert "broken release" in fw.stderr_tail(4000)
+        assert (r["err"], r["rel"], r["slot"], r["fw"]) == (err, 11, "factory", "1.0.0")
+        if err == "crash":
+            assert "broken release" in fw.stderr_tail(4000)
         assert state(fw)["run"] == "factory" and not (fw.flash / "ota" / "boots").exists()
     finally:
         fw.stop()
