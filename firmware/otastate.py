@@ -110,11 +110,12 @@ def tick(app, now):
             rollback(app, "no_ack")
             return
         if up and not app.ota_said and mq.can_send():
-            # Running on trial: say so, and raise a test alert whose signed ack keeps it.
+            # Running on trial: say so. The gateway answers with a signed `keep` (remote.py),
+            # which keeps it, as a verified ack of a press would; no drill incident is made
+            # for it, so a rollout puts nothing in the police queue.
             app.ota_said = True
             app.result(st.get("n"), "ota", True, None, stage="trial", rel=st["seq"])
             app.emit("ota", stage="trial", rel=st["seq"], slot=st["run"])
-            app._trigger("test", now)
     r = st.get("report")
     if r and up:
         if app.ota_rpid is None:

@@ -10,7 +10,7 @@ import sys
 from hmac256 import equal
 
 from cfgset import SETTABLE, check as check_settable
-OPS = ("locate", "selftest", "set", "reboot", "ota")
+OPS = ("locate", "selftest", "set", "reboot", "ota", "keep")
 MAX_CMD = 1180          # protocol/fleet.py MAX_COMMAND: fits mqtt.MAX_IN beside the topic
 _N_MAX = 9007199254740992
 LOCATE_MS = 30000
@@ -145,6 +145,13 @@ def _run(app, n, op, args):
     elif op == "reboot":
         pid = app.result(n, op, True)
         app.pend = ["reboot", n, pid, app.clk.ms() + REBOOT_MS]
+    elif op == "keep":
+        st = app.ost
+        if st["trial"] and args.get("rel") == st["seq"]:
+            import otastate
+            otastate.keep(app)     # its own result ("kept") follows from the state
+        else:
+            app.result(n, op, False, "not_trial")
     else:
         _ota(app, n, args)
 

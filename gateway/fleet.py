@@ -345,7 +345,20 @@ class FleetWorker:
             log.warning("result %s of %s for a command not in the log", d["n"], dev)
         if d["op"] == "ota":
             self._rollout_due = 0.0  # a stage moved: look at the rollout now
+            if d.get("stage") == "trial" and d.get("ok"):
+                self._keep(device, d["rel"])
         self.on_change()
+
+    def _keep(self, device: Device, seq: int) -> None:
+        """A button runs release `seq` on trial and said so over its new firmware: a signed
+        `keep` back proves the whole chain (broker, login, this gateway's copy of its secret),
+        so it keeps the release."""
+        try:
+            topic, payload, _n = new_command(self.store, device, "keep", {"rel": seq}, "fleet", self.root)
+        except CommandError as exc:
+            log.warning("keep for %s not sent: %s", device.id, exc)
+            return
+        self.link.publish(topic, payload, qos=1)
 
     # --- chunks --------------------------------------------------------------------
     def _bundle(self, seq: int) -> bytes | None:

@@ -18,7 +18,9 @@ from typing import Any
 from .v1 import INT_LIMIT, MAC_HEX_LEN, TOPIC_ROOT, VERSION, device_topic, encode, parse_object, sign, verify
 
 CMD, RESULT, OTA = "cmd", "result", "ota"
-OPS = ("locate", "selftest", "set", "reboot", "ota")
+# `keep` is the gateway's answer to a button running a release on trial (stage "trial"): its
+# signed arrival proves broker, login and gateway all work with the new firmware.
+OPS = ("locate", "selftest", "set", "reboot", "ota", "keep")
 # The only configuration keys a command may change; broker hosts, secrets, pins and release
 # keys stay with whoever holds the device (firmware/remote.py keeps the same tuple).
 SETTABLE = ("heartbeat_s", "trigger", "long_press_ms", "wifi", "silent", "track_s", "battery_min_ota")
