@@ -8,6 +8,7 @@ from typing import Any, Protocol
 class Board(Protocol):
     name: str          # "sim" or "esp32"
     can_sleep: bool    # deepsleep() really sleeps (battery variant)
+    joins_wifi: bool   # reaches the network only through config "wifi" (no list: setup mode)
     tick_ms: int       # longest the loop may wait between service() calls
     flash: str         # folder of config.json, the outbox and the boot counter
 

@@ -83,6 +83,7 @@ class _Blinker:
 class Board:
     name = "esp32"
     can_sleep = True
+    joins_wifi = True
     tick_ms = 20       # LED phases and button debounce need a short loop period
 
     def __init__(self):

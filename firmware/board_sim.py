@@ -28,6 +28,9 @@ class Board:
         # range) the button is online only while one of its configured networks is there.
         # Without the file the network is simply up (or down by the `wifi` command).
         self.nets = []
+        # Without the stand-in the simulated network needs no WiFi list, so no list is no
+        # reason for setup mode.
+        self.joins_wifi = self._air() is not None
         self._assoc = True
         self._t_scan = None
         self._try = None

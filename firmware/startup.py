@@ -24,7 +24,7 @@ def _setup_mode(app):
         os.remove(app.b.flash + "/setup")    # one-shot: a power cut in setup mode ends it
         why = "button"
     except OSError:
-        if not app.cfg["wifi"]:
+        if not app.cfg["wifi"] and app.b.joins_wifi:
             why = "no_wifi"
     app.setup_why = why      # app.py loads portal.py once this module is gone
 

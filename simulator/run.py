@@ -25,7 +25,7 @@ from gateway.domain import dispatch as rules
 from . import fleet, geo, scenario, second_path
 from .carrier import SmsCentre
 from .feed import PollFeed, WebhookFeed
-from .firmware import DEFAULT_HEAP, MODEM_HEAP, OTA_HEAP, FirmwareDevice
+from .firmware import MODEM_HEAP, FirmwareDevice
 from .measure import Sampler
 from .people import Api, People, PeopleConfig
 from .progress import Progress
@@ -237,8 +237,7 @@ class Run:
                                      modem=second_path.modem(self.centre, fitted), heap=MODEM_HEAP, reboots=True)
                 fw = True
             elif i < n_fw:
-                dev = FirmwareDevice(flash / b.id, cfg, on_event=self._device_event, reboots=True,
-                                     heap=OTA_HEAP if self.rollout is not None else DEFAULT_HEAP)
+                dev = FirmwareDevice(flash / b.id, cfg, on_event=self._device_event, reboots=True)
                 fw = True
             else:
                 dev = ProtocolDevice(flash / b.id, cfg, on_event=self._device_event)

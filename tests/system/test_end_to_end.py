@@ -1,4 +1,4 @@
-"""End to end: a press on the real firmware under `micropython -X heapsize=96K`
+"""End to end: a press on the real firmware under `micropython` (simulator.firmware.DEFAULT_HEAP)
 reaches the gateway, dispatch's webhook, and comes back to the button as a signed ack."""
 from __future__ import annotations
 
