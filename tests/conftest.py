@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.firmware import FirmwareDevice
+from simulator.firmware import DEFAULT_HEAP, FirmwareDevice
 from simulator.stack import Stack
 
 KAUMAN = (-7982600, 112627000)
@@ -126,7 +126,7 @@ def make_device(stack, tmp_path):
              **config) -> FirmwareDevice:
         creds = stack.add_device(dev, *lat_lon, kelurahan="Kauman", rw=5, rt=3)
         cfg = dict(creds["config"], **config)
-        fw = FirmwareDevice(tmp_path / "flash" / dev, cfg, **({"heap": heap} if heap else {}))
+        fw = FirmwareDevice(tmp_path / "flash" / dev, cfg, heap=heap or DEFAULT_HEAP)
         fw.creds = creds  # type: ignore[attr-defined]  # tests read the credentials off the device
         started.append(fw)
         return fw.start() if start else fw

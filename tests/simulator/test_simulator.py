@@ -67,3 +67,26 @@ def test_protocol_devices_lose_and_duplicate_nothing(tmp_path, capsys):
     assert rep["lost"] == 0 and rep["duplicates"] == 0 and rep["bump_incidents"] == 0, printed
     assert rep["pressed"] >= 6 and rep["incidents"] == rep["pressed"]
     assert rep["faults"]["bumps"] >= 1 and rep["faults"]["broker_restarts"] == 1
+
+
+def test_a_release_rolls_across_the_buttons_while_presses_go_on(tmp_path, capsys):
+    """`--release`: the run signs a new firmware, releases it to the canaries and then to
+    every button while the world presses, cuts power and WiFi; every button keeps it, and
+    no press is lost, doubled or turned into an extra incident by the update (the trial is
+    kept on the gateway's signed keep, not a drill alert)."""
+    out = tmp_path / "report.json"
+    args = ["--devices", "12", "--duration", "30", "--speed", "30", "--seed", "5", "--rate", "60",
+            "--burst", "0.4:4:20", "--bumps", "0", "--outages", "10", "--power-cuts", "10",
+            "--broker-restarts", "0", "--idle-probe", "0", "--drain", "240", "--no-progress",
+            "--release", "0.1", "--canary-pct", "20"]
+    rc = cli.main(["run", "klojen", *args, "--state", str(tmp_path / "state"), "--json", str(out)])
+    printed = capsys.readouterr().out
+    rep = json.loads(out.read_text())
+    assert rc == 0, printed
+    assert rep["lost"] == 0 and rep["duplicates"] == 0 and rep["incidents"] == rep["pressed"], printed
+    ro = rep["rollout"]
+    assert ro["halted"] is None, printed
+    assert [w["pct"] for w in ro["waves"]] == [20.0, 100.0] and all(w["through_s"] for w in ro["waves"])
+    assert ro["kept"] == ro["devices"] == 12, ro["by_stage"]
+    assert ro["fw"].endswith("+sim") and ro["pressed_during"] >= 1 and ro["lost_during"] == 0
+    assert "presses while it ran" in printed
