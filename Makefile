@@ -162,5 +162,5 @@ malang: setup   ## Kota Malang, 4,278 buttons: 1,000 on the real firmware, the r
 	  --firmware-max 1000 --json var/sim/malang/report.json --plots var/sim/malang/plots
 
 .PHONY: bench
-bench: setup   ## the alert path against the raw MQTT pipe, same run; writes bench/results.json, docs/benchmarks.md
+bench: setup firmware   ## the alert path against the raw MQTT pipe, same run; writes bench/results.json, docs/benchmarks.md
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

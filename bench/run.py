@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import signing
 from gateway.domain.sla import percentile
-from simulator.firmware import FirmwareDevice
+from simulator.firmware import BUILD_MAIN, FirmwareDevice
 from simulator.stack import Stack
 
 from . import mqttload
@@ -262,7 +262,8 @@ def flood_statuses(port: int, cred: dict, stop: threading.Event, limit: int) -> 
 
 
 def firmware_presses(stack: Stack, cred: dict, flash: Path, presses: int) -> dict:
-    fw = FirmwareDevice(flash, dict(cred["config"]), heap="96K")
+    # The .mpy build, as flashed: a board never compiles its sources (which needs more heap).
+    fw = FirmwareDevice(flash, dict(cred["config"]), heap="96K", main=BUILD_MAIN)
     fw.start()
     try:
         fw.wait_for(lambda e: e["ev"] == "link" and e.get("state") == "up", 20)
@@ -492,7 +493,7 @@ class Bench:
             if 5 in only:
                 base = await asyncio.to_thread(cpython_publish_ms, stack.broker_port, fw_cred)
                 self.add("5 firmware peak heap in use (KB), full session", fw["peak"] / 1024, 96.0,
-                         "fits the 96K heap (-X heapsize=96K)", fw["peak"] < 96 * 1024)
+                         "the .mpy build fits the 96K heap (-X heapsize=96K)", fw["peak"] < 96 * 1024)
                 p50p, p99p = pct(fw["pub"], 50), pct(fw["pub"], 99)
                 self.add("5 press -> PUBLISH on the wire p99 (ms), firmware", p99p, pct(base, 99), "< 10 ms",
                          p99p < 10)

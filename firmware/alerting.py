@@ -83,7 +83,7 @@ class Alerting:
                 extra["rel"] = self.ota_rel
         d.update(extra)
         return self.mq.publish(self.t_result, proto.sign(self.mac, json.dumps(d).encode()),
-                               False, True)
+                               retain=False, keep=True)
 
     def _send(self, rec, now):
         raise NotImplementedError     # App's: the link side

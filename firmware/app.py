@@ -143,7 +143,7 @@ class App(alerting.Alerting):
                            self.loc, "cellular" if self.via == "cellular" else None)
         if rec.get("_pid"):
             self.mq.forget(rec["_pid"])   # superseded by this re-signed copy
-        rec["_pid"] = self.mq.publish(self.t_alert, body, False, False)
+        rec["_pid"] = self.mq.publish(self.t_alert, body, retain=False, keep=False)
         n = rec["_n"] + 1
         rec["_n"] = n
         rec["_due"] = now + min(c["retry_ms"] << min(n - 1, 10), c["retry_max_ms"])
@@ -165,7 +165,7 @@ class App(alerting.Alerting):
         body = proto.status_body(self.dev, state, self.boot, (now - self.t0) // 1000,
                                  b.battery(), b.rssi(), len(self.ob), diag)
         self.t_hb = now
-        return self.mq.publish(self.t_status, body, True, True)
+        return self.mq.publish(self.t_status, body, retain=True, keep=True)
 
     def _pos(self, now):
         """Where a GPS button is while its delivered call is open (until a final stage or the

@@ -98,7 +98,7 @@ class Job:
         body = json.dumps({"v": 1, "dev": a.dev, "op": "get", "rel": self.m["seq"],
                            "off": self.size}).encode()
         # keep=False: after a reconnect the request is made again from the file's size.
-        a.mq.publish(a.t_result, proto.sign(a.mac, body), False, False)
+        a.mq.publish(a.t_result, proto.sign(a.mac, body), retain=False, keep=False)
         self.t_ask = now
 
     def step(self, now):

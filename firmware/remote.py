@@ -149,7 +149,8 @@ def _run(app, n, op, args):
         st = app.ost
         if st["trial"] and args.get("rel") == st["seq"]:
             import otastate
-            otastate.keep(app)     # its own result ("kept") follows from the state
+            otastate.keep(app)     # the ota command's "kept" result follows from the state
+            app.result(n, op, True)
         else:
             app.result(n, op, False, "not_trial")
     else:

@@ -56,7 +56,7 @@ def client():
 
 # 8 x 400 B while the link is full, then the link frees up: all 8 arrive intact.
 c, s = client()
-pids = [c.publish("panic/v1/dev-1/alert", bytes([65 + i]) * 400, False, False) for i in range(8)]
+pids = [c.publish("panic/v1/dev-1/alert", bytes([65 + i]) * 400, retain=False, keep=False) for i in range(8)]
 s.room = 1 << 20
 for _ in range(40):
     c.service()
@@ -73,7 +73,7 @@ c, s = client()
 s.room = 1 << 20
 n = 0
 while c.can_send():
-    c.publish("panic/v1/dev-1/alert", b"x" * 300, False, False)
+    c.publish("panic/v1/dev-1/alert", b"x" * 300, retain=False, keep=False)
     n += 1
 eq(n, mqtt.MAX_INFLIGHT, "can_send stops at the in-flight cap")
 pid = sorted(c.inflight)[0]
@@ -85,7 +85,7 @@ check(c.can_send(), "a PUBACK makes room")
 c, s = client()
 s.room = 1 << 20
 c.response_ms = 30
-pid = c.publish("panic/v1/dev-1/alert", b"alert", False, False)
+pid = c.publish("panic/v1/dev-1/alert", b"alert", retain=False, keep=False)
 first = s.wire[0]
 dups = []
 t0 = time.ticks_ms()
@@ -119,7 +119,7 @@ c.keepalive = 1
 c.response_ms = 200
 t0 = time.ticks_ms()
 while c.state == mqtt.UP and time.ticks_diff(time.ticks_ms(), t0) < 3000:
-    c.publish("panic/v1/dev-1/status", b"x", True, True)   # sending all the time
+    c.publish("panic/v1/dev-1/status", b"x", retain=True, keep=True)   # sending all the time
     c.forget(c.pid)
     c.service()
     time.sleep_ms(20)

@@ -40,6 +40,7 @@ class Button(RawDevice):
         self.mode = mode
         self.fw, self.slot = "1.2.0", "factory"
         self.commands: list[dict] = []
+        self.trial: tuple[int, int] | None = None   # (ota command n, release) on trial
         self.chunks: dict[int, bytes] = {}
         self.want: tuple[int, int, dict] | None = None  # (rel, size, the ota command)
         self.client.on_message = self._on_message
@@ -71,6 +72,12 @@ class Button(RawDevice):
             self.commands.append(cmd)
             if self.mode == "silent":
                 return
+            if cmd["op"] == "keep" and self.trial is not None:
+                n, rel = self.trial
+                self.trial = None
+                self.result(n, "ota", stage="kept", rel=rel)
+                self.result(cmd["n"], "keep")
+                return
             if cmd["op"] != "ota":
                 self.result(cmd["n"], cmd["op"])
                 return
@@ -97,7 +104,7 @@ class Button(RawDevice):
             self.fw, self.slot = mf["fw"], "a"
             self.result(cmd["n"], "ota", stage="trial", rel=rel)
             if self.mode == "keep":
-                self.result(cmd["n"], "ota", stage="kept", rel=rel)
+                self.trial = (cmd["n"], rel)      # kept on the gateway's signed keep
             else:
                 self.fw, self.slot = old, "factory"
                 self.result(cmd["n"], "ota", ok=False, err="crash", stage="rolled_back", rel=rel)
@@ -254,9 +261,11 @@ def test_a_rollout_completes(stack, store):
         recs = store.firmware()
         assert {(r["stage"], r["seq"], r["fw"], r["slot"]) for r in recs.values()} == {("kept", 13, "1.13.0", "a")}
         for b in fleet:
-            [cmd] = b.commands
+            cmd, keep = b.commands
             assert cmd["op"] == "ota" and cmd["by"] == "rollout:admin" and json.loads(cmd["args"]["m"])["seq"] == 13
-            assert store.commands(b.dev)[0]["result"]["stage"] == "kept"
+            assert (keep["op"], keep["args"], keep["by"], keep["n"]) == ("keep", {"rel": 13}, "fleet", cmd["n"] + 1)
+            log = {c["op"]: c for c in store.commands(b.dev)}
+            assert log["ota"]["result"]["stage"] == "kept" and log["keep"]["ok"]
     finally:
         for b in fleet:
             b.close()
