@@ -59,7 +59,7 @@ class App(alerting.Alerting):
             self.ota_dl = True         # a download to resume
         except OSError:
             self.ota_dl = False
-        self.ota_said = False
+        self.ota_said = None   # when this trial boot last said "trial" (otastate.py)
         self.ota_rpid = None
 
     # ---- output (emit, log: alerting.py) ----

@@ -109,13 +109,17 @@ def tick(app, now):
         if now - app.t0 >= app.cfg["ota_trial_s"] * 1000:
             rollback(app, "no_ack")
             return
-        if up and not app.ota_said and mq.can_send():
-            # Running on trial: say so. The gateway answers with a signed `keep` (remote.py),
-            # which keeps it, as a verified ack of a press would; no drill incident is made
-            # for it, so a rollout puts nothing in the police queue.
-            app.ota_said = True
+        said = app.ota_said
+        if up and mq.can_send() and (said is None or now - said >= 6 * app.cfg["ota_chunk_ms"]):
+            # Running on trial: say so, and again until kept. The gateway answers with a
+            # signed `keep` (remote.py), which keeps it, as a verified ack of a press would;
+            # no drill incident is made for it, so a rollout puts nothing in the police
+            # queue. Said once, it is lost when no gateway is subscribed at that moment (a
+            # broker restart): the keep never comes and the trial rolls back.
+            app.ota_said = now
             app.result(st.get("n"), "ota", True, None, stage="trial", rel=st["seq"])
-            app.emit("ota", stage="trial", rel=st["seq"], slot=st["run"])
+            if said is None:
+                app.emit("ota", stage="trial", rel=st["seq"], slot=st["run"])
     r = st.get("report")
     if r and up:
         if app.ota_rpid is None:

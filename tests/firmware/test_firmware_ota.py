@@ -83,6 +83,7 @@ class Releases:
         self.on_get = None                       # fn(off) -> True to answer, False to drop
         self.fw = None                           # the device, for failure messages
         self.keeps = True
+        self.deaf = 0                            # trial results to let fall, as with no gateway
         self.n = 0                               # the highest command number sent
         self.lock = threading.Lock()
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-releases")
@@ -104,7 +105,9 @@ class Releases:
         if d["op"] != "get":
             with self.lock:
                 self.results.append(d)
-                if self.keeps and d["op"] == "ota" and d.get("stage") == "trial":
+                if d["op"] == "ota" and d.get("stage") == "trial" and self.deaf > 0:
+                    self.deaf -= 1
+                elif self.keeps and d["op"] == "ota" and d.get("stage") == "trial":
                     self.n += 1
                     client.publish(fleet.cmd_topic(DEV), fleet.command(
                         self.secret, dev=DEV, n=self.n, op="keep", args={"rel": d["rel"]}, by="test",
@@ -299,6 +302,29 @@ def test_interrupted_every_tenth_chunk_and_by_power_cuts_at_each_stage_then_kept
         for name, data in files.items():
             assert (fw.flash / "ota" / "a" / name).read_bytes() == data
         assert "setup.html" in files and "main.py" not in files and "manifest.mpy" not in files
+    finally:
+        fw.stop()
+
+
+def test_a_trial_said_while_no_gateway_listened_is_said_again_and_kept(stack, creds, releases, factory, tmp_path):
+    """Found in the Klojen run: buttons that booted their trial while the broker restarted
+    said "trial" before any gateway had subscribed again; said once, it was gone, no keep
+    came, and 11 of 675 rolled back. The trial is now said again until it is kept."""
+    rel = make_release(tmp_path, seq=8)
+    fw = sim_device(tmp_path, creds, factory, ota_chunk_ms=1000)
+    releases.fw = fw
+    try:
+        fw.start()
+        link_up(fw)
+        releases.command(1, rel)
+        ota_event(fw, "downloaded")
+        releases.deaf = 1
+        assert reset_and_restart(fw) == "1.1.0"
+        first = releases.wait(stage="trial")
+        again = releases.wait(stage="trial", timeout=20)
+        assert (first["n"], again["n"]) == (1, 1)
+        kept = releases.wait(stage="kept", timeout=20)
+        assert (kept["fw"], kept["rel"]) == ("1.1.0", 8) and state(fw)["trial"] is False
     finally:
         fw.stop()
 
