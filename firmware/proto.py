@@ -47,20 +47,27 @@ def will_body(dev):
     return json.dumps({"v": 1, "dev": dev, "state": "offline"}).encode()
 
 
-def verify_ack(mac, payload):
-    """Check a signed ack. Returns (None, ack_dict) or (reason, None); never raises:
-    anything from the network is hostile until checked."""
-    if len(payload) > MAX_PAYLOAD:
+def signed_body(mac, payload, limit):
+    """The checks every signed payload passes before its JSON is read: (None, body) or
+    (reason, None) with reason size, format or mac."""
+    if payload is None or len(payload) > limit:
         return "size", None
     i = payload.rfind(b"\n")
     if i < 0:
         return "format", None
     body = payload[:i]
     sig = payload[i + 1:]
-    if len(sig) != 64:
+    if len(sig) != 64 or not equal(mac.hexdigest(body), sig):
         return "mac", None
-    if not equal(mac.hexdigest(body), sig):
-        return "mac", None
+    return None, body
+
+
+def verify_ack(mac, payload):
+    """Check a signed ack. Returns (None, ack_dict) or (reason, None); never raises:
+    anything from the network is hostile until checked."""
+    why, body = signed_body(mac, payload, MAX_PAYLOAD)
+    if body is None:
+        return why, None
     try:
         d = json.loads(body)
     except Exception:

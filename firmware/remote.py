@@ -7,8 +7,7 @@ import json
 import os
 import sys
 
-from hmac256 import equal
-
+import proto
 from cfgset import SETTABLE, check as check_settable
 OPS = ("locate", "selftest", "set", "reboot", "ota", "keep")
 MAX_CMD = 1180          # protocol/fleet.py MAX_COMMAND: fits mqtt.MAX_IN beside the topic
@@ -23,15 +22,9 @@ _LIVE = ("heartbeat_s", "trigger", "long_press_ms", "silent", "track_s", "batter
 def check(mac, dev, payload):
     """(None, cmd) or (reason, None), reasons as protocol/fleet.py parse_command: size,
     format, mac, json, version, dev, field, op. Never raises: hostile until checked."""
-    if payload is None or len(payload) > MAX_CMD:
-        return "size", None
-    i = payload.rfind(b"\n")
-    if i < 0:
-        return "format", None
-    body = payload[:i]
-    sig = payload[i + 1:]
-    if len(sig) != 64 or not equal(mac.hexdigest(body), sig):
-        return "mac", None
+    why, body = proto.signed_body(mac, payload, MAX_CMD)
+    if body is None:
+        return why, None
     try:
         d = json.loads(body)
     except Exception:  # noqa: BLE001

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from .v1 import INT_LIMIT, MAC_HEX_LEN, TOPIC_ROOT, VERSION, device_topic, encode, parse_object, sign, verify
+from .v1 import INT_LIMIT, MAC_HEX_LEN, TOPIC_ROOT, VERSION, device_topic, encode, parse_object, sign, signed_body
 
 CMD, RESULT, OTA = "cmd", "result", "ota"
 # `keep` is the gateway's answer to a button running a release on trial (stage "trial"): its
@@ -77,13 +77,9 @@ def command(secret: str, **fields: Any) -> bytes:
 
 
 def _signed_object(payload: bytes, secret: str, limit: int) -> tuple[str | None, dict | None]:
-    if len(payload) > limit:
-        return "size", None
-    body, sep, tag = payload.rpartition(b"\n")
-    if not sep:
-        return "format", None
-    if len(tag) != MAC_HEX_LEN or not verify(body, tag, secret):
-        return "mac", None
+    why, body = signed_body(payload, secret, limit)
+    if body is None:
+        return why, None
     try:
         d = parse_object(body)
     except (UnicodeDecodeError, ValueError, RecursionError):

@@ -229,17 +229,26 @@ def check_alert_fields(body: dict, dev: str) -> dict:
                 acc=acc, src=src, batt=batt, rssi=rssi, ref=ref, via=via)
 
 
-def parse_ack(payload: bytes, secret: str) -> tuple[str | None, dict | None]:
-    """Check a signed ack as the firmware does (firmware/proto.py verify_ack): returns
-    (None, ack) or (reason, None) with the firmware's reasons: size, format, mac, json,
-    version, field, stage. Never raises: an ack is hostile until checked."""
-    if len(payload) > MAX_PAYLOAD:
+def signed_body(payload: bytes, secret: str, limit: int) -> tuple[str | None, bytes | None]:
+    """The checks every signed payload passes before its JSON is read, in the firmware's
+    order: (None, body) or (reason, None) with reason size, format or mac."""
+    if len(payload) > limit:
         return "size", None
     body, sep, tag = payload.rpartition(b"\n")
     if not sep:
         return "format", None
     if len(tag) != MAC_HEX_LEN or not verify(body, tag, secret):
         return "mac", None
+    return None, body
+
+
+def parse_ack(payload: bytes, secret: str) -> tuple[str | None, dict | None]:
+    """Check a signed ack as the firmware does (firmware/proto.py verify_ack): returns
+    (None, ack) or (reason, None) with the firmware's reasons: size, format, mac, json,
+    version, field, stage. Never raises: an ack is hostile until checked."""
+    why, body = signed_body(payload, secret, MAX_PAYLOAD)
+    if body is None:
+        return why, None
     try:
         d = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
