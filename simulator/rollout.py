@@ -85,7 +85,9 @@ class Rollout:
         if r is None or not self.waves:
             return "release: waiting"
         counts = r["counts"]
-        through = counts.get("ok", 0) + counts.get("failed", 0) + counts.get("skipped", 0)
+        # "later": the button said not now (an alert pending, a low battery) and is asked
+        # again after [fleet] retry_s; the wave is through without waiting for it.
+        through = sum(counts.get(k, 0) for k in ("ok", "failed", "skipped", "later"))
         w = self.waves[-1]
         if r["state"] == "halted":
             self.why = r["why"]
