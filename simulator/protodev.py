@@ -217,6 +217,7 @@ class ProtocolDevice:
         c.on_socket_unregister_write = lambda cl, u, s: self.hub.watch(s, cl, False)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         self.client = c
         self._emit("ready")
@@ -271,6 +272,11 @@ class ProtocolDevice:
         for r in self.outbox.values():
             r["_due"] = now
         self._status()
+
+    def _on_subscribe(self, client, userdata, mid, reasons, properties) -> None:
+        # Acks published before the broker has the subscription would find none (a first
+        # session): tests wait for this before forging acks.
+        self._emit("subscribed", ok=not any(r.is_failure for r in reasons))
 
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
         was = self.up

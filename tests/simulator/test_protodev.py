@@ -78,6 +78,7 @@ def protodev(stack, tmp_path, dev_id):
         made.append(d)
         d.start()
         w.wait_for(lambda e: e["ev"] == "link" and e["state"] == "up")
+        w.wait_for(lambda e: e["ev"] == "subscribed")
         return w
 
     yield make
