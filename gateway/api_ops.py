@@ -16,7 +16,7 @@ from .cap import to_cap
 from .domain.health import link_problem_words
 from .domain.visibility import redact, redact_registry, sees
 from .health import health_json
-from .http_params import int_param
+from .http_params import INT64_MAX, int_param
 from .store.health import DeviceHealth
 from .timeutil import now_ms
 
@@ -103,7 +103,9 @@ async def requeue(request: Request) -> JSONResponse:
     try:
         fid = int(request.path_params["fid"])
     except ValueError:
-        raise HTTPException(404, "no such dead letter") from None
+        fid = -1
+    if not 0 <= fid <= INT64_MAX:  # no row can have it: the store never sees it
+        raise HTTPException(404, "no such dead letter")
     if not await run_in_threadpool(request.app.state.store.retry_forward, fid, now_ms()):
         raise HTTPException(404, "no such dead letter")
     request.app.state.on_requeue()
