@@ -9,7 +9,8 @@ button), where ADM-CID receivers (pysiaalarm among them) take one.
 Each message goes on a connection of its own, and the forwarder's queue holds it until the
 ARC's ACK: a NAK (a wrong key, a clock outside the receiver's window), no reply or a broken
 reply is a transient failure, retried with backoff; a DUH (the ARC cannot take the code) is
-a permanent one, dead-lettered at once. Replies are counted by kind in `panic_sia_replies`.
+a permanent one, dead-lettered at once, except on an encrypted link, where a DUH is also
+what an ARC holding another key may answer. Replies are counted by kind in `panic_sia_replies`.
 """
 from __future__ import annotations
 
@@ -184,6 +185,12 @@ class SiaSink:
         """Send, and raise DeliveryError unless the ARC acknowledged this very message."""
         reply = self.send(message)
         if reply.kind == "DUH":
+            if self.key:
+                # An ARC holding another key decrypts our message into noise, which now and
+                # then parses into a code it does not know: a DUH we cannot tell from an
+                # unsupported code. Kept and retried (the forward deadline still ends it),
+                # never dead-lettered on what may be a key to fix.
+                raise DeliveryError("the ARC could not take this message (DUH): an unknown code, or another key")
             raise DeliveryError("the ARC cannot take this message (DUH)", permanent=True)
         if reply.kind == "NAK":
             raise DeliveryError("the ARC refused the message (NAK)" + clock_note(reply))

@@ -152,6 +152,16 @@ def test_a_code_the_arc_cannot_take_is_a_duh_and_permanent(tmp_path, arcs):
     assert exc.value.permanent
 
 
+def test_an_encrypted_duh_is_retried_not_dead_lettered(tmp_path, arcs):
+    """With AES on, an ARC holding another key decrypts noise that now and then parses into
+    an unknown code: its DUH must not dead-letter a police event (seen in CI)."""
+    arc = arcs(SIAAccount("1234", KEY))
+    sink = sia_sinks(tmp_path, arc.port, f'key = "{KEY}"\n')["arc"]
+    with pytest.raises(DeliveryError, match="DUH") as exc:
+        sink.send_checked(codec.Message("SIA-DCS", 7, "1234", codec.event_data("1234", "QQ")))
+    assert not exc.value.permanent
+
+
 def test_an_arc_that_is_down_or_mute_is_a_transient_failure(tmp_path):
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
