@@ -3,6 +3,7 @@ HTTP server as the dispatch webhook, and the firmware under `micropython`."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -144,3 +145,21 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: s
             return value
         time.sleep(interval)
     raise TimeoutError(f"{what} not met within {timeout}s")
+
+
+# Debian's Chromium, as the console, setup-page and screenshot tests drive it through Playwright.
+CHROMIUM = os.environ.get("PANIC_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium per test module."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (make setup does)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

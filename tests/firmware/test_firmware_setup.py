@@ -18,26 +18,13 @@ from simulator.firmware import FirmwareDevice
 from simulator.stack import free_port
 from tests.conftest import KAUMAN, wait_until
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = os.environ.get("PANIC_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytest.importorskip("playwright.sync_api")
 DEV = "klj-kauman-rw05-rt03"
 # From source the modules setup mode loads mid-run (portal.py) are compiled on the button's
 # heap, as the modem's are (MODEM_HEAP): test_firmware_remote.py holds the .mpy build, as
 # flashed, to the board's 96 KB with the page served.
 SOURCE_HEAP = "128K"
 HOME, PSK = "RT03-rumah", "sandi-rumah-03"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (make setup does)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -23,9 +23,6 @@ from tests.conftest import KAUMAN, Webhook
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("PANIC_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PASSWORD = "kata-sandi-uji-1"
 USERS = {"op": ("operator", ""), "viewer": ("viewer", ""), "unit2": ("responder", "sabhara-2"),
          "locked": ("operator", "")}
@@ -62,16 +59,6 @@ def console(tmp_path_factory):
     yield stack
     stack.down()
     hook.server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (make setup does)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from gateway.ids import new_password, new_secret
 from gateway.models import Alert, Device
 from gateway.store import open_store
 from simulator.stack import Stack
-from tests.gateway.test_console import CHROMIUM, CHROMIUM_ARGS, add_user, login, playwright_api
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.gateway.test_console import add_user, login, playwright_api
 
 ROOT = Path(__file__).resolve().parents[2]
 MIN = 60_000

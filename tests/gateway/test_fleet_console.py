@@ -18,7 +18,8 @@ from gateway.ids import new_password, new_secret
 from gateway.models import Device
 from gateway.store import open_store
 from simulator.stack import Stack
-from tests.gateway.test_console import CHROMIUM, CHROMIUM_ARGS, add_user, http_login, login, playwright_api
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.gateway.test_console import add_user, http_login, login, playwright_api
 from tests.gateway.test_console_screens import NAMES, seed_health
 
 ROOT = Path(__file__).resolve().parents[2]

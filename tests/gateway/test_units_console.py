@@ -15,7 +15,7 @@ from protocol import v1 as protocol
 from simulator.stack import Stack
 from tests.conftest import KAUMAN, wait_until
 from tests.devices import RawDevice
-from tests.gateway.test_console import CHROMIUM, CHROMIUM_ARGS, add_user, http_login, login, playwright_api
+from tests.gateway.test_console import add_user, http_login, login
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = (("KLJ-M2", "motorbike", "klojen", "Polsek Klojen", "-7.979", "112.633"),
@@ -35,16 +35,6 @@ def ustack(tmp_path_factory):
     add_user(s, "car1", "responder", "KLJ-R1")
     yield s
     s.down()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (make setup does)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def press(stack: Stack, dev: str) -> str:
