@@ -5,7 +5,6 @@ import, rolling back by itself until the rollout halts on its canaries."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -22,30 +21,12 @@ from tests.gateway.test_gateway_support import custom_stack
 DEVS = ["klj-kauman-rw05-rt01", "klj-kauman-rw05-rt02"]
 
 
-class Button:
+def button(flash, cfg: dict, factory) -> FirmwareDevice:
     """A firmware process whose board is powered again whenever it resets or crashes, as a
-    real button's would be."""
-
-    def __init__(self, flash, cfg: dict, factory) -> None:
-        self.fw = FirmwareDevice(flash, cfg, heap=HEAP, main=factory)
-        (self.fw.flash / "release_keys.json").write_text(json.dumps(trusted_keys()))
-        self.restarts = 0
-        self._stop = threading.Event()
-        self.fw.start()
-        self._thread = threading.Thread(target=self._keep, daemon=True)
-        self._thread.start()
-
-    def _keep(self) -> None:
-        while not self._stop.wait(0.2):
-            proc = self.fw.proc
-            if proc is not None and proc.poll() is not None and not self._stop.is_set():
-                self.restarts += 1
-                self.fw.start(wait_ready=0)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.fw.stop()
+    real button's would be (FirmwareDevice's reboots)."""
+    fw = FirmwareDevice(flash, cfg, heap=HEAP, main=factory, reboots=True)
+    (fw.flash / "release_keys.json").write_text(json.dumps(trusted_keys()))
+    return fw.start()
 
 
 @pytest.fixture
@@ -59,7 +40,7 @@ def rig(tmp_path, tmp_path_factory):
     creds = [s.add_device(d, *KAUMAN, kelurahan="Kauman") for d in DEVS]
     time.sleep(2.5)  # the gateway's registry cache knows them before their first status
     factory = compile_firmware(tmp_path_factory.mktemp("factory"), fw="1.0.0")
-    buttons = [Button(tmp_path / "flash" / c["id"], dict(c["config"], retry_ms=1000), factory) for c in creds]
+    buttons = [button(tmp_path / "flash" / c["id"], dict(c["config"], retry_ms=1000), factory) for c in creds]
     store = open_store(config.load(s.config))
     wait_until(lambda: all(r["health"] == "online" for r in store.firmware().values()), 20, interval=0.2,
                what="buttons online")
@@ -86,7 +67,7 @@ def test_a_release_rolls_out_to_every_button_and_is_kept(rig, tmp_path):
     recs = store.firmware()
     assert {(r["fw"], r["slot"], r["seq"], r["stage"]) for r in recs.values()} == {("1.1.0", "a", 5, "kept")}
     for b in buttons:
-        stages = [c["result"]["stage"] for c in store.commands(b.fw.dev) if c["op"] == "ota"]
+        stages = [c["result"]["stage"] for c in store.commands(b.dev) if c["op"] == "ota"]
         assert stages == ["kept"]
     print(f"\nrollout of a {len(rel.bundle)}-byte release to {len(buttons)} firmware buttons: {took:.1f} s")
 
@@ -106,7 +87,7 @@ def test_a_release_that_crashes_at_import_is_rolled_back_and_halts_the_rollout(r
 
 def test_remote_commands_through_the_cli_are_run_and_audited(rig):
     stack, store, buttons = rig
-    dev = buttons[0].fw.dev
+    dev = buttons[0].dev
     for args in (("locate",), ("set", "heartbeat_s=30", "silent=true")):
         p = stack.cli("fleet", "command", dev, *args, "--by", "it:budi", check=False)
         assert p.returncode == 0, p.stderr
@@ -117,4 +98,4 @@ def test_remote_commands_through_the_cli_are_run_and_audited(rig):
     log = store.commands(dev)
     assert [(c["n"], c["op"], c["ok"]) for c in log] == [(2, "set", True), (1, "locate", True)]
     assert all(c["by"] == "it:budi" and c["result"]["fw"] == "1.0.0" for c in log)
-    assert json.loads((buttons[0].fw.flash / "config.json").read_text())["heartbeat_s"] == 30
+    assert json.loads((buttons[0].flash / "config.json").read_text())["heartbeat_s"] == 30
