@@ -32,11 +32,12 @@ def button(stack, tmp_path):
     """A registered button with a setup port; `air` is what sim_wifi.json says is in range."""
     started: list[FirmwareDevice] = []
 
-    def make(wifi: list, air: dict, flag: bool = False, **config) -> FirmwareDevice:
+    def make(wifi: list, air: dict | None, flag: bool = False, **config) -> FirmwareDevice:
         creds = stack.add_device(DEV, *KAUMAN, kelurahan="Kauman", rw=5, rt=3)
         flash = tmp_path / "flash"
         flash.mkdir(parents=True, exist_ok=True)
-        (flash / "sim_wifi.json").write_text(json.dumps(air))
+        if air is not None:     # None: the simulated network needs no WiFi (no stand-in)
+            (flash / "sim_wifi.json").write_text(json.dumps(air))
         if flag:
             (flash / "setup").write_bytes(b"")     # what safemode.py leaves after the gesture
         port = free_port()
@@ -110,6 +111,17 @@ def test_an_rt_head_sets_up_the_home_wifi_in_a_browser(button, browser, stack):
     fw.start()
     fw.wait_for(lambda e: e["ev"] == "link" and e["state"] == "up", 15)
     assert len(fw.seen("setup", state="on")) == 1
+
+
+def test_no_wifi_list_opens_no_setup_where_the_board_needs_no_wifi(button):
+    """The simulator's buttons reach the broker without WiFi (no sim_wifi.json): an empty
+    `wifi` list is no reason for setup mode there. Before `joins_wifi` every one of them
+    served the page and held portal.py (8 KB) for its whole life."""
+    fw = button(wifi=[], air=None)
+    fw.wait_for(lambda e: e["ev"] == "link" and e["state"] == "up", 15)
+    fw.send("trigger")
+    wait_until(lambda: [e for e in fw.seen("ack") if e["stage"] == "received"], 15, what="the panic acked")
+    assert not fw.seen("setup") and not _listening(fw.port)
 
 
 def test_a_router_down_for_long_never_opens_setup_mode(button):
