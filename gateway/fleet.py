@@ -37,7 +37,16 @@ from .domain import rollout
 from .models import Device
 from .store import Store
 from .timeutil import now_ms
-from .transport.lean import PUBLISH, SUBACK, LeanLink, ProtocolError, publish_packet, publish_parts, subscribe_packet
+from .transport.lean import (
+    PUBLISH,
+    SUBACK,
+    LeanLink,
+    ProtocolError,
+    publish_packet,
+    publish_parts,
+    suback_refused,
+    subscribe_packet,
+)
 
 log = logging.getLogger("panic.fleet")
 
@@ -211,7 +220,7 @@ class FleetLink(LeanLink):
 
     def _control(self, head: int, body: bytes) -> None:
         super()._control(head, body)
-        if head >> 4 == SUBACK and body[-1:] == b"\x80":
+        if head >> 4 == SUBACK and suback_refused(body):
             raise ProtocolError(f"broker refused the subscription to {self.topic}")
 
     def _packets(self, sock: socket.socket, packets: list[tuple[int, bytes]]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 
 from . import metrics
 from .sinks import DeliveryError, Forward, Sink
@@ -69,30 +70,46 @@ class Forwarder:
             return POLL_S
         rows = self.store.claim_forwards(self.name, self.owner, now_ms(), self.lease_ms)
         done: list[int] = []
+        handled = 0
         try:
-            for n, row in enumerate(rows):
-                if self._stop:
-                    self.store.release_forwards([r.id for r in rows[n:]])
-                    return POLL_S
-                try:
-                    self.sink.deliver(Forward(row.idem_key, row.payload, row.created_ms, row.attempts))
-                except DeliveryError as exc:
-                    if not exc.permanent:
-                        return self._failed(rows, n, exc)
+            for row, err in zip(rows, self._outcomes(rows), strict=False):  # the outcomes end early on stop
+                if err is None:
+                    done.append(row.id)
+                    metrics.forwards.labels(self.name, "ok").inc()
+                elif isinstance(err, DeliveryError) and err.permanent:
                     # Refused for good: says nothing about the sink's health, so go on with the next.
-                    self.store.forward_failed(row.id, now_ms(), str(exc), dead=True)
+                    self.store.forward_failed(row.id, now_ms(), str(err), dead=True)
                     metrics.forwards.labels(self.name, "refused").inc()
-                    log.warning("forward %s to %s refused: %s; dead-lettered", row.idem_key, self.name, exc)
-                    continue
-                except Exception as exc:
-                    return self._failed(rows, n, exc)
-                done.append(row.id)
-                metrics.forwards.labels(self.name, "ok").inc()
+                    log.warning("forward %s to %s refused: %s; dead-lettered", row.idem_key, self.name, err)
+                else:
+                    return self._failed(rows, handled, err)
+                handled += 1
+            if handled < len(rows):  # told to stop
+                self.store.release_forwards([r.id for r in rows[handled:]])
+                return POLL_S
         finally:
             # One transaction for the batch: a mark lost to a crash only means a redelivery,
             # which the Idempotency-Key lets the sink drop.
             self.store.forwards_done(done, now_ms())
         return 0 if rows else POLL_S
+
+    def _outcomes(self, rows: list[ClaimedForward]) -> Iterator[Exception | None]:
+        """Each claimed entry's outcome, in order: from the sink's `deliver_many` where it has
+        one, else `deliver` one at a time until the forwarder is told to stop."""
+        items = [Forward(r.idem_key, r.payload, r.created_ms, r.attempts) for r in rows]
+        many = getattr(self.sink, "deliver_many", None)
+        if many is not None and not self._stop:
+            yield from many(items)
+            return
+        for item in items:
+            if self._stop:
+                return
+            try:
+                self.sink.deliver(item)
+            except Exception as exc:
+                yield exc
+            else:
+                yield None
 
     def _failed(self, rows: list[ClaimedForward], n: int, exc: Exception) -> float:
         """Entry n failed: back it off (or dead-letter it when too old), hand the rest back."""

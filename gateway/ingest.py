@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import metrics, signing, transport
+from . import crashpoints, metrics, signing, transport
 from .config import Config
 from .models import Alert, Device, Incident, Outcome
 from .status_gate import StatusGate
@@ -122,7 +122,7 @@ class Ingest:
         # them never delays an alert; without a handler they are acked and dropped.
         self.status_gate: StatusGate | None = None
         if on_status is not None:
-            # Statuses are acked by paho as they arrive (no manual ack on their connection).
+            # Statuses arrive at QoS 0: nothing to ack.
             self.status_gate = StatusGate(on_status, ack=lambda m: None)
         self._stopping = False
         self.registry = Registry(store)
@@ -300,18 +300,19 @@ class Ingest:
         # the same ids cannot deadlock (a cancel still follows the alert it cancels).
         valid.sort(key=lambda a: (a.dev, a.boot, a.seq))
         outcomes = self.store.ingest(valid) if valid else []
+        crashpoints.reach("ingest_after_commit")
         if outcomes:
             metrics.ingest_batch.observe(len(outcomes))
         created: list[str] = []
         for out in outcomes:
             self._acked(out, created, via=origin.get(id(out.alert)), acks=acks)
         self._send_acks(acks)
+        crashpoints.reach("ingest_after_ack")
         if created:
             # One line per batch, not per incident: in a city-wide burst a write per
             # incident cost the ingest thread a fifth of its time (py-spy, docs/benchmarks.md).
             log.info("%d incident(s): %s", len(created), ", ".join(created))
-        for msg in batch:
-            self.transport.ack(msg)
+        self.transport.ack_many(batch)
         self._last_commit = time.monotonic()
         if any(o.created or not o.duplicate for o in outcomes):
             self.on_stored()

@@ -41,6 +41,9 @@ ingest_dead_letters = Counter("panic_ingest_dead_letters", "Alert messages inges
 status_limited = Counter("panic_status_limited", "Status messages acked without being recorded: superseded by "
                          "a newer one of the same device while it waited for its turn (one at a time, about "
                          "one a second per device), or one topic too many", ["reason"])
+publishes_dropped = Counter("panic_publishes_dropped", "Publishes (acks, incident states) the broker had not "
+                            "confirmed, given up after the gateway held too many while it was unreachable; "
+                            "their owners (button, forwarder) send them again")
 alerts_shed = Counter("panic_alerts_shed", "QoS 0 alert messages dropped because the ingest queue was full "
                       "(buttons send at QoS 1, which the broker holds until acked)")
 

@@ -127,10 +127,11 @@ class Stack:
         else:
             self.backup_broker = None
 
-    def start_gateway(self, config: Path | None = None, wait: bool = True) -> subprocess.Popen:
+    def start_gateway(self, config: Path | None = None, wait: bool = True,
+                      env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.state / f"gateway{len(self.gateways)}.log", "ab")
         gw = subprocess.Popen([str(BIN / "panic-gateway"), "run", "--config", str(config or self.config)],
-                              stdout=log, stderr=log)
+                              stdout=log, stderr=log, env={**os.environ, **(env or {})})
         self.gateways.append(gw)
         if wait:
             self.wait_healthy()

@@ -7,6 +7,7 @@ The forwarder knows sinks only through `Sink`; the registry builds them from con
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -71,6 +72,10 @@ class Sink(Protocol):
         """Hand one event over, or raise DeliveryError (any other exception counts as transient)."""
         ...
 
+    # A sink that can hand over a claimed batch at once (publish all, then wait for every
+    # confirmation) may also define `deliver_many(items) -> list[Exception | None]`: one
+    # outcome per item, in order, as `deliver` would have raised it (forward.py).
+
 
 class Publisher(Protocol):
     """The part of a paho client the MQTT sinks use."""
@@ -99,9 +104,20 @@ class SinkContext:
 
     def publish(self, topic: str, body: str, *, retain: bool, timeout_s: float = 5.0) -> None:
         """Publish at QoS 1 and wait for the broker's PUBACK."""
+        (err,) = self.publish_all([(topic, body)], retain=retain, timeout_s=timeout_s)
+        if err is not None:
+            raise err
+
+    def publish_all(self, items: list[tuple[str, str]], *, retain: bool,
+                    timeout_s: float = 5.0) -> list[DeliveryError | None]:
+        """Publish every (topic, body) at QoS 1, then wait for the broker's PUBACKs: one
+        outcome per item (None: confirmed)."""
         if self.mqtt is None:
-            raise DeliveryError("no broker connection")
-        info = self.mqtt.publish(topic, body, qos=1, retain=retain)
-        info.wait_for_publish(timeout=timeout_s)
-        if not info.is_published():
-            raise DeliveryError("broker did not confirm the publish")
+            return [DeliveryError("no broker connection") for _ in items]
+        sent = [self.mqtt.publish(topic, body, qos=1, retain=retain) for topic, body in items]
+        deadline = time.monotonic() + timeout_s
+        out: list[DeliveryError | None] = []
+        for info in sent:
+            info.wait_for_publish(timeout=max(0.0, deadline - time.monotonic()))
+            out.append(None if info.is_published() else DeliveryError("broker did not confirm the publish"))
+        return out

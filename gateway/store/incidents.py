@@ -10,6 +10,7 @@ import json
 from dataclasses import fields
 from typing import NamedTuple
 
+from .. import crashpoints
 from ..domain import lifecycle, open_cap
 from ..domain.lifecycle import ACK_STAGE, FINAL
 from ..domain.policy import decide
@@ -71,7 +72,9 @@ class IncidentsMixin(DeliveriesMixin):
         over a path it had not come by, it adds a delivery row (deliveries.py).
         """
         with self._tx() as cur:
-            return [self._record_delivery(cur, self._ingest_one(cur, alert)) for alert in alerts]
+            outcomes = [self._record_delivery(cur, self._ingest_one(cur, alert)) for alert in alerts]
+            crashpoints.reach("ingest_before_commit")
+            return outcomes
 
     def _insert_alert(self, cur, a: Alert, inc_id: str | None) -> bool:
         """False when the id is known. ON CONFLICT makes the database the judge: on

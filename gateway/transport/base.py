@@ -57,6 +57,10 @@ class Transport(Protocol):
         """The alert's outcome is committed (or dead-lettered): the broker may forget it."""
         ...
 
+    def ack_many(self, msgs: list[Any]) -> None:
+        """`ack` for a committed batch, in as few writes as the engine allows."""
+        ...
+
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> Published:
         """Publish on an MQTT-style topic; `retain` keeps the latest per topic for late readers."""
         ...

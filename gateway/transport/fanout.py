@@ -79,6 +79,13 @@ class Fanout:
     def ack(self, msg: Any) -> None:
         msg.transport.ack(msg)
 
+    def ack_many(self, msgs: list[Any]) -> None:
+        by_broker: dict[int, list[Any]] = {}
+        for m in msgs:
+            by_broker.setdefault(id(m.transport), []).append(m)
+        for batch in by_broker.values():
+            batch[0].transport.ack_many(batch)
+
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> Published:
         sent: list[tuple[Transport, Published | None]] = []
         for t in self.transports:

@@ -1,12 +1,12 @@
-"""A lean MQTT 3.1.1 link for the gateway's two high-volume, simple connections: the status
-reader (subscribe and read) and the ack writer (publish a batch in one write).
+"""A lean MQTT link (3.1.1, or 5 where the connection needs a Receive Maximum) for the
+gateway's high-volume connections: alerts in (alert_reader.py), statuses in
+(status_reader.py), acks and incident state out (publisher.py), the fleet's commands.
 
 paho reads each packet with several small `recv` calls after a `select`, and builds and
-tracks a message object per packet through its generic machinery: about 0.14 ms of CPU per
-message on the bench machine (docs/benchmarks.md), more than the rest of a status's path.
-These connections need none of that: clean session, read up to 64 KB per `recv`, split every
-complete packet out of the buffer. The alert connection, with its session, in-flight window
-and PUBACK-after-commit, stays on paho (transport/mqtt.py).
+tracks a message object per packet through its generic machinery: 0.05-0.14 ms of CPU per
+message on the bench machine (docs/benchmarks.md), about as much as the rest of an alert's
+path. These connections need none of that: read up to 64 KB per `recv`, split every complete
+packet out of the buffer, write a batch's packets (PUBACKs, acks) in one `send`.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger("panic.ingest")
 
@@ -23,7 +24,7 @@ READ_SIZE = 65536
 PING_FRACTION = 0.5
 MAX_PACKET = 1 << 20  # a status is at most 1 KB; anything this large is a broken stream
 
-CONNACK, PUBLISH, PUBACK, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 2, 3, 4, 9, 12, 13, 14
+CONNACK, PUBLISH, PUBACK, SUBACK, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 2, 3, 4, 9, 11, 12, 13, 14
 
 
 class ProtocolError(ValueError):
@@ -34,19 +35,25 @@ def _str(s: bytes) -> bytes:
     return struct.pack("!H", len(s)) + s
 
 
-def _packet(head: int, body: bytes) -> bytes:
-    out = bytearray((head,))
-    n = len(body)
+def _varint(n: int) -> bytes:
+    out = bytearray()
     while True:
         b, n = n % 128, n // 128
         out.append(b | (0x80 if n else 0))
         if not n:
-            return bytes(out) + body
+            return bytes(out)
 
 
-def connect_packet(client_id: str, username: str, password: str, keepalive: int, clean: bool = True) -> bytes:
+def _packet(head: int, body: bytes) -> bytes:
+    return bytes((head,)) + _varint(len(body)) + body
+
+
+def connect_packet(client_id: str, username: str, password: str, keepalive: int, clean: bool = True,
+                   properties: bytes | None = None) -> bytes:
+    """CONNECT: MQTT 3.1.1, or MQTT 5 when `properties` is given (b"" for none)."""
     flags = (0x02 if clean else 0) | (0x80 if username else 0) | (0x40 if password else 0)
-    body = b"\x00\x04MQTT\x04" + bytes((flags,)) + struct.pack("!H", keepalive) + _str(client_id.encode())
+    level, props = (b"\x04", b"") if properties is None else (b"\x05", _varint(len(properties)) + properties)
+    body = b"\x00\x04MQTT" + level + bytes((flags,)) + struct.pack("!H", keepalive) + props + _str(client_id.encode())
     if username:
         body += _str(username.encode())
     if password:
@@ -54,15 +61,33 @@ def connect_packet(client_id: str, username: str, password: str, keepalive: int,
     return _packet(0x10, body)
 
 
-def subscribe_packet(topic: str, pid: int = 1, qos: int = 0) -> bytes:
-    return _packet(0x82, struct.pack("!H", pid) + _str(topic.encode()) + bytes((qos,)))
+def v5_properties(*, session_expiry_s: int, receive_maximum: int) -> bytes:
+    return b"\x11" + struct.pack("!I", session_expiry_s) + b"\x21" + struct.pack("!H", receive_maximum)
 
 
-def publish_packet(topic: bytes, payload: bytes, pid: int, qos: int = 1) -> bytes:
-    """A QoS 1 (or QoS 0: no packet id) PUBLISH, not retained."""
-    if qos == 0:
-        return _packet(0x30, _str(topic) + payload)
-    return _packet(0x32, _str(topic) + struct.pack("!H", pid) + payload)
+def subscribe_packet(topic: str, pid: int = 1, qos: int = 0, v5: bool = False) -> bytes:
+    return _packet(0x82, struct.pack("!H", pid) + (b"\x00" if v5 else b"") + _str(topic.encode()) + bytes((qos,)))
+
+
+def unsubscribe_packet(topic: str, pid: int, v5: bool = False) -> bytes:
+    return _packet(0xA2, struct.pack("!H", pid) + (b"\x00" if v5 else b"") + _str(topic.encode()))
+
+
+def suback_refused(body: bytes) -> bool:
+    """A SUBACK (3.1.1 or 5) whose last reason code is a failure (0x80 and above)."""
+    return not body or body[-1] >= 0x80
+
+
+def publish_packet(topic: bytes, payload: bytes, pid: int, qos: int = 1, retain: bool = False) -> bytes:
+    """An MQTT 3.1.1 PUBLISH (QoS 0: no packet id)."""
+    head = 0x30 | (qos << 1) | (1 if retain else 0)
+    return _packet(head, _str(topic) + (struct.pack("!H", pid) if qos else b"") + payload)
+
+
+def pubacks(pids: list[int]) -> bytes:
+    """PUBACKs for these packet ids, ready for one `send` (the same bytes in 3.1.1 and 5:
+    a v5 PUBACK of remaining length 2 means success, no properties)."""
+    return b"".join(b"\x40\x02" + struct.pack("!H", pid) for pid in pids)
 
 
 def split(buf: bytes | bytearray) -> tuple[list[tuple[int, bytes]], int]:
@@ -93,8 +118,8 @@ def split(buf: bytes | bytearray) -> tuple[list[tuple[int, bytes]], int]:
     return out, pos
 
 
-def publish_parts(head: int, body: bytes) -> tuple[str, bytes, bool, int, int]:
-    """(topic, payload, retain, qos, packet id) of a PUBLISH's body."""
+def publish_parts(head: int, body: bytes, v5: bool = False) -> tuple[str, bytes, bool, int, int]:
+    """(topic, payload, retain, qos, packet id) of a PUBLISH's body; `v5`: skip its properties."""
     if len(body) < 2:
         raise ProtocolError("PUBLISH without a topic")
     tlen = (body[0] << 8) | body[1]
@@ -103,6 +128,20 @@ def publish_parts(head: int, body: bytes) -> tuple[str, bytes, bool, int, int]:
     if len(body) < start:
         raise ProtocolError("PUBLISH shorter than its topic")
     pid = ((body[2 + tlen] << 8) | body[3 + tlen]) if qos else 0
+    if v5:
+        n, mult = 0, 1
+        while True:
+            if start >= len(body) or mult > 128 ** 3:
+                raise ProtocolError("PUBLISH with broken properties")
+            b = body[start]
+            start += 1
+            n += (b & 0x7F) * mult
+            if not b & 0x80:
+                break
+            mult *= 128
+        start += n
+        if start > len(body):
+            raise ProtocolError("PUBLISH shorter than its properties")
     return body[2:2 + tlen].decode("utf-8", "replace"), body[start:], bool(head & 1), qos, pid
 
 
@@ -117,10 +156,14 @@ class LeanLink:
     CLEAN = True  # False: the broker keeps the session (QoS 1 messages wait for a reconnect)
 
     def __init__(self, *, host: str, port: int, client_id: str, username: str, password: str,
-                 keepalive: int = 15, name: str = "lean-link") -> None:
+                 keepalive: int = 15, name: str = "lean-link",
+                 on_connection: Callable[[bool], None] | None = None) -> None:
         self.host, self.port = host, port
         self.client_id, self.username, self.password = client_id, username, password
         self.keepalive = keepalive
+        self.on_connection = on_connection  # told when the link comes up (CONNACK) and goes down
+        # Counts connections: a packet id is only meaningful on the connection it came in on.
+        self.generation = 0
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._sock: socket.socket | None = None
@@ -150,6 +193,10 @@ class LeanLink:
             sock.sendall(data)
             self._last_sent = time.monotonic()
 
+    def _properties(self) -> bytes | None:
+        """MQTT 5 CONNECT properties; None: the connection speaks MQTT 3.1.1."""
+        return None
+
     def _opening(self) -> bytes:
         """What goes out right after the CONNECT (a SUBSCRIBE, say)."""
         return b""
@@ -159,12 +206,26 @@ class LeanLink:
             self._control(head, body)
 
     def _control(self, head: int, body: bytes) -> None:
-        """CONNACK: up, or refused; PUBACK, SUBACK and PINGRESP need nothing here."""
-        if head >> 4 == CONNACK:
+        """CONNACK: up, or refused; a DISCONNECT from the broker (MQTT 5) ends the session;
+        PUBACK, SUBACK and PINGRESP need nothing here."""
+        kind = head >> 4
+        if kind == CONNACK:
             if len(body) < 2 or body[1] != 0:
                 raise ProtocolError(f"broker refused the gateway's {self.KIND} connection (code {body[1:2].hex()})")
             self.connected.set()
+            self._up()
             log.info("%s connection up: %s:%s", self.KIND, self.host, self.port)
+        elif kind == DISCONNECT:
+            raise ProtocolError(f"broker disconnected the {self.KIND} connection (reason {body[:1].hex() or '00'})")
+
+    def _up(self) -> None:
+        if self.on_connection is not None:
+            self.on_connection(True)
+
+    def _down(self) -> None:
+        """The connection ended (after it was up)."""
+        if self.on_connection is not None:
+            self.on_connection(False)
 
     def _run(self) -> None:
         delay = 0.2
@@ -176,10 +237,13 @@ class LeanLink:
                 if not self._stop.is_set():
                     log.warning("%s connection to %s:%s: %s", self.KIND, self.host, self.port, exc)
             finally:
+                was_up = self.connected.is_set()
                 self.connected.clear()
                 sock, self._sock = self._sock, None
                 if sock is not None:
                     sock.close()
+                if was_up:
+                    self._down()
             if self._stop.wait(delay):
                 return
             delay = min(delay * 2, 5.0)
@@ -187,12 +251,13 @@ class LeanLink:
     def _session(self) -> None:
         sock = socket.create_connection((self.host, self.port), timeout=10)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.generation += 1
         self._sock = sock
         # The broker closes a connection that sent nothing for 1.5 x keepalive.
         ping_every = max(1.0, self.keepalive * PING_FRACTION)
         sock.settimeout(ping_every)
-        self._send(sock, connect_packet(self.client_id, self.username, self.password, self.keepalive, self.CLEAN)
-                   + self._opening())
+        self._send(sock, connect_packet(self.client_id, self.username, self.password, self.keepalive, self.CLEAN,
+                                        self._properties()) + self._opening())
         buf = bytearray()
         while not self._stop.is_set():
             try:

@@ -129,6 +129,10 @@ class NatsTransport:
     def ack(self, msg: NatsInbound) -> None:
         self._loop.call_soon_threadsafe(self._settle, msg)
 
+    def ack_many(self, msgs: list[NatsInbound]) -> None:
+        for msg in msgs:
+            self.ack(msg)
+
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> Published:
         data = payload.encode() if isinstance(payload, str) else payload
         p = _Publish()

@@ -11,7 +11,7 @@ import socket
 import struct
 from collections.abc import Callable
 
-from .lean import PUBLISH, SUBACK, LeanLink, ProtocolError, publish_parts, subscribe_packet
+from .lean import PUBLISH, SUBACK, LeanLink, ProtocolError, publish_parts, suback_refused, subscribe_packet
 
 log = logging.getLogger("panic.ingest")
 
@@ -36,7 +36,7 @@ class StatusReader(LeanLink):
 
     def _control(self, head: int, body: bytes) -> None:
         super()._control(head, body)
-        if head >> 4 == SUBACK and body[-1:] == b"\x80":
+        if head >> 4 == SUBACK and suback_refused(body):
             raise ProtocolError(f"broker refused the subscription to {self.topic}")
 
     def _packets(self, sock: socket.socket, packets: list[tuple[int, bytes]]) -> None:
