@@ -1,6 +1,6 @@
 """`make bench`: the alert path measured against the raw MQTT pipe, in the same run.
 
-    .venv/bin/python -m bench.run [--only 1,2,3,4,5,6,7,8] [--quick] [--out bench/results.json]
+    .venv/bin/python -m bench.run [--only 1,2,3,4,5,6,7,8,9,10] [--quick] [--out bench/results.json]
                                   [--doc docs/benchmarks.md]
 
 Every figure runs on the project's own processes (mosquitto with its generated config,
@@ -92,6 +92,20 @@ def new_stack(root: Path, name: str, n_devices: int, store: str = "sqlite", dsn:
     creds = provision(stack, device_ids(n_devices))
     log(f"{name}: provisioned {len(creds)} devices with one device import in {time.perf_counter() - t:.1f} s")
     return stack, creds
+
+
+def largest_fleet(target: int = 100_000) -> tuple[int, str]:
+    """How many devices one broker can hold here: each connection is an open file in the
+    broker and in the load client, and neither may open more than RLIMIT_NOFILE."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard >= target + 2000:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target + 2000), hard))
+        return target, "the target"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    n = (hard - 1500) // 1000 * 1000  # the files each process needs besides its connections
+    return n, (f"not {target:,}: this machine caps a process at {hard:,} open files (RLIMIT_NOFILE, "
+               "not raisable here), and the broker holds one per connection")
 
 
 def gateway_login(stack: Stack) -> tuple[str, str]:
@@ -485,9 +499,9 @@ class Bench:
             p50, p99 = pct(fw["lat"], 50), pct(fw["lat"], 99)
             if 2 in only:
                 self.add("2 press -> verified ack p50 (ms), firmware, "
-                         f"{n_idle} others connected", p50, rp["rtt_p50"], "<= 10x raw round trip p50",
-                         p50 <= 10 * rp["rtt_p50"])
-                self.add("2 press -> verified ack p99 (ms)", p99, rp["rtt_p99"], "< 15 ms", p99 < 15)
+                         f"{n_idle} others connected", p50, rp["rtt_p50"], "<= 3x raw round trip p50",
+                         p50 <= 3 * rp["rtt_p50"])
+                self.add("2 press -> verified ack p99 (ms)", p99, rp["rtt_p99"], "<= 10 ms", p99 <= 10)
                 self.note(f"figure 2: {len(fw['lat'])} presses, min {min(fw['lat']):.2f} ms, max "
                           f"{max(fw['lat']):.2f} ms; CPU during presses: {fmt_cpu(cpu_s)}")
             if 5 in only:
@@ -514,7 +528,8 @@ class Bench:
             gw_ms_b = cpu.seconds("gateway") * 1000 / b["n"]
             self.raw["burst"] = b  # figure 8 sets the NATS cluster beside it
             self.add(f"3 burst: {b['n']} alerts within 1 s, all durably stored and acked (s)", b["t_all_acked"],
-                     b["t_all_puback"], "<= 1.5 s", b["acked"] == b["n"] and b["t_all_acked"] <= 1.5)
+                     b["t_all_puback"], "<= 1.25x the broker's PUBACKs",
+                     b["acked"] == b["n"] and b["t_all_acked"] <= 1.25 * b["t_all_puback"])
             self.note(f"figure 3 burst: baseline = when the broker had PUBACKed all of them (same burst); "
                       f"{b['acked']}/{b['n']} acked; send took {b['send_s']:.2f} s; per alert publish->ack "
                       f"p50 {b['ack_p50_ms']:.1f} ms p99 {b['ack_p99_ms']:.1f} ms; CPU: {fmt_cpu(cpu_b)}; gateway "
@@ -545,16 +560,21 @@ class Bench:
                       f"({per_commit:.1f} alerts per group commit), {load.bad_acks} bad acks")
         await load.close()
 
-    # figure 4: 10,000 connected devices
-    def fleet(self) -> None:
-        n = 1000 if self.quick else 10000
-        stack, creds = new_stack(self.tmp, "fleet", n)
+    # figure 4: 10,000 connected devices; figure 10: as many as this machine lets one broker hold
+    def fleet(self, fig: int = 4) -> None:
+        if fig == 10 and not self.quick:
+            n, why = largest_fleet()
+            self.note(f"figure 10: {n:,} devices, {why}")
+        else:
+            n = 1000 if self.quick else 10000
+        stack, creds = new_stack(self.tmp, "fleet" if fig == 4 else "large-fleet", n)
         self.stacks.append(stack)
         stack.start_broker()
         stack.start_gateway()
-        asyncio.run(self._fleet_async(stack, creds))
+        asyncio.run(self._fleet_async(stack, creds, fig))
+        stack.down()
 
-    async def _fleet_async(self, stack: Stack, creds: list[dict]) -> None:
+    async def _fleet_async(self, stack: Stack, creds: list[dict], fig: int) -> None:
         keepalive = 30
         window = 20 if self.quick else 60
         load = Load(stack.broker_port, keepalive=keepalive, loop=asyncio.get_running_loop())
@@ -617,22 +637,35 @@ class Bench:
         if prof is not None:
             prof.wait(30)
         gw = shares.get("gateway", float("nan"))
-        self.add(f"4 gateway CPU, {len(allc)} devices, 60 s heartbeats (% of a core)", gw,
-                 shares.get("mosquitto"), "< 5 %", gw < 5)
-        self.add("4 gateway CPU per status, idle time included (ms)", gw_status_ms, mq_status_ms, "<= 0.03 ms",
-                 gw_status_ms <= 0.03)
-        self.add("4 gateway resident memory at steady state (MB)", rss / 2**20, rss0 / 2**20, "< 150 MB",
-                 rss < 150 * 2**20)
         lag = (reported - t_vanish) if reported else float("nan")
         base = (will_at[0] - t_vanish) if will_at[0] else float("nan")
-        self.add("4 vanished device reported offline (s)", lag, base, "< 90 s", reported is not None and lag < 90)
-        self.note(f"figure 4: window {time.perf_counter() - cpu.t0:.0f} s; CPU {fmt_cpu(shares)}; baseline of CPU "
+        if fig == 10:
+            # The 100,000-device targets (issue 17), and what this fleet's cost per status says
+            # of a 100,000-device one (its statuses scale, its idle loops do not).
+            at_100k = gw_status_ms * (100_000 / 60) / 10
+            self.add(f"10 gateway CPU, {len(allc):,} devices, 60 s heartbeats (% of a core)", gw,
+                     shares.get("mosquitto"), "< 10 %", gw < 10)
+            self.add("10 ... 100,000 devices at this cost per status (% of a core)", at_100k, None, "< 10 %",
+                     at_100k < 10)
+            self.add("10 gateway resident memory at steady state (MB)", rss / 2**20, rss0 / 2**20, "< 300 MB",
+                     rss < 300 * 2**20)
+            self.add("10 vanished device reported offline (s)", lag, base, "< 90 s",
+                     reported is not None and lag < 90)
+        else:
+            self.add(f"4 gateway CPU, {len(allc)} devices, 60 s heartbeats (% of a core)", gw,
+                     shares.get("mosquitto"), "< 5 %", gw < 5)
+            self.add("4 gateway CPU per status, idle time included (ms)", gw_status_ms, mq_status_ms, "<= 0.03 ms",
+                     gw_status_ms <= 0.03)
+            self.add("4 gateway resident memory at steady state (MB)", rss / 2**20, rss0 / 2**20, "< 150 MB",
+                     rss < 150 * 2**20)
+            self.add("4 vanished device reported offline (s)", lag, base, "< 90 s", reported is not None and lag < 90)
+        self.note(f"figure {fig}: window {time.perf_counter() - cpu.t0:.0f} s; CPU {fmt_cpu(shares)}; baseline of CPU "
                   f"= mosquitto for the same fleet; baseline of RSS = the gateway before any device "
                   f"connected; baseline of the vanish = the broker's will at an observer (keepalive "
                   f"{keepalive} s x 1.5); {load.statuses} statuses sent, {n_status} in the window; baseline of "
                   f"CPU per status = mosquitto's")
         if not health_api:
-            self.note("figure 4: GET /api/devices/{id} was not available: measured until the will reached "
+            self.note(f"figure {fig}: GET /api/devices/{id} was not available: measured until the will reached "
                       "an observer instead")
         await load.close()
 
@@ -886,6 +919,8 @@ class Bench:
                 self._down_all()
             if 4 in only:
                 self.fleet()
+            if 10 in only:
+                self.fleet(10)
                 self._down_all()
             if 9 in only:
                 self.status_rate()
@@ -959,7 +994,7 @@ def write_doc(path: Path, records: list[dict], notes: list[str], elapsed: float,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="figures to run, e.g. 1,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10", help="figures to run, e.g. 1,3")
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not a measurement")
     ap.add_argument("--presses", type=int, default=200)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results.json"))

@@ -171,12 +171,14 @@ class HealthMonitor:
                 msg = None
             if msg is not None:
                 batch = [msg]
-                # Linger a moment for more: at a steady trickle each status would otherwise cost
-                # a wake-up of its own.
-                until = time.monotonic() + BATCH_WAIT_S
+                # Let a batch gather, in one sleep: a get with a timeout wakes this thread for
+                # every status that arrives, and at a steady trickle those wake-ups cost more
+                # than recording the statuses (docs/benchmarks.md, figure 9).
+                if self.queue.qsize() < BATCH_MAX - 1:
+                    self._stop.wait(BATCH_WAIT_S)
                 while len(batch) < BATCH_MAX:
                     try:
-                        nxt = self.queue.get(timeout=max(0.0, until - time.monotonic()))
+                        nxt = self.queue.get_nowait()
                     except queue.Empty:
                         break
                     if nxt is None:
