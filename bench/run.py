@@ -432,6 +432,7 @@ class Bench:
         self.quick = args.quick
         self.records: list[dict] = []
         self.notes: list[str] = []
+        self.fleet_cpu: dict[int, float] = {}  # gateway CPU (% of a core) per fleet size, figures 4 and 10
         self.raw: dict = {}  # figure 1, the baseline every other figure is set beside
         self.tmp = Path(tempfile.mkdtemp(prefix="panic-bench-"))
         self.stacks: list[Stack] = []
@@ -639,14 +640,24 @@ class Bench:
         gw = shares.get("gateway", float("nan"))
         lag = (reported - t_vanish) if reported else float("nan")
         base = (will_at[0] - t_vanish) if will_at[0] else float("nan")
+        self.fleet_cpu[len(allc)] = gw
         if fig == 10:
-            # The 100,000-device targets (issue 17), and what this fleet's cost per status says
-            # of a 100,000-device one (its statuses scale, its idle loops do not).
-            at_100k = gw_status_ms * (100_000 / 60) / 10
+            # The 100,000-device target (issue 17): this machine cannot connect that many, so the
+            # gateway's CPU is drawn through the two fleets of this run (figure 4 and this one):
+            # what grows with the fleet, and what does not (the idle loops). Without figure 4,
+            # every CPU second is charged to the statuses, idle time included (an upper bound).
+            sizes = sorted(self.fleet_cpu)
+            if len(sizes) >= 2 and sizes[-1] > sizes[0]:
+                slope = (self.fleet_cpu[sizes[-1]] - self.fleet_cpu[sizes[0]]) / (sizes[-1] - sizes[0])
+                at_100k = self.fleet_cpu[sizes[-1]] + slope * (100_000 - sizes[-1])
+                how = f"through figure 4 ({sizes[0]:,}) and figure 10 ({sizes[-1]:,}), same run"
+            else:
+                at_100k = gw_status_ms * (100_000 / 60) / 10
+                how = "every CPU second charged to the statuses, idle time included"
             self.add(f"10 gateway CPU, {len(allc):,} devices, 60 s heartbeats (% of a core)", gw,
                      shares.get("mosquitto"), "< 10 %", gw < 10)
-            self.add("10 ... 100,000 devices at this cost per status (% of a core)", at_100k, None, "< 10 %",
-                     at_100k < 10)
+            self.add("10 ... drawn to 100,000 devices (% of a core)", at_100k, None, "< 10 %", at_100k < 10)
+            self.note(f"figure 10: 100,000 devices drawn {how}")
             self.add("10 gateway resident memory at steady state (MB)", rss / 2**20, rss0 / 2**20, "< 300 MB",
                      rss < 300 * 2**20)
             self.add("10 vanished device reported offline (s)", lag, base, "< 90 s",
