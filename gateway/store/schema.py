@@ -161,4 +161,9 @@ MIGRATIONS: list[list[str]] = [
             sent_ms BIGINT NOT NULL, result TEXT, ok INTEGER, err TEXT, result_ms BIGINT,
             PRIMARY KEY (dev, n))""",
     ],
+    [  # 13: a claim walks a sink's pending entries in id order and stops at its limit; through
+       #     forwards_due it read every pending entry and sorted them, per claim (a city-wide
+       #     burst's backlog made claims quadratic: docs/benchmarks.md)
+        "CREATE INDEX forwards_pending ON forwards (sink, id) WHERE delivered_ms IS NULL AND dead = 0",
+    ],
 ]
