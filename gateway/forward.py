@@ -42,6 +42,7 @@ class Forwarder:
         self.backoff_max_ms = backoff_max_s * 1000
         self.lease_ms = lease_s * 1000
         self.wake = threading.Event()
+        self._ok = metrics.forwards.labels(sink.name, "ok")
         self._stop = False
         self._thread = threading.Thread(target=self._run, name=f"forward-{sink.name}", daemon=True)
 
@@ -75,7 +76,6 @@ class Forwarder:
             for row, err in zip(rows, self._outcomes(rows), strict=False):  # the outcomes end early on stop
                 if err is None:
                     done.append(row.id)
-                    metrics.forwards.labels(self.name, "ok").inc()
                 elif isinstance(err, DeliveryError) and err.permanent:
                     # Refused for good: says nothing about the sink's health, so go on with the next.
                     self.store.forward_failed(row.id, now_ms(), str(err), dead=True)
@@ -91,6 +91,7 @@ class Forwarder:
             # One transaction for the batch: a mark lost to a crash only means a redelivery,
             # which the Idempotency-Key lets the sink drop.
             self.store.forwards_done(done, now_ms())
+            self._ok.inc(len(done))
         return 0 if rows else POLL_S
 
     def _outcomes(self, rows: list[ClaimedForward]) -> Iterator[Exception | None]:

@@ -16,7 +16,6 @@ behind it.
 """
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import sys
@@ -24,6 +23,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from . import crashpoints, metrics, signing, transport
 from .config import Config
@@ -108,7 +109,7 @@ def ack_body(alert_id: str, stage: str, inc: str | None, reason: str | None, flo
     body = {"v": 1, "id": alert_id, "stage": stage, "inc": inc, "reason": reason, "now": now_ms()}
     if floor is not None:
         body["floor"] = floor
-    return json.dumps(body, separators=(",", ":")).encode()
+    return orjson.dumps(body)
 
 
 class Ingest:

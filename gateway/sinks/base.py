@@ -6,10 +6,11 @@ The forwarder knows sinks only through `Sink`; the registry builds them from con
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -54,8 +55,8 @@ class Forward:
     def event(self) -> dict[str, Any]:
         """The payload parsed; a payload that is not a JSON object is a permanent failure."""
         try:
-            parsed = json.loads(self.payload)
-        except ValueError as exc:
+            parsed = orjson.loads(self.payload)
+        except orjson.JSONDecodeError as exc:
             raise DeliveryError(f"payload is not JSON: {exc}", permanent=True) from None
         if not isinstance(parsed, dict):
             raise DeliveryError("payload is not a JSON object", permanent=True)

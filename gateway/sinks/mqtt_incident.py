@@ -2,8 +2,9 @@
 subscribes late still finds every open incident."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+
+import orjson
 
 from .base import DeliveryError, Forward, SinkContext, SinkEntry
 
@@ -19,7 +20,7 @@ class MqttIncidentSink:
         incident = item.event().get("incident")
         if not isinstance(incident, dict) or not isinstance(incident.get("id"), str):
             raise DeliveryError("not an incident event", permanent=True)
-        return f"{self.root}/incidents/{incident['id']}", json.dumps(incident)
+        return f"{self.root}/incidents/{incident['id']}", orjson.dumps(incident).decode()
 
     def deliver(self, item: Forward) -> None:
         topic, body = self._message(item)

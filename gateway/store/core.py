@@ -7,11 +7,12 @@ public methods of the parts (devices, incidents, forwards, health, accounts), ne
 """
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+import orjson
 
 from ..domain.policy import FalseAlarmPolicy
 from ..models import Incident
@@ -118,14 +119,14 @@ class StoreCore:
         sinks = self.route(stage)
         if not sinks:
             return
-        payload = json.dumps({"event": stage, "at_ms": at_ms, "actor": actor, "incident": inc.to_json()})
+        payload = orjson.dumps({"event": stage, "at_ms": at_ms, "actor": actor, "incident": inc.to_json()}).decode()
         for sink in sinks:
             self._enqueue(cur, sink, inc.id, f"{inc.id}:{stage}", payload, at_ms)
 
     def _device_event(self, cur, dev: str, event: str, at_ms: int, detail: dict) -> None:
         """Record a device event (health, policy) and queue it for its sinks."""
         body = {"event": event, "at_ms": at_ms, "actor": "gateway", "device": {"id": dev, **detail}}
-        text = json.dumps(body)
+        text = orjson.dumps(body).decode()
         eid = self._exec(cur, "INSERT INTO device_events (dev, event, at_ms, body) VALUES (?, ?, ?, ?) RETURNING id",
                          (dev, event, at_ms, text)).fetchone()[0]
         for sink in self.route(event):
