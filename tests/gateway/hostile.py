@@ -29,7 +29,8 @@ CASES = [
     ("Infinity", "json", lambda d: _signed(d, d.body(seq=53).replace(b'"acc": 25', b'"acc": -Infinity'))),
     ("non-UTF-8", "json", lambda d: _signed(d, b'{"v":1,"dev":"\xc3\x28"}')),
     ("huge number", "schema", lambda d: _raw(d, seq=54, lat6=10**40)),
-    ("float overflow", "schema", lambda d: _signed(d, d.body(seq=55).replace(b'"acc": 25', b'"acc": 1e400'))),
+    # no double holds it: the strict parser refuses it as JSON (RFC 8259 lets a parser limit numbers)
+    ("float overflow", "json", lambda d: _signed(d, d.body(seq=55).replace(b'"acc": 25', b'"acc": 1e400'))),
     ("wrong type", "schema", lambda d: _raw(d, seq=56, boot="12")),
     ("bool as int", "schema", lambda d: _raw(d, seq=57, acc=True)),
     ("missing field", "schema", lambda d: _signed(d, json.dumps(
