@@ -57,8 +57,12 @@ def custom_stack(state: Path, webhooks: list[str] | None = None, extra_webhooks:
         data.setdefault("webhooks", []).extend(extra_webhooks)
         write(data, s.config)
     if start:
-        s.start_broker()
-        s.start_gateway()
+        try:
+            s.start_broker()
+            s.start_gateway()
+        except BaseException:
+            s.down()  # a broker or gateway that did start must not outlive the test
+            raise
     return s
 
 

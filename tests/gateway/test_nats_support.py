@@ -95,6 +95,10 @@ def nats_stack(state: Path, dsn: str, *, ack_wait_s: int = 5):
     s.set_config("nats", dir="nats", servers=[n.url for n in cluster.nodes], ack_wait_s=ack_wait_s)
     cluster.cfg = cfg = config.load(s.config)
     cluster.write([])
-    cluster.start()
-    cluster.wait_jetstream()
+    try:
+        cluster.start()
+        cluster.wait_jetstream()
+    except BaseException:
+        cluster.down()  # a node that did come up must not outlive the test
+        raise
     return s, cluster
