@@ -8,7 +8,6 @@ import queue
 import tomllib
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.transport.alert_reader import AlertReader
@@ -19,15 +18,6 @@ from tests.gateway.test_gateway_support import KAUMAN
 
 DEV = "klj-kauman-rw05-rt03"
 TOPIC = f"panic/v1/{DEV}/alert"
-
-
-@pytest.fixture
-def broker(tmp_path):
-    s = Stack(tmp_path / "state")
-    s.init()
-    s.start_broker()
-    yield s
-    s.down()
 
 
 def reader(broker: Stack, got: queue.Queue, receive_maximum: int = 1024) -> AlertReader:

@@ -8,7 +8,6 @@ import queue
 import tomllib
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.transport import publisher as publisher_mod
@@ -18,15 +17,6 @@ from tests.conftest import wait_until
 from tests.gateway.test_gateway_support import KAUMAN
 
 DEV = "klj-kauman-rw05-rt03"
-
-
-@pytest.fixture
-def broker(tmp_path):
-    s = Stack(tmp_path / "state")
-    s.init()
-    s.start_broker()
-    yield s
-    s.down()
 
 
 def gateway_publisher(broker: Stack) -> Publisher:

@@ -12,7 +12,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.transport.lean import ProtocolError, publish_parts, split
 from gateway.transport.status_reader import StatusReader
-from simulator.stack import Stack
 from tests.conftest import wait_until
 from tests.gateway.test_gateway_support import KAUMAN
 
@@ -66,15 +65,6 @@ def test_a_broken_stream_is_an_error_not_a_hang():
         split(b"\x30\xff\xff\xff\x7f")  # 256 MB "status"
     with pytest.raises(ProtocolError):
         publish_parts(0x30, b"\x00\x09abc")  # topic longer than the packet
-
-
-@pytest.fixture
-def broker(tmp_path):
-    s = Stack(tmp_path / "state")
-    s.init()
-    s.start_broker()
-    yield s
-    s.down()
 
 
 def button(creds: dict, port: int) -> mqtt.Client:
