@@ -20,7 +20,6 @@ import base64
 import logging
 import queue
 import socket
-import struct
 import threading
 import time
 from collections import deque
@@ -42,6 +41,7 @@ from .transport.lean import (
     SUBACK,
     LeanLink,
     ProtocolError,
+    pubacks,
     publish_packet,
     publish_parts,
     suback_refused,
@@ -235,7 +235,7 @@ class FleetLink(LeanLink):
         sock = self._sock
         if sock is not None and pid:
             try:
-                self._send(sock, b"\x40\x02" + struct.pack("!H", pid))
+                self._send(sock, pubacks([pid]))
             except OSError:
                 pass  # the session redelivers it after the reconnect
 

@@ -24,7 +24,7 @@ READ_SIZE = 65536
 PING_FRACTION = 0.5
 MAX_PACKET = 1 << 20  # a status is at most 1 KB; anything this large is a broken stream
 
-CONNACK, PUBLISH, PUBACK, SUBACK, UNSUBACK, PINGREQ, PINGRESP, DISCONNECT = 2, 3, 4, 9, 11, 12, 13, 14
+CONNACK, PUBLISH, PUBACK, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 2, 3, 4, 9, 12, 13, 14
 
 
 class ProtocolError(ValueError):

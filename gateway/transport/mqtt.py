@@ -59,7 +59,7 @@ class MqttTransport:
         self.on_status = on_status
         metrics.broker_connected.labels(self.link.name).set(0)
         login: dict[str, Any] = {"host": self.link.host, "port": self.link.port, "username": cfg.mqtt.username,
-                 "password": cfg.mqtt.password, "keepalive": 15}
+                                 "password": cfg.mqtt.password, "keepalive": 15}
         self.alerts = AlertReader(client_id=cfg.mqtt.client_id, name=f"alerts-{self.link.name}",
                                   topic=f"$share/{cfg.mqtt.group}/{self.root}/+/alert",
                                   unsubscribe=f"{self.root}/+/status", receive_maximum=RECEIVE_MAXIMUM,

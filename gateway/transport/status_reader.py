@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 from collections.abc import Callable
 
-from .lean import PUBLISH, SUBACK, LeanLink, ProtocolError, publish_parts, suback_refused, subscribe_packet
+from .lean import PUBLISH, SUBACK, LeanLink, ProtocolError, pubacks, publish_parts, suback_refused, subscribe_packet
 
 log = logging.getLogger("panic.ingest")
 
@@ -51,7 +50,7 @@ class StatusReader(LeanLink):
                 continue
             topic, payload, retain, qos, pid = publish_parts(head, body)
             if qos == 1:  # the broker never upgrades a QoS 0 subscription; acked anyway
-                self._send(sock, b"\x40\x02" + struct.pack("!H", pid))
+                self._send(sock, pubacks([pid]))
             n += 1
             latest.pop(topic, None)  # in the order of each topic's newest
             latest[topic] = (payload, retain)
