@@ -102,14 +102,16 @@ class FirmwareDevice:
             [micropython_binary(), "-X", f"heapsize={self.heap}", str(self.main)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.stderr_path, "ab"),
             env=env, bufsize=0)
-        self._reader = threading.Thread(target=self._read, args=(self.proc,), daemon=True,
+        # The reader keeps the stream it was started with: the last lines and the "exit" of a
+        # process that has just died must not land in the next boot's stream.
+        self._reader = threading.Thread(target=self._read, args=(self.proc, self.events), daemon=True,
                                         name=f"fw-{self.dev}")
         self._reader.start()
         if wait_ready:
             self.wait_for(lambda e: e.get("ev") == "ready", wait_ready)
         return self
 
-    def _read(self, proc: subprocess.Popen) -> None:
+    def _read(self, proc: subprocess.Popen, events: queue.Queue) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             try:
@@ -119,10 +121,10 @@ class FirmwareDevice:
             event["host_ms"] = time.time_ns() // 1_000_000
             event["host_t"] = time.perf_counter()
             self.history.append(event)
-            self.events.put(event)
+            events.put(event)
             if self.on_event:
                 self.on_event(self, event)
-        self.events.put({"ev": "exit", "host_t": time.perf_counter()})
+        events.put({"ev": "exit", "host_t": time.perf_counter()})
         rc = proc.wait()
         if self.reboots and not self._off and proc is self.proc:
             self.restarts += 1

@@ -8,6 +8,7 @@ import queue
 import time
 
 import httpx
+import pytest
 
 import protocol
 from simulator.firmware import FirmwareDevice
@@ -76,7 +77,8 @@ def _drain(devices: list[RawDevice], pending: dict[str, set[int]], deadline: flo
         time.sleep(0.05)
 
 
-def test_burst_through_node_loss_and_gateway_kill(tmp_path, pg_dsn):  # noqa: F811
+@pytest.mark.timeout(600)  # it may wait its turn for the machine first
+def test_burst_through_node_loss_and_gateway_kill(machine_to_itself, tmp_path, pg_dsn):  # noqa: F811
     s, cluster = nats_stack(tmp_path / "state", pg_dsn, ack_wait_s=4)
     buttons: list[FirmwareDevice] = []
     devices: list[RawDevice] = []
