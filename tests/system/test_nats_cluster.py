@@ -25,9 +25,10 @@ PRESSES = 3
 RESEND_AFTER_S = 3.0  # as the firmware's retry_ms: a device retransmits until `received`
 
 
-def _connect(creds: dict, port: int, timeout: float = 60) -> RawDevice:
+def _connect(creds: dict, port: int, timeout: float = 240) -> RawDevice:
     """A protocol device connected and subscribed to its ack. On a loaded machine NATS can
-    take seconds to load a new MQTT session from JetStream; the device retries, as a button does."""
+    take seconds to load a new MQTT session from JetStream (over a minute in a loaded CI run,
+    its RAFT timing out under the CPU); the device retries, as a button does."""
     d = RawDevice(creds, port, subscribe_ack=False)
     ack_topic = f"panic/v1/{d.dev}/ack"
     # A clean session loses the subscription when the node drops the device: take it again.
