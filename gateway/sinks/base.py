@@ -79,7 +79,7 @@ class Sink(Protocol):
 
 
 class Publisher(Protocol):
-    """The part of a paho client the MQTT sinks use."""
+    """The part of a broker transport the MQTT sinks use (transport/base.py)."""
 
     def publish(self, topic: str, payload: str, qos: int = 0, retain: bool = False) -> Any: ...
 

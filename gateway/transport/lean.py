@@ -90,6 +90,22 @@ def pubacks(pids: list[int]) -> bytes:
     return b"".join(b"\x40\x02" + struct.pack("!H", pid) for pid in pids)
 
 
+def _varint_at(buf: bytes | bytearray, i: int) -> tuple[int, int] | None:
+    """The variable byte integer at `buf[i]` (a remaining length, a property length) and
+    where it ends; None when `buf` ends inside it."""
+    n, mult = 0, 1
+    while i < len(buf):
+        b = buf[i]
+        n += (b & 0x7F) * mult
+        i += 1
+        if not b & 0x80:
+            return n, i
+        mult *= 128
+        if mult > 128 ** 3:
+            raise ProtocolError("variable byte integer longer than 4 bytes")
+    return None
+
+
 def split(buf: bytes | bytearray) -> tuple[list[tuple[int, bytes]], int]:
     """Every complete packet at the start of `buf` as (first byte, body), and how many bytes
     they took; an incomplete packet at the end is left for the next read."""
@@ -97,18 +113,10 @@ def split(buf: bytes | bytearray) -> tuple[list[tuple[int, bytes]], int]:
     pos, end = 0, len(buf)
     while end - pos >= 2:
         head = buf[pos]
-        n, mult, i = 0, 1, pos + 1
-        while True:
-            if i >= end:
-                return out, pos
-            b = buf[i]
-            n += (b & 0x7F) * mult
-            i += 1
-            if not b & 0x80:
-                break
-            mult *= 128
-            if mult > 128 ** 3:
-                raise ProtocolError("remaining length longer than 4 bytes")
+        got = _varint_at(buf, pos + 1)
+        if got is None:
+            return out, pos
+        n, i = got
         if n > MAX_PACKET:
             raise ProtocolError(f"packet of {n} bytes")
         if end - i < n:
@@ -129,22 +137,14 @@ def publish_parts(head: int, body: bytes, v5: bool = False) -> tuple[str, bytes,
         raise ProtocolError("PUBLISH shorter than its topic")
     pid = ((body[2 + tlen] << 8) | body[3 + tlen]) if qos else 0
     if v5:
-        n, mult = 0, 1
-        while True:
-            if start >= len(body) or mult > 128 ** 3:
-                raise ProtocolError("PUBLISH with broken properties")
-            b = body[start]
-            start += 1
-            n += (b & 0x7F) * mult
-            if not b & 0x80:
-                break
-            mult *= 128
+        got = _varint_at(body, start)
+        if got is None:
+            raise ProtocolError("PUBLISH with broken properties")
+        n, start = got
         start += n
         if start > len(body):
             raise ProtocolError("PUBLISH shorter than its properties")
     return body[2:2 + tlen].decode("utf-8", "replace"), body[start:], bool(head & 1), qos, pid
-
-
 
 
 class LeanLink:
