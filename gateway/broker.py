@@ -39,7 +39,7 @@ import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import certs, dynsec
+from . import atomic_file, certs, dynsec
 from .config import Config, ConfigError, broker_file
 from .models import Device
 
@@ -137,21 +137,13 @@ def tls_files(cfg: Config) -> tuple[Path, Path, Path]:
     return certs.ensure(cfg.broker.dir / "tls", hosts)
 
 
-def _write(path: Path, text: str, mode: int = 0o600) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _admin_password(d: Path) -> str:
     path = d / ADMIN_FILE
     try:
         return path.read_text().strip()
     except FileNotFoundError:
         password = secrets.token_urlsafe(24)
-        _write(path, password + "\n")
+        atomic_file.write(path, password + "\n")
         return password
 
 
@@ -196,9 +188,9 @@ def write_files(cfg: Config, devices: list[Device], *, fresh: dict[str, str] | N
     if not pid_link.is_symlink():
         pid_link.unlink(missing_ok=True)
         pid_link.symlink_to(PID_FILE)
-    _write(d / "mosquitto.conf", mosquitto_conf(cfg), 0o644)
+    atomic_file.write(d / "mosquitto.conf", mosquitto_conf(cfg), 0o644)
     state, new, _, _ = _plan(cfg, devices, fresh or {})
-    _write(state, json.dumps(new, indent=1))
+    atomic_file.write(state, json.dumps(new, indent=1))
     _hand_over(cfg, [d / "data", d / "run", state, *(d / "data").iterdir(), *(d / "tls").glob("server.*")])
     return d / "mosquitto.conf"
 
@@ -227,7 +219,7 @@ def sync(cfg: Config, devices: list[Device], *, fresh: dict[str, str] | None = N
     except OSError:
         pass  # no broker running: it reads the file at start
     if not told:
-        _write(state, json.dumps(new, indent=1))
+        atomic_file.write(state, json.dumps(new, indent=1))
         _hand_over(cfg, [state])
     return told
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import bcrypt
 
+from . import atomic_file
 from .config import Config
 from .models import Device
 
@@ -123,13 +124,6 @@ def node_conf(node: Node, nodes: list[Node], folder: Path) -> str:
     ])
 
 
-def _write(path: Path, text: str, mode: int = 0o600) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-
-
 def hash_password(password: str) -> str:
     return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
 
@@ -147,11 +141,11 @@ def write_cluster(cfg: Config, cluster: list[Node], devices: list[Device], *,
     d = cfg.nats.dir
     for sub in ("data", "run"):
         (d / sub).mkdir(parents=True, exist_ok=True)
-    _write(d / NODES_FILE, json.dumps([asdict(n) for n in cluster], indent=1), 0o644)
+    atomic_file.write(d / NODES_FILE, json.dumps([asdict(n) for n in cluster], indent=1), 0o644)
     paths = []
     for n in cluster:
         path = d / f"{n.name}.conf"
-        _write(path, node_conf(n, cluster, d), 0o644)
+        atomic_file.write(path, node_conf(n, cluster, d), 0o644)
         paths.append(path)
     write_logins(cfg, devices, fresh=fresh)
     return paths
@@ -180,8 +174,8 @@ def write_logins(cfg: Config, devices: list[Device], *, fresh: dict[str, str] | 
     gateway = old.get("", "")
     if not gateway or not bcrypt.checkpw(cfg.mqtt.password.encode(), gateway.encode()):
         gateway = hash_password(cfg.mqtt.password)
-    _write(d / LOGINS_FILE, json.dumps({"": gateway, **logins}, indent=0))
-    _write(d / ACCOUNTS_FILE, accounts_conf(cfg.topic_root, cfg.mqtt.username, gateway, logins))
+    atomic_file.write(d / LOGINS_FILE, json.dumps({"": gateway, **logins}, indent=0))
+    atomic_file.write(d / ACCOUNTS_FILE, accounts_conf(cfg.topic_root, cfg.mqtt.username, gateway, logins))
     return missing
 
 

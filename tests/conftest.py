@@ -137,18 +137,6 @@ def make_device(stack, tmp_path):
         fw.stop()
 
 
-@pytest.fixture
-def machine_to_itself(tmp_path_factory):
-    """For the few tests that need most of this 2-core machine: they take turns across the
-    run's workers (a file lock in the run's shared temp folder). Run side by side, the NATS
-    cluster's failover and the ESP32 brown-out test starved each other into timeouts."""
-    import fcntl
-    lock = tmp_path_factory.getbasetemp().parent / "machine-to-itself.lock"
-    with open(lock, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

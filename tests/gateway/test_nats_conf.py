@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import tomllib
 
 import bcrypt
@@ -86,3 +87,31 @@ def test_init_engine_nats_over_a_single_broker_state_moves_it_to_the_cluster(tmp
     cfg = config.load(state / "gateway.toml")
     assert cfg.mqtt.engine == "nats" and len(cfg.nats.servers) == 3
     assert [n.name for n in natsconf.nodes(cfg)] == ["n1", "n2", "n3"]
+
+
+def test_a_node_reloading_while_the_logins_are_rewritten_reads_a_whole_file(tmp_path):
+    """nats-server re-reads accounts.conf on SIGHUP, whenever that lands: a file rewritten in
+    place can be read empty or cut short, and reloads as devices without a login."""
+    cfg = nats_config(tmp_path)
+    devices = [_device(f"klj-kasin-rw01-rt{n:02d}") for n in range(1, 40)]
+    fresh = {d.id: "pw" for d in devices}
+    natsconf.write_logins(cfg, devices, fresh=fresh)
+    path = cfg.nats.dir / natsconf.ACCOUNTS_FILE
+    whole = path.read_text()
+    seen: list[str] = []
+    done = threading.Event()
+
+    def node() -> None:
+        while not done.is_set():
+            seen.append(path.read_text())
+
+    reader = threading.Thread(target=node)
+    reader.start()
+    try:
+        for _ in range(300):
+            natsconf.write_logins(cfg, devices)  # unchanged logins, rewritten as a device add does
+    finally:
+        done.set()
+        reader.join()
+    assert len(seen) > 100
+    assert all(text == whole for text in seen), f"{sum(text != whole for text in seen)} of {len(seen)} reads partial"
