@@ -137,17 +137,17 @@ class HealthMonitor:
         self.cfg = cfg
         self.store = store
         self.device = device
-        self.ack = ack  # PUBACK a status message once handled
+        self.ack = ack  # told of each block of statuses once handled
         self.on_event = on_event  # wake the forwarders
-        self.queue: queue.Queue = queue.Queue()
+        self.queue: queue.Queue[list | None] = queue.Queue()  # blocks of statuses
         self._rejected = metrics.Labelled(metrics.status_rejected)
         # Sweep often enough that "silent" shows within a fraction of a heartbeat.
         self.sweep_s = min(5.0, max(0.2, cfg.heartbeat_s * cfg.silent_factor / 5))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health", daemon=True)
 
-    def submit(self, msg) -> None:
-        self.queue.put(msg)
+    def submit(self, msgs: list) -> None:
+        self.queue.put(msgs)
 
     def start(self) -> None:
         self._thread.start()
@@ -166,15 +166,15 @@ class HealthMonitor:
         while not self._stop.is_set():
             timeout = max(0.0, next_sweep - time.monotonic())
             try:
-                msg = self.queue.get(timeout=timeout)
+                block = self.queue.get(timeout=timeout)
             except queue.Empty:
-                msg = None
-            if msg is not None:
-                batch = [msg]
+                block = None
+            if block:
+                batch = list(block)
                 # Let a batch gather, in one sleep: a get with a timeout wakes this thread for
-                # every status that arrives, and at a steady trickle those wake-ups cost more
+                # every block that arrives, and at a steady trickle those wake-ups cost more
                 # than recording the statuses (docs/benchmarks.md, figure 9).
-                if self.queue.qsize() < BATCH_MAX - 1:
+                if len(batch) < BATCH_MAX - 1 and self.queue.empty():
                     self._stop.wait(BATCH_WAIT_S)
                 while len(batch) < BATCH_MAX:
                     try:
@@ -183,15 +183,14 @@ class HealthMonitor:
                         break
                     if nxt is None:
                         break
-                    batch.append(nxt)
+                    batch += nxt
                 try:
                     self.handle_batch([(m.topic, m.payload, bool(m.retain)) for m in batch], defer=True)
                 except Exception:
                     metrics.store_errors.labels("health").inc()
                     log.exception("%d status(es) not recorded", len(batch))
-                # A status is superseded by the next heartbeat: ack even when not recorded.
-                for m in batch:
-                    self.ack(m)
+                # A status is superseded by the next heartbeat: done even when not recorded.
+                self.ack(batch)
             if time.monotonic() >= next_sweep:
                 try:
                     self.sweep()

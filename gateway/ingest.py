@@ -139,9 +139,9 @@ class Ingest:
         self._worker = threading.Thread(target=self._work, name="ingest", daemon=True)
 
     # --- the transport's thread ------------------------------------------------------
-    def _on_status(self, msg: Any) -> None:
+    def _on_status(self, msgs: list[Any]) -> None:
         if self.status_gate is not None:
-            self.status_gate.offer(msg)
+            self.status_gate.offer(msgs)
 
     def _on_alert(self, msg: Any) -> None:
         if msg.qos == 0 and self.queue.qsize() >= QOS0_QUEUE_MAX:
@@ -149,10 +149,10 @@ class Ingest:
             return
         self.queue.put(msg)
 
-    def status_done(self, msg: Any) -> None:
-        """The health worker has handled a status (it was acked on arrival)."""
+    def status_done(self, msgs: list[Any]) -> None:
+        """The health worker has handled these statuses (they were acked on arrival)."""
         if self.status_gate is not None:
-            self.status_gate.done(msg)
+            self.status_gate.done(msgs)
 
     def progress(self) -> dict:
         """Whether ingest is making progress, for /healthz: a queue that is not drained, or
@@ -305,8 +305,10 @@ class Ingest:
         if outcomes:
             metrics.ingest_batch.observe(len(outcomes))
         created: list[str] = []
+        tally = metrics.Tally()
         for out in outcomes:
-            self._acked(out, created, via=origin.get(id(out.alert)), acks=acks)
+            self._acked(out, created, via=origin.get(id(out.alert)), acks=acks, tally=tally)
+        tally.apply()
         self._send_acks(acks)
         crashpoints.reach("ingest_after_ack")
         if created:
@@ -333,16 +335,18 @@ class Ingest:
         return out
 
     def _acked(self, out: Outcome, created: list[str], *, publish: bool = True, via: Any = None,
-               acks: list | None = None) -> None:
+               acks: list | None = None, tally: metrics.Tally | None = None) -> None:
+        """Count, log and ack one stored alert; `tally` gathers the counts of a batch."""
+        count = tally if tally is not None else metrics.Tally()
         a = out.alert
         inc: Incident | None = out.incident
         if out.duplicate:
-            metrics.alerts_duplicate.inc()
+            count.add(metrics.alerts_duplicate)
         if out.new_path:
-            _deliveries[a.path].inc()
+            count.add(_deliveries[a.path])
             _delivery_latency[a.path].observe(max(0, a.received_ms - a.press_ms) / 1000)
         if out.created and inc is not None:
-            _incidents_created[a.kind].inc()
+            count.add(_incidents_created[a.kind])
             _press_to_received.observe(max(0, inc.received_ms - inc.press_ms) / 1000)
             created.append(f"{inc.id} from {a.dev} ({a.kind}) press->received {inc.received_ms - inc.press_ms} ms")
         if out.reason == "open_cap":
@@ -356,7 +360,9 @@ class Ingest:
         device = self.registry(a.dev) if publish else None
         if device is not None:
             self.send_ack(device, a.id, out.stage, inc.id if inc else None, out.reason, out.floor, via=via,
-                          batch=acks)
+                          batch=acks, tally=count)
+        if tally is None:
+            count.apply()
 
     def _rejected(self, r: Rejection, *, via: Any = None, acks: list | None = None) -> None:
         _rejected[r.reason].inc()
@@ -370,7 +376,8 @@ class Ingest:
                 self.send_ack(device, r.alert_id, "rejected", None, r.reason, via=via, batch=acks)
 
     def send_ack(self, device: Device, alert_id: str, stage: str, inc: str | None, reason: str | None,
-                 floor: int | None = None, *, via: Any = None, batch: list | None = None) -> None:
+                 floor: int | None = None, *, via: Any = None, batch: list | None = None,
+                 tally: metrics.Tally | None = None) -> None:
         """`via`: the transport (broker) the alert came in on; None: every broker (an
         operator's step reaches the button on whichever it is connected to). `batch`: added
         to the batch's acks, which _send_acks writes once the batch is committed."""
@@ -380,7 +387,10 @@ class Ingest:
             batch.append((via, topic, payload))
         else:
             (via or self.transport).publish(topic, payload, qos=1)
-        _acks_sent[stage].inc()
+        if tally is not None:
+            tally.add(_acks_sent[stage])
+        else:
+            _acks_sent[stage].inc()
 
     @staticmethod
     def _send_acks(acks: list[tuple[Any, str, bytes]]) -> None:

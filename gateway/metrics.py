@@ -98,3 +98,16 @@ class Labelled(dict):
     def __missing__(self, label: str) -> Any:
         child = self[label] = self.metric.labels(label)
         return child
+
+
+class Tally(dict):
+    """Counter increments gathered over one batch and applied once each: every `inc` takes
+    the metric's lock, several times per alert in a burst."""
+
+    def add(self, counter: Any, n: int = 1) -> None:
+        self[counter] = self.get(counter, 0) + n
+
+    def apply(self) -> None:
+        for counter, n in self.items():
+            counter.inc(n)
+        self.clear()

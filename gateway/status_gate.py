@@ -4,7 +4,8 @@ A status only ever says what a device is like now, so a newer one supersedes an 
 still waiting. Per device the gate keeps at most one status in the health worker's hands
 and the newest one waiting, and hands on at most `rate_per_s` a second (with a small burst),
 so one device flooding its own status topic costs a dict entry, never a queue that grows
-or store writes that take the lock from alert ingest. Every status is acked to the broker
+or store writes that take the lock from alert ingest. Statuses come and go in blocks (a
+read's worth, a health batch's worth): one lock and one hand-over per block, not per status. Every status is acked to the broker
 on arrival (a status is never worth holding the gateway's in-flight window, which alerts
 need), and each one superseded before the health worker saw it is counted."""
 from __future__ import annotations
@@ -31,10 +32,10 @@ class _Slot:
 
 
 class StatusGate:
-    def __init__(self, submit: Callable[[Any], object], ack: Callable[[Any], object], *,
+    def __init__(self, submit: Callable[[list[Any]], object], ack: Callable[[Any], object], *,
                  rate_per_s: float = 1.0, burst: int = 5, max_devices: int = 200_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.submit = submit  # hand a status to the health worker
+        self.submit = submit  # hand a block of statuses to the health worker
         self.ack = ack  # PUBACK a status to the broker (on arrival)
         self.rate = rate_per_s
         self.burst = float(burst)
@@ -49,35 +50,46 @@ class StatusGate:
         self._thread = threading.Thread(target=self._run, name="status-gate", daemon=True)
 
     # --- the MQTT thread -------------------------------------------------------------
-    def offer(self, msg: Any) -> None:
-        topic = msg.topic
-        self.ack(msg)
-        hand: Any = None
+    def offer(self, msgs: list[Any]) -> None:
+        hands = []
+        superseded = refused = 0
         with self._lock:
-            slot = self._slots.get(topic)
-            if slot is None:
-                if len(self._slots) >= self.max_devices:
-                    _LIMITED["too_many_topics"].inc()
-                    return
-                slot = self._slots[topic] = _Slot(tokens=self.burst, stamp=self.clock())
-            if slot.waiting is not None:
-                _LIMITED["superseded"].inc()
-            slot.waiting = msg
-            hand = self._take(topic, slot)
-        if hand is not None:
-            self.submit(hand)
+            for msg in msgs:
+                self.ack(msg)
+                topic = msg.topic
+                slot = self._slots.get(topic)
+                if slot is None:
+                    if len(self._slots) >= self.max_devices:
+                        refused += 1
+                        continue
+                    slot = self._slots[topic] = _Slot(tokens=self.burst, stamp=self.clock())
+                if slot.waiting is not None:
+                    superseded += 1
+                slot.waiting = msg
+                hand = self._take(topic, slot)
+                if hand is not None:
+                    hands.append(hand)
+        if superseded:
+            _LIMITED["superseded"].inc(superseded)
+        if refused:
+            _LIMITED["too_many_topics"].inc(refused)
+        if hands:
+            self.submit(hands)
 
     # --- the health worker ----------------------------------------------------------
-    def done(self, msg: Any) -> None:
-        """The health worker has handled `msg`: hand on the device's next one if due."""
+    def done(self, msgs: list[Any]) -> None:
+        """The health worker has handled `msgs`: hand on each device's next one if due."""
+        hands = []
         with self._lock:
-            slot = self._slots.get(msg.topic)
-            hand = None
-            if slot is not None:
-                slot.busy = False
-                hand = self._take(msg.topic, slot)
-        if hand is not None:
-            self.submit(hand)
+            for msg in msgs:
+                slot = self._slots.get(msg.topic)
+                if slot is not None:
+                    slot.busy = False
+                    hand = self._take(msg.topic, slot)
+                    if hand is not None:
+                        hands.append(hand)
+        if hands:
+            self.submit(hands)
 
     def pending(self) -> int:
         """Statuses held back (waiting for their device's turn)."""
@@ -114,8 +126,8 @@ class StatusGate:
     def flush(self) -> None:
         with self._lock:
             hands = [m for m in (self._take(t, self._slots[t]) for t in list(self._held)) if m is not None]
-        for m in hands:
-            self.submit(m)
+        if hands:
+            self.submit(hands)
 
     def _run(self) -> None:
         tick = min(0.25, 1.0 / self.rate) if self.rate > 0 else 0.25

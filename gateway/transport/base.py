@@ -30,7 +30,7 @@ class Published(Protocol):
 
 
 AlertHandler = Callable[[Any], None]
-StatusHandler = Callable[[Any], None]
+StatusHandler = Callable[[list[Any]], None]  # a block of statuses
 
 
 class Flag(Protocol):

@@ -70,7 +70,7 @@ class MqttTransport:
         # connection has no session, so QoS 1 bought nothing a reconnect keeps (the retained
         # statuses replay then), yet cost a PUBACK per heartbeat on both sides.
         self.status_reader = StatusReader(client_id=f"{cfg.mqtt.client_id}-status", topic=f"{self.root}/+/status",
-                                          on_message=self._on_status_message, name=f"status-{self.link.name}",
+                                          on_statuses=self._on_statuses, name=f"status-{self.link.name}",
                                           on_superseded=metrics.status_limited.labels("superseded").inc, **login)
         self.publisher = Publisher(client_id=f"{cfg.mqtt.client_id}-pub", name=f"publish-{self.link.name}", **login)
 
@@ -95,9 +95,10 @@ class MqttTransport:
     def _on_alert(self, topic: str, payload: bytes, qos: int, retain: bool, pid: int, generation: int) -> None:
         self.on_alert(Received(topic, payload, qos, retain, pid, generation, self))
 
-    def _on_status_message(self, topic: str, payload: bytes, retain: bool) -> None:
-        if self.on_status is not None and topic.endswith("/status"):
-            self.on_status(Status(topic, payload, retain, self))
+    def _on_statuses(self, items: list[tuple[str, bytes, bool]]) -> None:
+        if self.on_status is not None:
+            self.on_status([Status(topic, payload, retain, self) for topic, payload, retain in items
+                            if topic.endswith("/status")])
 
     # --- the interface ---------------------------------------------------------------
     def ack(self, msg: Received) -> None:

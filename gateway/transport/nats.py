@@ -261,7 +261,7 @@ class NatsTransport:
     async def _on_status_msg(self, m: Msg) -> None:
         if self.on_status is not None:
             self._live_status.add(m.subject)
-            self.on_status(NatsInbound(topic(m.subject), m.data, qos=1))
+            self.on_status([NatsInbound(topic(m.subject), m.data, qos=1)])
 
     async def _replay_retained(self) -> None:
         """Hand on every device's retained status once, unless a live one came first (it is newer).
@@ -295,9 +295,10 @@ class NatsTransport:
                     break
         finally:
             await sub.unsubscribe()
-        for subj, data in latest.items():
-            if subj not in self._live_status and data and self.on_status is not None:
-                self.on_status(NatsInbound(topic(subj), data, qos=1, retain=True))
+        retained = [NatsInbound(topic(subj), data, qos=1, retain=True) for subj, data in latest.items()
+                    if subj not in self._live_status and data]
+        if retained and self.on_status is not None:
+            self.on_status(retained)
         log.info("%d retained status(es) read from NATS", len(latest))
 
     async def _pull(self, psub) -> None:

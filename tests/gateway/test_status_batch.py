@@ -126,7 +126,7 @@ class Msg:
 def test_the_monitor_records_a_batch_in_order_and_rejects_bad_ones(tmp_path):
     store = open_store("sqlite", tmp_path)
     acked = []
-    mon = HealthMonitor(Config(path=tmp_path / "c.toml"), store, Registry(store), ack=acked.append)
+    mon = HealthMonitor(Config(path=tmp_path / "c.toml"), store, Registry(store), ack=acked.extend)
     d0, d1 = DEVS
     msgs = [Msg(d0, beat(1)), Msg(d1, {"state": "party"}), Msg("klj-nobody-rw01-rt01", beat(1)),
             Msg(d1, beat(1)), Msg(d0, beat(2, batt=5)), Msg(d0, {"state": "offline"})]
@@ -137,7 +137,7 @@ def test_the_monitor_records_a_batch_in_order_and_rejects_bad_ones(tmp_path):
     # through the worker thread: every message acked, held heartbeats written at stop
     mon.start()
     for i in range(3, 40):
-        mon.submit(Msg(d1, beat(i)))
+        mon.submit([Msg(d1, beat(i))])
     wait_until(lambda: len(acked) == 37, what="every status acked")
     mon.stop()
     assert health(store, d1).up == 39

@@ -41,19 +41,19 @@ def superseded() -> float:
 def test_one_with_the_worker_the_newest_waiting_the_rest_counted():
     handed: list = []
     clock = Clock()
-    gate = StatusGate(handed.append, ack=lambda m: None, rate_per_s=1.0, burst=1, clock=clock)
+    gate = StatusGate(handed.extend, ack=lambda m: None, rate_per_s=1.0, burst=1, clock=clock)
     before = superseded()
     for n in range(5):
-        gate.offer(status("a", n))
-    gate.offer(status("b", 0))
+        gate.offer([status("a", n)])
+    gate.offer([status("b", 0)])
     assert [(m.topic[9:10], m.n) for m in handed] == [("a", 0), ("b", 0)]
     assert gate.pending() == 1 and superseded() - before == 3  # 1, 2, 3 replaced; 4 waits
-    gate.done(handed[0])  # the worker is done, but no token yet: 4 keeps waiting
+    gate.done([handed[0]])  # the worker is done, but no token yet: 4 keeps waiting
     assert len(handed) == 2 and gate.pending() == 1
     clock.t = 1.0
     gate.flush()
     assert handed[-1].n == 4 and gate.pending() == 0
-    gate.done(handed[-1])
+    gate.done([handed[-1]])
     gate.flush()
     assert len(handed) == 3
 
@@ -61,15 +61,17 @@ def test_one_with_the_worker_the_newest_waiting_the_rest_counted():
 def test_held_statuses_are_found_without_walking_every_device():
     handed: list = []
     clock = Clock()
-    gate = StatusGate(handed.append, ack=lambda m: None, rate_per_s=1.0, burst=1, clock=clock)
+    gate = StatusGate(handed.extend, ack=lambda m: None, rate_per_s=1.0, burst=1, clock=clock)
     slots = NoWalk()
     gate._slots = slots
-    for i in range(2000):  # a fleet, each device one status: none held back
-        gate.offer(status(f"d{i:05d}", 0))
-    for m in list(handed):
-        gate.done(m)
+    blocks: list = []
+    gate.submit = lambda hands: (blocks.append(len(hands)), handed.extend(hands))
+    gate.offer([status(f"d{i:05d}", 0) for i in range(2000)])  # a fleet's read, one status each
+    assert blocks == [2000]  # one hand-over for the block, none held back
+    gate.done(list(handed))
+    assert blocks == [2000]  # nothing was waiting behind them
     gate.flush()
-    gate.offer(status("d00007", 1))  # over its rate: held
+    gate.offer([status("d00007", 1)])  # over its rate: held
     assert gate.pending() == 1
     gate.flush()
     assert handed[-1].n == 0

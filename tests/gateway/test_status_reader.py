@@ -4,6 +4,7 @@ and a broker restart (reconnect, retained replay)."""
 from __future__ import annotations
 
 import queue
+import time
 import tomllib
 
 import paho.mqtt.client as mqtt
@@ -49,7 +50,7 @@ def test_split_takes_every_complete_packet_whatever_the_read_boundaries():
 def test_of_one_read_only_each_devices_newest_status_is_handed_on():
     got, superseded = [], []
     r = StatusReader(host="127.0.0.1", port=1, client_id="x", username="", password="", topic="panic/v1/+/status",
-                     on_message=lambda t, p, retain: got.append((t, p)), on_superseded=superseded.append)
+                     on_statuses=lambda items: got.extend((t, p) for t, p, _ in items), on_superseded=superseded.append)
     stream = b"".join(publish(f"panic/v1/{d}/status", b"%d" % i) for i, d in enumerate("abacaa"))
     packets, used = split(stream)
     assert used == len(stream)
@@ -86,7 +87,7 @@ def test_retained_then_live_statuses_and_a_broker_restart(broker):
     superseded: list[int] = []
     r = StatusReader(host="127.0.0.1", port=broker.broker_port, client_id="gw-status-test", username=mq["username"],
                      password=mq["password"], topic="panic/v1/+/status", keepalive=2,
-                     on_message=lambda t, p, retain: got.put((t, p, retain)), on_superseded=superseded.append)
+                     on_statuses=lambda items: [got.put(i) for i in items], on_superseded=superseded.append)
     r.start()
     try:
         assert got.get(timeout=10) == (topic, b'{"n":1}', True)  # the retained one, at connect
@@ -123,7 +124,7 @@ def test_retained_then_live_statuses_and_a_broker_restart(broker):
 
 def test_a_wrong_login_is_logged_and_retried_not_fatal(broker, caplog):
     r = StatusReader(host="127.0.0.1", port=broker.broker_port, client_id="gw-status-test", username="gateway",
-                     password="wrong", topic="panic/v1/+/status", on_message=lambda *a: None)
+                     password="wrong", topic="panic/v1/+/status", on_statuses=lambda items: None)
     r.start()
     try:
         wait_until(lambda: "refused" in caplog.text, what="the refusal logged")
@@ -131,3 +132,36 @@ def test_a_wrong_login_is_logged_and_retried_not_fatal(broker, caplog):
     finally:
         r.stop()
     assert not r._thread.is_alive()
+
+
+def test_a_trickle_of_statuses_is_read_in_blocks_not_a_wake_up_each(broker):
+    """A fleet's heartbeats arrive a few at a time: read at once, each would cost the reader a
+    wake-up (and the gateway a thread hand-over); paced, one read takes a block of them."""
+    devs = [broker.add_device(f"klj-kauman-rw05-rt{n:02d}", *KAUMAN) for n in range(10, 14)]
+    mq = tomllib.loads(broker.config.read_text())["mqtt"]
+    got: list[tuple[str, bytes]] = []
+    superseded: list[int] = []
+    reads: list[int] = []
+    r = StatusReader(host="127.0.0.1", port=broker.broker_port, client_id="gw-status-test", username=mq["username"],
+                     password=mq["password"], topic="panic/v1/+/status",
+                     on_statuses=lambda items: got.extend((t, p) for t, p, _ in items), on_superseded=superseded.append)
+    handle = r._packets
+    r._packets = lambda sock, packets: (reads.append(len(packets)), handle(sock, packets))[-1]  # type: ignore[method-assign]
+    buttons = [button(creds, broker.broker_port) for creds in devs]
+    r.start()
+    try:
+        wait_until(r.connected.is_set, what="the reader connected")
+        time.sleep(0.2)
+        reads.clear()
+        for i in range(1, 101):  # 100 statuses over about a second
+            creds, b = devs[i % len(devs)], buttons[i % len(devs)]
+            b.publish(f"panic/v1/{creds['id']}/status", b'{"n":%d}' % i, qos=0)
+            time.sleep(0.01)
+        wait_until(lambda: (f"panic/v1/{devs[0]['id']}/status", b'{"n":100}') in got, what="the last status")
+        assert len(got) + sum(superseded) == 100  # each one handed on or counted as superseded
+        assert len(reads) <= 40, f"{len(reads)} reads for 100 statuses over a second"
+    finally:
+        r.stop()
+        for b in buttons:
+            b.disconnect()
+            b.loop_stop()
