@@ -25,6 +25,15 @@ class SqliteStore(Store):
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA busy_timeout=30000")
+        # A batch of alerts dirties pages across five tables and their indexes, more than
+        # SQLite's defaults hold: with a 2 MB page cache the writer re-read its own pages, and
+        # with a checkpoint every 1,000 WAL pages nearly every commit copied the WAL back,
+        # both system calls on the ingest thread (strace: 14 pwrite and 9 pread per alert).
+        # 16 MB of cache and a checkpoint every 10,000 pages (40 MB of WAL, cut back to
+        # 64 MB when it grew past that) keep them to the commits (docs/benchmarks.md).
+        self.conn.execute("PRAGMA cache_size=-16384")
+        self.conn.execute("PRAGMA wal_autocheckpoint=10000")
+        self.conn.execute("PRAGMA journal_size_limit=67108864")
         self._path = path
         self._reader_local = threading.local()
         self._readers: list[sqlite3.Connection] = []
