@@ -133,11 +133,11 @@ class HealthMonitor:
     """Consumes status messages and sweeps for silent devices, in one worker thread."""
 
     def __init__(self, cfg: Config, store: Store, device: Callable[[str], Device | None],
-                 ack: Callable[[Any], Any], on_event: Callable[[], None] = lambda: None) -> None:
+                 done: Callable[[list], Any], on_event: Callable[[], None] = lambda: None) -> None:
         self.cfg = cfg
         self.store = store
         self.device = device
-        self.ack = ack  # told of each block of statuses once handled
+        self.done = done  # told of each batch of statuses once handled
         self.on_event = on_event  # wake the forwarders
         self.queue: queue.Queue[list | None] = queue.Queue()  # blocks of statuses
         self._rejected = metrics.Labelled(metrics.status_rejected)
@@ -190,7 +190,7 @@ class HealthMonitor:
                     metrics.store_errors.labels("health").inc()
                     log.exception("%d status(es) not recorded", len(batch))
                 # A status is superseded by the next heartbeat: done even when not recorded.
-                self.ack(batch)
+                self.done(batch)
             if time.monotonic() >= next_sweep:
                 try:
                     self.sweep()

@@ -120,11 +120,10 @@ class Ingest:
         self.store = store
         self.on_stored = on_stored
         # Status messages (health) go to their own worker through the gate, so a flood of
-        # them never delays an alert; without a handler they are acked and dropped.
+        # them never delays an alert; without a handler the transport does not read them.
         self.status_gate: StatusGate | None = None
         if on_status is not None:
-            # Statuses arrive at QoS 0: nothing to ack.
-            self.status_gate = StatusGate(on_status, ack=lambda m: None)
+            self.status_gate = StatusGate(on_status)
         self._stopping = False
         self.registry = Registry(store)
         self.root = cfg.topic_root
@@ -307,7 +306,7 @@ class Ingest:
         created: list[str] = []
         tally = metrics.Tally()
         for out in outcomes:
-            self._acked(out, created, via=origin.get(id(out.alert)), acks=acks, tally=tally)
+            self._acked(out, created, tally, via=origin.get(id(out.alert)), acks=acks)
         tally.apply()
         self._send_acks(acks)
         crashpoints.reach("ingest_after_ack")
@@ -327,17 +326,18 @@ class Ingest:
         alert.path = path
         (out,) = self.store.ingest([alert])
         created: list[str] = []
-        self._acked(out, created, publish=False)
+        tally = metrics.Tally()
+        self._acked(out, created, tally, publish=False)
+        tally.apply()
         if created:
             log.info("%d incident(s) by %s: %s", len(created), path, ", ".join(created))
         if out.created or not out.duplicate:
             self.on_stored()
         return out
 
-    def _acked(self, out: Outcome, created: list[str], *, publish: bool = True, via: Any = None,
-               acks: list | None = None, tally: metrics.Tally | None = None) -> None:
-        """Count, log and ack one stored alert; `tally` gathers the counts of a batch."""
-        count = tally if tally is not None else metrics.Tally()
+    def _acked(self, out: Outcome, created: list[str], count: metrics.Tally, *, publish: bool = True,
+               via: Any = None, acks: list | None = None) -> None:
+        """Count (into the batch's tally), log and ack one stored alert."""
         a = out.alert
         inc: Incident | None = out.incident
         if out.duplicate:
@@ -361,8 +361,6 @@ class Ingest:
         if device is not None:
             self.send_ack(device, a.id, out.stage, inc.id if inc else None, out.reason, out.floor, via=via,
                           batch=acks, tally=count)
-        if tally is None:
-            count.apply()
 
     def _rejected(self, r: Rejection, *, via: Any = None, acks: list | None = None) -> None:
         _rejected[r.reason].inc()

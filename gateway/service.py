@@ -46,7 +46,7 @@ def run(cfg: Config) -> None:
     health_monitor: HealthMonitor | None = None
     ingest = Ingest(cfg, store, on_stored=wake_forwarders,
                     on_status=lambda msgs: health_monitor.submit(msgs) if health_monitor else None)
-    health_monitor = HealthMonitor(cfg, store, ingest.registry, ack=ingest.status_done,
+    health_monitor = HealthMonitor(cfg, store, ingest.registry, done=ingest.status_done,
                                    on_event=wake_forwarders)
     escalator = Escalator(store, cfg.escalate_after_s, steps=cfg.escalation, on_escalated=wake_forwarders)
     sink_ctx.mqtt = ingest.transport

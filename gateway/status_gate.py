@@ -5,9 +5,10 @@ still waiting. Per device the gate keeps at most one status in the health worker
 and the newest one waiting, and hands on at most `rate_per_s` a second (with a small burst),
 so one device flooding its own status topic costs a dict entry, never a queue that grows
 or store writes that take the lock from alert ingest. Statuses come and go in blocks (a
-read's worth, a health batch's worth): one lock and one hand-over per block, not per status. Every status is acked to the broker
-on arrival (a status is never worth holding the gateway's in-flight window, which alerts
-need), and each one superseded before the health worker saw it is counted."""
+read's worth, a health batch's worth): one lock and one hand-over per block, not per
+status. Statuses arrive at QoS 0 on a connection of their own, so nothing waits for them to
+be acknowledged (a status is never worth holding the gateway's in-flight window, which
+alerts need); each one superseded before the health worker saw it is counted."""
 from __future__ import annotations
 
 import threading
@@ -32,11 +33,10 @@ class _Slot:
 
 
 class StatusGate:
-    def __init__(self, submit: Callable[[list[Any]], object], ack: Callable[[Any], object], *,
+    def __init__(self, submit: Callable[[list[Any]], object], *,
                  rate_per_s: float = 1.0, burst: int = 5, max_devices: int = 200_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.submit = submit  # hand a block of statuses to the health worker
-        self.ack = ack  # PUBACK a status to the broker (on arrival)
         self.rate = rate_per_s
         self.burst = float(burst)
         self.max_devices = max_devices
@@ -55,7 +55,6 @@ class StatusGate:
         superseded = refused = 0
         with self._lock:
             for msg in msgs:
-                self.ack(msg)
                 topic = msg.topic
                 slot = self._slots.get(topic)
                 if slot is None:

@@ -126,7 +126,7 @@ class Msg:
 def test_the_monitor_records_a_batch_in_order_and_rejects_bad_ones(tmp_path):
     store = open_store("sqlite", tmp_path)
     acked = []
-    mon = HealthMonitor(Config(path=tmp_path / "c.toml"), store, Registry(store), ack=acked.extend)
+    mon = HealthMonitor(Config(path=tmp_path / "c.toml"), store, Registry(store), done=acked.extend)
     d0, d1 = DEVS
     msgs = [Msg(d0, beat(1)), Msg(d1, {"state": "party"}), Msg("klj-nobody-rw01-rt01", beat(1)),
             Msg(d1, beat(1)), Msg(d0, beat(2, batt=5)), Msg(d0, {"state": "offline"})]

@@ -41,7 +41,7 @@ def superseded() -> float:
 def test_one_with_the_worker_the_newest_waiting_the_rest_counted():
     handed: list = []
     clock = Clock()
-    gate = StatusGate(handed.extend, ack=lambda m: None, rate_per_s=1.0, burst=1, clock=clock)
+    gate = StatusGate(handed.extend, rate_per_s=1.0, burst=1, clock=clock)
     before = superseded()
     for n in range(5):
         gate.offer([status("a", n)])
@@ -61,7 +61,7 @@ def test_one_with_the_worker_the_newest_waiting_the_rest_counted():
 def test_held_statuses_are_found_without_walking_every_device():
     handed: list = []
     clock = Clock()
-    gate = StatusGate(handed.extend, ack=lambda m: None, rate_per_s=1.0, burst=1, clock=clock)
+    gate = StatusGate(handed.extend, rate_per_s=1.0, burst=1, clock=clock)
     slots = NoWalk()
     gate._slots = slots
     blocks: list = []
