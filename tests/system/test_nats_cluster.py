@@ -49,6 +49,26 @@ def _connect(creds: dict, port: int, logs: list[Path], timeout: float = 240) -> 
                                      + _complaints(logs)) from None
 
 
+def _warm(s, cluster, logs: list[Path]) -> None:
+    """Each node's MQTT layer taken into use in turn, before the buttons reach all three at
+    once. nats-server 2.9.10 creates an account's MQTT streams on the first session each node
+    sees; when all three did it in the same second, one node's JetStream requests could time
+    out from then on ("Unable to transfer MQTT session streams", "unable to persist session")
+    and no device got a session there until that node was restarted (two CI runs; a restart
+    cleared it in a third). A node that still takes no session is restarted."""
+    creds = s.add_device("klj-kasin-rw09-rt99", -7989000, 112629000, kelurahan="Kasin")
+    for node in cluster.nodes:
+        for attempt in range(3):
+            try:
+                _connect(creds, node.mqtt_port, logs, timeout=30).close()
+                break
+            except AssertionError:
+                if attempt == 2:
+                    raise
+                cluster.kill(node.name)
+                cluster.start(node.name)
+
+
 def _complaints(logs: list[Path], last: int = 40) -> str:
     """The nodes' last warnings and errors, for a failure that happened in a CI run."""
     lines = [f"{log.stem}: {line}" for log in logs if log.exists()
@@ -90,6 +110,7 @@ def _drain(devices: list[RawDevice], pending: dict[str, set[int]], deadline: flo
 
 
 @pytest.mark.alone
+@pytest.mark.timeout(600)  # a node that stalls at the start is restarted (_warm)
 def test_burst_through_node_loss_and_gateway_kill(tmp_path, pg_dsn):  # noqa: F811
     s, cluster = nats_stack(tmp_path / "state", pg_dsn, ack_wait_s=4)
     buttons: list[FirmwareDevice] = []
@@ -101,6 +122,7 @@ def test_burst_through_node_loss_and_gateway_kill(tmp_path, pg_dsn):  # noqa: F8
         gw2 = s.start_gateway(config2, wait=False)
         wait_port(api2)
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{api2}/healthz").status_code == 200, timeout=20)
+        _warm(s, cluster, logs)
         for n in range(BUTTONS):
             creds = s.add_device(f"klj-samaan-rw02-rt{n + 1:02d}", -7975000 - n, 112630000 + n, kelurahan="Samaan")
             cfg = dict(creds["config"])
