@@ -11,6 +11,7 @@ sent, so no canonical JSON is needed (MicroPython does not keep dict order).
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from typing import Any
@@ -97,8 +98,10 @@ def topic_device(topic: str, leaf: str, root: str = TOPIC_ROOT) -> str | None:
 
 # --- signing -----------------------------------------------------------------------------
 def mac(body: bytes, secret: str) -> str:
-    # hmac.digest: OpenSSL's one-shot HMAC, without an HMAC object per call (twice per alert).
-    return hmac.digest(secret.encode(), body, "sha256").hex()
+    # Not hmac.digest, though it is faster alone: it lets the GIL go on every call, and on the
+    # gateway's ingest thread each of an alert's two HMACs then waited for another busy thread
+    # to hand the GIL back (press -> ack p50 up from 6-17 to 15-24 ms under a status flood).
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def sign(body: bytes, secret: str) -> bytes:
