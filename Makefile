@@ -67,9 +67,10 @@ lint: setup
 	$(BIN)/ruff check gateway simulator bench tools tests protocol
 	$(BIN)/mypy
 
-# Tests marked `alone` (a NATS cluster failing over) run after the rest, one at a time: beside
-# the other workers' firmware processes a loaded run starved their RAFT timing. Exit code 5
-# is pytest's "none selected" (PYTEST_ARGS naming other tests).
+# Tests marked `alone` (a NATS cluster failing over) run after the rest, one at a time: their
+# timeouts are the cluster's own (RAFT elections, JetStream requests), which the other
+# workers' firmware processes would stretch. Exit code 5 is pytest's "none selected"
+# (PYTEST_ARGS naming other tests).
 test: setup firmware lint
 	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile --durations=15 -m "not alone" $(PYTEST_ARGS)
 	$(BIN)/pytest -m alone $(PYTEST_ARGS) || [ $$? -eq 5 ]

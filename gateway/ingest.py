@@ -149,7 +149,7 @@ class Ingest:
         self.queue.put(msg)
 
     def status_done(self, msgs: list[Any]) -> None:
-        """The health worker has handled these statuses (they were acked on arrival)."""
+        """The health worker has handled these statuses: hand on each device's next one."""
         if self.status_gate is not None:
             self.status_gate.done(msgs)
 

@@ -13,11 +13,11 @@ import pytest
 
 import protocol
 from simulator.firmware import FirmwareDevice
-from simulator.stack import wait_port
+from simulator.stack import Stack, wait_port
 from tests.conftest import wait_until
 from tests.devices import RawDevice
 from tests.gateway.test_gateway_support import pg_dsn  # noqa: F401 (fixture)
-from tests.gateway.test_nats_support import nats_stack
+from tests.gateway.test_nats_support import Cluster, nats_stack
 
 BUTTONS = 3
 DEVICES = 6
@@ -27,10 +27,10 @@ RESEND_AFTER_S = 3.0  # as the firmware's retry_ms: a device retransmits until `
 
 
 def _connect(creds: dict, port: int, logs: list[Path], timeout: float = 240) -> RawDevice:
-    """A protocol device connected and subscribed to its ack. On a loaded machine NATS can
-    take seconds to load a new MQTT session from JetStream (over a minute in a loaded CI run,
-    its RAFT timing out under the CPU); the device retries every second or two, as a button
-    does (paho's own back-off doubles to two minutes, past the test's patience)."""
+    """A protocol device connected and subscribed to its ack. NATS can take seconds to make a
+    new MQTT session in JetStream, or refuse it while a node settles; the device retries every
+    second or two, as a button does (paho's own back-off doubles to two minutes, past the
+    test's patience)."""
     d = RawDevice(creds, port, subscribe_ack=False)
     d.client.reconnect_delay_set(min_delay=1, max_delay=2)
     ack_topic = f"panic/v1/{d.dev}/ack"
@@ -49,7 +49,7 @@ def _connect(creds: dict, port: int, logs: list[Path], timeout: float = 240) -> 
                                      + _complaints(logs)) from None
 
 
-def _warm(s, cluster, logs: list[Path]) -> None:
+def _warm(s: Stack, cluster: Cluster, logs: list[Path]) -> None:
     """Each node's MQTT layer taken into use in turn, before the buttons reach all three at
     once. nats-server 2.9.10 creates an account's MQTT streams on the first session each node
     sees; when all three did it in the same second, one node's JetStream requests could time
