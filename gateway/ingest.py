@@ -393,12 +393,12 @@ class Ingest:
     @staticmethod
     def _send_acks(acks: list[tuple[Any, str, bytes]]) -> None:
         """The batch's acks, per broker they go back through: in one write where the transport
-        can (mqtt.MqttTransport.publish_acks), else one publish each."""
+        can (mqtt.MqttTransport.publish_many), else one publish each."""
         by_via: dict[int, tuple[Any, list[tuple[str, bytes]]]] = {}
         for via, topic, payload in acks:
             by_via.setdefault(id(via), (via, []))[1].append((topic, payload))
         for via, items in by_via.values():
-            many = getattr(via, "publish_acks", None)
+            many = getattr(via, "publish_many", None)
             if many is not None:
                 many(items)
             else:

@@ -115,7 +115,11 @@ class SinkContext:
         outcome per item (None: confirmed)."""
         if self.mqtt is None:
             return [DeliveryError("no broker connection") for _ in items]
-        sent = [self.mqtt.publish(topic, body, qos=1, retain=retain) for topic, body in items]
+        many = getattr(self.mqtt, "publish_many", None)
+        if many is not None:  # one write for the batch (mqtt.MqttTransport)
+            sent = many([(topic, body.encode()) for topic, body in items], retain=retain)
+        else:
+            sent = [self.mqtt.publish(topic, body, qos=1, retain=retain) for topic, body in items]
         deadline = time.monotonic() + timeout_s
         out: list[DeliveryError | None] = []
         for info in sent:

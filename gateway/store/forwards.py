@@ -12,6 +12,8 @@ PRUNE_BATCH = 2000
 # A claimed batch goes out at once where the sink can (forward.py): a burst's incidents in
 # a few claims, not one per 50.
 CLAIM_MAX = 200
+# Ids bound into one UPDATE (SQLite allows 32,766 variables, PostgreSQL 65,535).
+IDS_PER_STATEMENT = 500
 
 
 class SinkQueue(NamedTuple):
@@ -70,18 +72,22 @@ class ForwardsMixin(StoreCore):
         return sorted(ClaimedForward(*r) for r in rows)
 
     def release_forwards(self, fids: list[int]) -> None:
-        if not fids:
-            return
-        with self._tx() as cur:
-            cur.executemany(self._sql("UPDATE forwards SET lease_until = 0, lease_owner = NULL WHERE id = ?"),
-                            [(fid,) for fid in fids])
+        self._update_ids("UPDATE forwards SET lease_until = 0, lease_owner = NULL", [], fids)
 
     def forwards_done(self, fids: list[int], now_ms: int) -> None:
+        self._update_ids("UPDATE forwards SET delivered_ms = ?, attempts = attempts + 1, lease_until = 0",
+                         [now_ms], fids)
+
+    def _update_ids(self, update: str, args: list, fids: list[int]) -> None:
+        """`update` on the entries `fids`, in one transaction and one statement per
+        IDS_PER_STATEMENT: a claimed batch's marks cost a statement, not one each (each
+        statement lets the GIL go and waits to take it back from the busy ingest thread)."""
         if not fids:
             return
         with self._tx() as cur:
-            cur.executemany(self._sql("UPDATE forwards SET delivered_ms = ?, attempts = attempts + 1, lease_until = 0 "
-                                      "WHERE id = ?"), [(now_ms, fid) for fid in fids])
+            for i in range(0, len(fids), IDS_PER_STATEMENT):
+                part = fids[i:i + IDS_PER_STATEMENT]
+                self._exec(cur, f"{update} WHERE id IN ({', '.join('?' * len(part))})", [*args, *part])
 
     def forward_failed(self, fid: int, next_ms: int, error: str, *, dead: bool) -> None:
         with self._tx() as cur:

@@ -116,9 +116,10 @@ class MqttTransport:
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False) -> Pending:
         return self.publisher.publish(topic, payload, qos=qos, retain=retain)
 
-    def publish_acks(self, items: list[tuple[str, bytes]]) -> None:
-        """Signed acks (QoS 1) to devices, all in one write."""
-        self.publisher.publish_many(items)
+    def publish_many(self, items: list[tuple[str, bytes]], *, retain: bool = False) -> list[Pending]:
+        """QoS 1 publishes (a batch's signed acks, a claimed batch's incident states), all in
+        one write."""
+        return self.publisher.publish_many(items, retain=retain)
 
     def start(self) -> None:
         self.publisher.start()
