@@ -77,6 +77,20 @@ def test_forward_claims_keep_each_incidents_order(store):
     assert f"{other.id}:new" in [r.idem_key for r in later]
 
 
+def test_marks_past_one_statements_worth_of_ids_reach_every_entry(store):
+    from gateway.store.forwards import IDS_PER_STATEMENT
+    n = IDS_PER_STATEMENT * 2 + 7
+    now = time.time_ns() // 1_000_000
+    store.ingest([alert(seq) for seq in range(1, n + 1)])
+    fids = [fid for (fid,) in store._rows("SELECT id FROM forwards WHERE sink = 'mqtt' ORDER BY id")]
+    assert len(fids) == n
+    store.release_forwards(fids[:n - 1])
+    store.forwards_done(fids[1:], now)
+    rows = dict(store._rows("SELECT id, delivered_ms FROM forwards WHERE sink = 'mqtt'"))
+    assert rows[fids[0]] is None and all(rows[f] == now for f in fids[1:])
+    assert [s.pending for s in store.forward_stats() if s.sink == "mqtt"] == [1]
+
+
 def test_escalation_and_false_alarm_policy(store):
     store.false_alarm = FalseAlarmPolicy(limit=2, window_ms=86_400_000, action="suspend")
     now = time.time_ns() // 1_000_000
