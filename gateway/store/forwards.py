@@ -80,8 +80,8 @@ class ForwardsMixin(StoreCore):
 
     def _update_ids(self, update: str, args: list, fids: list[int]) -> None:
         """`update` on the entries `fids`, in one transaction and one statement per
-        IDS_PER_STATEMENT: a claimed batch's marks cost a statement, not one each (each
-        statement lets the GIL go and waits to take it back from the busy ingest thread)."""
+        IDS_PER_STATEMENT: a claimed batch's marks cost a statement, not one each (the
+        forwarder's busiest frame in a burst, docs/benchmarks.md "Fourth round")."""
         if not fids:
             return
         with self._tx() as cur:

@@ -84,10 +84,14 @@ def test_marks_past_one_statements_worth_of_ids_reach_every_entry(store):
     store.ingest([alert(seq) for seq in range(1, n + 1)])
     fids = [fid for (fid,) in store._rows("SELECT id FROM forwards WHERE sink = 'mqtt' ORDER BY id")]
     assert len(fids) == n
-    store.release_forwards(fids[:n - 1])
-    store.forwards_done(fids[1:], now)
-    rows = dict(store._rows("SELECT id, delivered_ms FROM forwards WHERE sink = 'mqtt'"))
-    assert rows[fids[0]] is None and all(rows[f] == now for f in fids[1:])
+    with store._tx() as cur:
+        store._exec(cur, "UPDATE forwards SET lease_until = 9, lease_owner = 'gw-a'")
+    store.release_forwards(fids[1:])
+    store.forwards_done(fids[:-1], now)
+    rows = {fid: rest for fid, *rest in store._rows("SELECT id, delivered_ms, lease_owner FROM forwards "
+                                                    "WHERE sink = 'mqtt'")}
+    assert rows[fids[0]] == [now, "gw-a"] and rows[fids[-1]] == [None, None]
+    assert all(rows[f] == [now, None] for f in fids[1:-1])
     assert [s.pending for s in store.forward_stats() if s.sink == "mqtt"] == [1]
 
 
