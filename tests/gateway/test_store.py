@@ -80,19 +80,16 @@ def test_forward_claims_keep_each_incidents_order(store):
 def test_marks_past_one_statements_worth_of_ids_reach_every_entry(store):
     from gateway.store.forwards import IDS_PER_STATEMENT
     n = IDS_PER_STATEMENT * 2 + 7
-    now = time.time_ns() // 1_000_000
     store.ingest([alert(seq) for seq in range(1, n + 1)])
-    fids = [fid for (fid,) in store._rows("SELECT id FROM forwards WHERE sink = 'mqtt' ORDER BY id")]
+    now = time.time_ns() // 1_000_000 + 1000
+    fids = [r.id for r in store.claim_forwards("mqtt", "gw-a", now, 60_000, limit=n)]
     assert len(fids) == n
-    with store._tx() as cur:
-        store._exec(cur, "UPDATE forwards SET lease_until = 9, lease_owner = 'gw-a'")
     store.release_forwards(fids[1:])
+    # Every entry but the first is free again; the first is still gw-a's.
+    assert [r.id for r in store.claim_forwards("mqtt", "gw-b", now, 60_000, limit=n)] == fids[1:]
     store.forwards_done(fids[:-1], now)
-    rows = {fid: rest for fid, *rest in store._rows("SELECT id, delivered_ms, lease_owner FROM forwards "
-                                                    "WHERE sink = 'mqtt'")}
-    assert rows[fids[0]] == [now, "gw-a"] and rows[fids[-1]] == [None, None]
-    assert all(rows[f] == [now, None] for f in fids[1:-1])
-    assert [s.pending for s in store.forward_stats() if s.sink == "mqtt"] == [1]
+    (stats,) = [s for s in store.forward_stats() if s.sink == "mqtt"]
+    assert (stats.pending, stats.delivered) == (1, n - 1)
 
 
 def test_escalation_and_false_alarm_policy(store):
