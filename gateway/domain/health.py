@@ -14,8 +14,6 @@ CONDITIONS = ("low_battery", "backlog")
 # A change of any of these is a device event for the sinks.
 WATCHED = ("health", "low_battery", "backlog")
 _LIVE = ("online", "sleeping")
-# Status fields stored under their own name when the status carries them.
-_COPIED = ("state", "fw", "boot", "up", "batt", "rssi", "outbox")
 # Link diagnostics a button reports in its status (firmware/mqtt.py ERR_*, the board's reset cause).
 RESET_CAUSES = ("pwron", "hard", "wdt", "deepsleep", "soft", "other")
 LINK_ERRORS = ("auth", "dns", "no_broker", "tls")
@@ -32,16 +30,13 @@ def merge_status(old: dict, status: dict, now_ms: int, *, heartbeat_s: int, sile
                  low_battery_pct: int, backlog_min: int) -> dict:
     """The health record after one status message (`status` as health.parse_status gives it)."""
     new = dict(old)
-    for k in _COPIED:
-        v = status.get(k)
-        if v is not None:
-            new[k] = v
-    v = status.get("reset")
-    if v is not None:
-        new["reset_cause"] = v
-    v = status.get("reconnects")
-    if v is not None:
-        new["reconnects"] = v
+    for k in ("state", "fw", "boot", "up", "batt", "rssi", "outbox"):
+        if status.get(k) is not None:
+            new[k] = status[k]
+    if status.get("reset") is not None:
+        new["reset_cause"] = status["reset"]
+    if status.get("reconnects") is not None:
+        new["reconnects"] = status["reconnects"]
     if "link_err" in status:
         # null means no link failure this boot; old firmware omits the key and keeps the last known.
         err = status["link_err"]

@@ -20,7 +20,6 @@ HEALTH_COLS = ["dev", "state", "health", "low_battery", "backlog", "fw", "boot",
                "link_err", "link_err_ms", "cell_reg", "cell_csq", "cell_test_ms", "cell_ms"]
 _COL_INDEX = {k: i for i, k in enumerate(HEALTH_COLS)}
 _row_of = itemgetter(*HEALTH_COLS)  # a health dict -> its row tuple
-_DATA_IDX = range(1, len(HEALTH_COLS))  # every column but the device id
 
 
 class DeviceHealth(NamedTuple):
@@ -247,7 +246,7 @@ class HealthMixin(StoreCore):
         written = 0
         h, ls, ch = _COL_INDEX["health"], _COL_INDEX["last_status_ms"], _COL_INDEX["changed_ms"]
         for dev, (row, base, *_) in waiting:
-            idx = tuple([i for i in _DATA_IDX if row[i] != base[i]])
+            idx = tuple(i for i in range(1, len(HEALTH_COLS)) if row[i] != base[i])
             if not idx:
                 written += 1  # nothing to write (the same status again within the millisecond)
                 continue
